@@ -1,0 +1,52 @@
+"""The ``diffuse`` command. Each subcommand lives in ``diffuse_lm.commands.<name>`` and registers itself;
+bad input anywhere becomes one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from diffuse_lm import __version__
+from diffuse_lm.errors import DiffuseError
+
+COMMANDS = ["measure"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code), no usage dump
+        self.exit(2, f"diffuse: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="diffuse", description="Measure and fine-tune language models for diffuse "
+                     "distributions over valid answers.")
+    parser.add_argument("--version", action="version", version=f"diffuse-lm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"diffuse_lm.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    for noisy in ("transformers", "accelerate", "peft"):
+        if not args.verbose:
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return int(args.func(args) or 0)
+    except DiffuseError as e:
+        print(f"diffuse: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("diffuse: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

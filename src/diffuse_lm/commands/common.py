@@ -1,0 +1,42 @@
+"""Flags shared by commands that load a model, and small output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from diffuse_lm.errors import DiffuseError
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="default",
+                   help="HF id or local path (default: the embedded SmolLM2-135M-Instruct)")
+    g.add_argument("--adapter", help="folder of a PEFT LoRA adapter to attach")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if present)")
+    g.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU)")
+    g.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code")
+
+
+def load_from_args(args: argparse.Namespace):
+    from diffuse_lm.models import load_model
+
+    return load_model(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
+                      trust_remote_code=args.trust_remote_code)
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write JSON through a temporary file and rename, so a kill never leaves half a file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise DiffuseError(f"{path}: cannot write ({e.strerror})") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)

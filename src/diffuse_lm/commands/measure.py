@@ -1,0 +1,31 @@
+"""``diffuse measure``: exact distribution metrics of tasks, without sampling."""
+
+from __future__ import annotations
+
+import argparse
+
+from diffuse_lm.commands.common import add_model_args, load_from_args, write_json_atomic
+
+
+def register(sub) -> None:
+    p = sub.add_parser("measure", help="exact KL, entropy, mass and coverage of tasks (no sampling)",
+                       description="Score every target of each task exactly and compare the model's "
+                       "distribution over the targets with the wanted one.")
+    p.add_argument("tasks", nargs="+", metavar="TASK", help="task file, folder, or built-in task/group name")
+    add_model_args(p)
+    p.add_argument("--output", "-o", help="write the results as JSON here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffuse_lm.measure import measure_tasks
+    from diffuse_lm.report import print_measure_table
+    from diffuse_lm.tasks import load_tasks
+
+    tasks = load_tasks(args.tasks)  # validate input before the (slow) model load
+    model, tokenizer = load_from_args(args)
+    result = measure_tasks(model, tokenizer, tasks, progress=True)
+    print_measure_table(result)
+    if args.output:
+        write_json_atomic(args.output, result)
+    return 0

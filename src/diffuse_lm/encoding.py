@@ -1,0 +1,152 @@
+"""Turn a task into token ids: the prompt (chat template + generation prompt) and one id list per target.
+
+Target ids are the tokens that follow the prompt in the templated full conversation, cut just after the
+end-of-turn token (``eos: true``) or just before it (``eos: false``). Model-family quirks live here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.tasks import Task
+
+# End-of-turn tokens of common chat formats; whichever the tokenizer knows is used to cut the target.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+class EncodingError(DiffuseError):
+    """The chat template breaks an assumption scoring relies on."""
+
+
+@dataclass
+class EncodedTask:
+    """Token ids of one task. ``starts[i]`` tokens of target ``i`` belong to its response prefix and are
+    conditioned on, not scored: log p(target | prompt ⊕ prefix)."""
+
+    task: Task
+    prompt_ids: list[int]
+    target_ids: list[list[int]]
+    starts: list[int]
+    weights: np.ndarray
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.target_ids)
+
+
+def end_of_turn_ids(tokenizer) -> set[int]:
+    """Ids that end an assistant turn: the EOS token(s) and known end-of-turn markers in the vocabulary."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab)
+    return ids
+
+
+def _gemma_style(tokenizer) -> bool:
+    """Gemma ends turns with ``<end_of_turn>`` but its chat models emit ``<eos>`` right after the answer
+    (the original study's finding); the target then ends with ``<eos>``."""
+    return "<end_of_turn>" in tokenizer.get_vocab() and tokenizer.eos_token == "<eos>"
+
+
+def _tok(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _render(tokenizer, messages, **kw) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, **kw)
+
+
+def _continuation_ids(tokenizer, prompt_text: str, prompt_ids: list[int], full_text: str, where: str) -> list[int]:
+    """Ids after the prompt in the full conversation. Where tokenizing the joined text merges tokens across
+    the boundary (Mistral: ``[/INST]{1}``), the continuation is tokenized on its own — what a model that
+    was given ``prompt_ids`` would have to generate."""
+    if not full_text.startswith(prompt_text):
+        raise EncodingError(
+            f"{where}: the chat template renders the prompt differently once the answer is added, "
+            "so the prompt is not a prefix of the full conversation"
+        )
+    full_ids = _tok(tokenizer, full_text)
+    if full_ids[: len(prompt_ids)] == prompt_ids:
+        return full_ids[len(prompt_ids):]
+    return _tok(tokenizer, full_text[len(prompt_text):])
+
+
+def encode_task(tokenizer, task: Task) -> EncodedTask:
+    """Prompt ids and target ids of ``task`` under ``tokenizer``'s chat template (plain text if it has none)."""
+    eot = end_of_turn_ids(tokenizer)
+    gemma = _gemma_style(tokenizer)
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    messages = task.messages()
+    if has_template:
+        prompt_text = _render(tokenizer, messages, add_generation_prompt=True)
+    else:
+        prompt_text = "\n\n".join(m["content"] for m in messages) + "\n"
+        if tokenizer.bos_token and not prompt_text.startswith(tokenizer.bos_token):
+            prompt_text = tokenizer.bos_token + prompt_text
+    prompt_ids = _tok(tokenizer, prompt_text)
+
+    targets, starts = [], []
+    where = task.path or task.name
+    for i, target in enumerate(task.targets):
+        prefix = task.response_for(i)
+        answer = prefix + target
+        if has_template:
+            full_text = _render(tokenizer, messages + [{"role": "assistant", "content": answer}])
+        else:
+            full_text = prompt_text + answer
+        ids = _continuation_ids(tokenizer, prompt_text, prompt_ids, full_text, f"{where}: target {target!r}")
+        cut = next((j for j, t in enumerate(ids) if t in eot), None)
+        if cut is None:
+            ids = ids + ([tokenizer.eos_token_id] if task.eos else [])
+        elif task.eos:
+            ids = ids[:cut] + [tokenizer.eos_token_id if gemma else ids[cut]]
+        else:
+            ids = ids[:cut]
+        start = _prefix_length(tokenizer, prompt_text, prompt_ids, ids, prefix, messages, has_template)
+        if len(ids) <= start:
+            raise EncodingError(f"{where}: target {target!r} encodes to no tokens")
+        targets.append(ids)
+        starts.append(start)
+    return EncodedTask(task, prompt_ids, targets, starts, task.weights)
+
+
+def _prefix_length(tokenizer, prompt_text, prompt_ids, ids, prefix, messages, has_template) -> int:
+    """How many leading target tokens spell the response prefix (0 without one)."""
+    if not prefix:
+        return 0
+    if has_template:
+        text = _render(tokenizer, messages + [{"role": "assistant", "content": prefix}])
+    else:
+        text = prompt_text + prefix
+    try:
+        pre = _continuation_ids(tokenizer, prompt_text, prompt_ids, text, "response prefix")
+    except EncodingError:
+        pre = _tok(tokenizer, prefix)
+    n = 0
+    while n < min(len(pre), len(ids) - 1) and pre[n] == ids[n]:
+        n += 1
+    return n
+
+
+def encode_tasks(tokenizer, tasks: list[Task]) -> list[EncodedTask]:
+    """Encode many tasks and check that each target set is prefix-free at the token level."""
+    encoded = [encode_task(tokenizer, t) for t in tasks]
+    for enc in encoded:
+        check_prefix_free(enc)
+    return encoded
+
+
+def check_prefix_free(enc: EncodedTask) -> None:
+    """A target whose ids are a prefix of another's can never get its wanted share (paper, footnote 3)."""
+    seqs = sorted((tuple(ids), t) for ids, t in zip(enc.target_ids, enc.task.targets, strict=True))
+    for (a, ta), (b, tb) in zip(seqs, seqs[1:], strict=False):
+        if b[: len(a)] == a:
+            raise EncodingError(
+                f"{enc.task.path or enc.task.name}: target {ta!r} tokenizes to a prefix of {tb!r}; "
+                "set eos: true or change the targets"
+            )

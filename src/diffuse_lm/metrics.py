@@ -1,0 +1,97 @@
+"""Distribution metrics as pure functions of arrays (exact, from log-probabilities) and of samples.
+
+Natural logs throughout (nats), as in the paper.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(np.max(x))
+    return m + float(np.log(np.sum(np.exp(x - m)))) if np.isfinite(m) else m
+
+
+def renormalize(logprobs: np.ndarray) -> np.ndarray:
+    """The model's distribution restricted to the target set: p(y) / Σ p(y')."""
+    logprobs = np.asarray(logprobs, dtype=np.float64)
+    return np.exp(logprobs - _logsumexp(logprobs))
+
+
+def mass(logprobs: np.ndarray) -> float:
+    """Probability the model puts on the valid set, Σ p(y) (not renormalised)."""
+    return float(np.exp(_logsumexp(np.asarray(logprobs, dtype=np.float64))))
+
+
+def entropy(p: np.ndarray) -> float:
+    """Shannon entropy −Σ p log p (Eq. 3), with 0 log 0 = 0."""
+    p = np.asarray(p, dtype=np.float64)
+    nz = p[p > 0]
+    return float(-np.sum(nz * np.log(nz)))
+
+
+def normalized_entropy(p: np.ndarray) -> float:
+    """Entropy ÷ log |T|: 1 for the uniform distribution over the target set (1 for a single target)."""
+    n = len(p)
+    return entropy(p) / np.log(n) if n > 1 else 1.0
+
+
+def kl_divergence(p_star: np.ndarray, p: np.ndarray) -> float:
+    """KL(p* ‖ p) = Σ p* log(p*/p) (Eq. 2); infinite where p = 0 < p*."""
+    p_star, p = np.asarray(p_star, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    nz = p_star > 0
+    with np.errstate(divide="ignore"):
+        return float(np.sum(p_star[nz] * (np.log(p_star[nz]) - np.log(p[nz]))))
+
+
+def expected_coverage(p: np.ndarray, n: int) -> float:
+    """Expected number of distinct targets in ``n`` independent samples: Σ_y 1 − (1 − p(y))^n.
+
+    With raw (unrenormalised) probabilities this is the expected Coverage-N counted over valid answers.
+    """
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    return float(np.sum(-np.expm1(n * np.log1p(-p))))
+
+
+def distribution_metrics(logprobs: np.ndarray, weights: np.ndarray, *, coverage_n: int = 1000) -> dict:
+    """All exact metrics of one task from its targets' log-probabilities and wanted weights p*."""
+    p = renormalize(logprobs)
+    return {
+        "n_targets": len(p),
+        "mass": mass(logprobs),
+        "kl": kl_divergence(weights, p),
+        "entropy": entropy(p),
+        "normalized_entropy": normalized_entropy(p),
+        "target_entropy": entropy(weights),
+        f"expected_coverage_{coverage_n}": expected_coverage(np.exp(logprobs), coverage_n),
+    }
+
+
+# --- metrics of samples (Section 2.2) -------------------------------------------------------------
+
+
+def empirical_distribution(answers: Iterable[str]) -> dict[str, float]:
+    """Answer -> share of the samples, most frequent first."""
+    counts = Counter(answers)
+    total = sum(counts.values())
+    return {a: c / total for a, c in counts.most_common()} if total else {}
+
+
+def coverage(answers: Iterable[str]) -> int:
+    """Coverage-N (Eq. 4): the number of distinct answers among the samples."""
+    return len(set(answers))
+
+
+def empirical_entropy(answers: Iterable[str]) -> float:
+    """Entropy of the empirical distribution of the samples (Eq. 3 on p̃)."""
+    return entropy(np.array(list(empirical_distribution(answers).values())))
+
+
+def unigram_diversity(texts: Iterable[str]) -> float:
+    """Normalised unigram diversity (the paper's Figure 4b): distinct unigrams / total unigrams."""
+    words = [w for t in texts for w in t.lower().split()]
+    return len(set(words)) / len(words) if words else 0.0

@@ -1,0 +1,20 @@
+"""Tables (and, later, plots) from results."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from diffuse_lm.measure import top_answers
+
+
+def print_measure_table(result: dict, title: str | None = None, console: Console | None = None) -> None:
+    """One row a task: targets, mass, KL, entropy, normalised entropy, top 3 answers."""
+    table = Table(title=title or f"model: {result['model']}")
+    for col in ("task", "targets", "mass", "KL", "entropy", "norm. entropy", "top 3 (renormalised)"):
+        table.add_column(col, justify="left" if col in ("task", "top 3 (renormalised)") else "right")
+    for row in result["tasks"]:
+        top = ", ".join(f"{t} {p:.2f}" for t, p in top_answers(row))
+        table.add_row(row["name"], str(row["n_targets"]), f"{row['mass']:.4f}", f"{row['kl']:.3f}",
+                      f"{row['entropy']:.3f}", f"{row['normalized_entropy']:.3f}", top)
+    (console or Console()).print(table)
