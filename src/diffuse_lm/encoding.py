@@ -57,11 +57,31 @@ def _tok(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _render(tokenizer, messages, **kw) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, **kw)
+def _render(tokenizer, messages, where: str, **kw) -> str:
+    """The chat template's text; a template that raises (roles it rejects, …) is an :class:`EncodingError`."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, **kw)
+    except TemplateError as e:
+        raise EncodingError(f"{where}: the chat template rejects these messages ({e})") from None
 
 
-def _continuation_ids(tokenizer, prompt_text: str, prompt_ids: list[int], full_text: str, where: str) -> list[int]:
+def _template_messages(tokenizer, task: Task, where: str) -> list[dict[str, str]]:
+    """The task's chat turns, with the system text folded into the user turn for templates that reject a
+    system role (Gemma, Mistral instruct: what their model cards recommend)."""
+    messages = task.messages()
+    if task.system:
+        try:
+            _render(tokenizer, messages, where, add_generation_prompt=True)
+        except EncodingError:
+            return [{"role": "user", "content": f"{task.system}\n\n{task.request}"}]
+    return messages
+
+
+def _continuation_ids(
+    tokenizer, prompt_text: str, prompt_ids: list[int], full_text: str, where: str
+) -> list[int]:
     """Ids after the prompt in the full conversation. Where tokenizing the joined text merges tokens across
     the boundary (Mistral: ``[/INST]{1}``), the continuation is tokenized on its own — what a model that
     was given ``prompt_ids`` would have to generate."""
@@ -72,18 +92,24 @@ def _continuation_ids(tokenizer, prompt_text: str, prompt_ids: list[int], full_t
         )
     full_ids = _tok(tokenizer, full_text)
     if full_ids[: len(prompt_ids)] == prompt_ids:
-        return full_ids[len(prompt_ids):]
-    return _tok(tokenizer, full_text[len(prompt_text):])
+        return full_ids[len(prompt_ids) :]
+    return _tok(tokenizer, full_text[len(prompt_text) :])
 
 
 def encode_task(tokenizer, task: Task) -> EncodedTask:
-    """Prompt ids and target ids of ``task`` under ``tokenizer``'s chat template (plain text if it has none)."""
+    """Prompt ids and target ids of ``task`` under ``tokenizer``'s chat template (plain text if it has none).
+
+    Raises :class:`EncodingError` where the template breaks prefix consistency or the encoded targets are
+    not prefix-free."""
     eot = end_of_turn_ids(tokenizer)
     gemma = _gemma_style(tokenizer)
     has_template = bool(getattr(tokenizer, "chat_template", None))
-    messages = task.messages()
+    where = task.path or task.name
+    if task.eos and tokenizer.eos_token_id is None:
+        raise EncodingError(f"{where}: eos: true, but the tokenizer has no end-of-sequence token")
+    messages = _template_messages(tokenizer, task, where) if has_template else task.messages()
     if has_template:
-        prompt_text = _render(tokenizer, messages, add_generation_prompt=True)
+        prompt_text = _render(tokenizer, messages, where, add_generation_prompt=True)
     else:
         prompt_text = "\n\n".join(m["content"] for m in messages) + "\n"
         if tokenizer.bos_token and not prompt_text.startswith(tokenizer.bos_token):
@@ -91,12 +117,11 @@ def encode_task(tokenizer, task: Task) -> EncodedTask:
     prompt_ids = _tok(tokenizer, prompt_text)
 
     targets, starts = [], []
-    where = task.path or task.name
     for i, target in enumerate(task.targets):
         prefix = task.response_for(i)
         answer = prefix + target
         if has_template:
-            full_text = _render(tokenizer, messages + [{"role": "assistant", "content": answer}])
+            full_text = _render(tokenizer, messages + [{"role": "assistant", "content": answer}], where)
         else:
             full_text = prompt_text + answer
         ids = _continuation_ids(tokenizer, prompt_text, prompt_ids, full_text, f"{where}: target {target!r}")
@@ -107,20 +132,22 @@ def encode_task(tokenizer, task: Task) -> EncodedTask:
             ids = ids[:cut] + [tokenizer.eos_token_id if gemma else ids[cut]]
         else:
             ids = ids[:cut]
-        start = _prefix_length(tokenizer, prompt_text, prompt_ids, ids, prefix, messages, has_template)
+        start = _prefix_length(tokenizer, prompt_text, prompt_ids, ids, prefix, messages, has_template, where)
         if len(ids) <= start:
             raise EncodingError(f"{where}: target {target!r} encodes to no tokens")
         targets.append(ids)
         starts.append(start)
-    return EncodedTask(task, prompt_ids, targets, starts, task.weights)
+    enc = EncodedTask(task, prompt_ids, targets, starts, task.weights)
+    check_prefix_free(enc)
+    return enc
 
 
-def _prefix_length(tokenizer, prompt_text, prompt_ids, ids, prefix, messages, has_template) -> int:
+def _prefix_length(tokenizer, prompt_text, prompt_ids, ids, prefix, messages, has_template, where) -> int:
     """How many leading target tokens spell the response prefix (0 without one)."""
     if not prefix:
         return 0
     if has_template:
-        text = _render(tokenizer, messages + [{"role": "assistant", "content": prefix}])
+        text = _render(tokenizer, messages + [{"role": "assistant", "content": prefix}], where)
     else:
         text = prompt_text + prefix
     try:
@@ -134,11 +161,8 @@ def _prefix_length(tokenizer, prompt_text, prompt_ids, ids, prefix, messages, ha
 
 
 def encode_tasks(tokenizer, tasks: list[Task]) -> list[EncodedTask]:
-    """Encode many tasks and check that each target set is prefix-free at the token level."""
-    encoded = [encode_task(tokenizer, t) for t in tasks]
-    for enc in encoded:
-        check_prefix_free(enc)
-    return encoded
+    """Encode many tasks (each checked to be prefix-free at the token level)."""
+    return [encode_task(tokenizer, t) for t in tasks]
 
 
 def check_prefix_free(enc: EncodedTask) -> None:

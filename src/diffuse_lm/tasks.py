@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -75,8 +75,11 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
     targets = data.get("targets")
     if not isinstance(targets, list) or not targets:
         raise fail("empty targets (need a non-empty list of strings)")
-    if not all(isinstance(t, str) and t for t in targets):
-        raise fail("targets must be non-empty strings")
+    for i, t in enumerate(targets):
+        if not isinstance(t, str):
+            raise fail(f"target {i + 1} is {type(t).__name__} {t!r}, not a string (quote it in YAML)")
+        if not t:
+            raise fail(f"target {i + 1} is an empty string")
     seen: set[str] = set()
     for t in targets:
         if t in seen:
@@ -87,15 +90,17 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
     if raw_weights is None:
         weights = np.full(len(targets), 1.0 / len(targets))
     else:
-        if not isinstance(raw_weights, list) or len(raw_weights) != len(targets):
-            n = len(raw_weights) if isinstance(raw_weights, list) else type(raw_weights).__name__
-            raise fail(f"weights has length {n}, targets has {len(targets)}")
-        if not all(isinstance(w, int | float) and not isinstance(w, bool) for w in raw_weights):
-            raise fail("weights must be numbers")
-        if any(math.isnan(w) or math.isinf(w) for w in raw_weights):
-            raise fail("weights contain NaN or infinity")
-        if any(w < 0 for w in raw_weights):
-            raise fail("weights must not be negative")
+        if not isinstance(raw_weights, list):
+            raise fail(f"weights must be a list of numbers, got {type(raw_weights).__name__}")
+        if len(raw_weights) != len(targets):
+            raise fail(f"weights has length {len(raw_weights)}, targets has {len(targets)}")
+        for i, w in enumerate(raw_weights):
+            if not isinstance(w, int | float) or isinstance(w, bool):
+                raise fail(f"weight {i + 1} is {w!r}, not a number")
+            if math.isnan(w) or math.isinf(w):
+                raise fail(f"weight {i + 1} is {w} (weights must be finite)")
+            if w < 0:
+                raise fail(f"weight {i + 1} is negative ({w})")
         total = float(sum(raw_weights))
         if total <= 0:
             raise fail("weights are all zero")
@@ -116,9 +121,10 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
             if b.startswith(a):
                 raise fail(f"with eos: false, target {a!r} is a prefix of {b!r}")
 
+    for key in ("system", "name", "family", "description"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise fail(f"{key} must be a string")
     system = data.get("system")
-    if system is not None and not isinstance(system, str):
-        raise fail("system must be a string")
     return Task(
         name=str(data.get("name") or name or Path(source).stem),
         request=request,
@@ -138,14 +144,26 @@ def read_task_file(path: str | Path) -> Task:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise TaskError(f"{path}: cannot read task file ({e.__class__.__name__}: {e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise TaskError(f"{path}: cannot read task file (not UTF-8 text: byte {e.start})") from None
+    except OSError as e:
+        raise TaskError(f"{path}: cannot read task file ({e.strerror or e.__class__.__name__})") from None
+    is_json = path.suffix.lower() == ".json"
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        first = str(e).splitlines()[0]
-        raise TaskError(f"{path}: malformed {path.suffix.lstrip('.').upper()} ({first})") from None
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise TaskError(f"{path}: malformed JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except yaml.YAMLError as e:
+        raise TaskError(f"{path}: malformed YAML ({_yaml_problem(e)})") from None
+    if data is None:
+        raise TaskError(f"{path}: empty task file")
     return task_from_dict(data, source=str(path), name=path.stem)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def builtin_dir() -> Path:
@@ -169,12 +187,12 @@ def builtin_tasks() -> dict[str, Path]:
     return {
         str(p.relative_to(root).with_suffix("")): p
         for p in sorted(root.rglob("*"))
-        if p.suffix in TASK_SUFFIXES
+        if p.suffix.lower() in TASK_SUFFIXES
     }
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in TASK_SUFFIXES)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TASK_SUFFIXES)
 
 
 def load_tasks(specs: list[str] | str) -> list[Task]:
@@ -199,7 +217,7 @@ def load_tasks(specs: list[str] | str) -> list[Task]:
             tasks += load_tasks(groups[spec])
         elif spec in builtins:
             task = read_task_file(builtins[spec])
-            tasks.append(Task(**{**task.__dict__, "name": spec}))
+            tasks.append(replace(task, name=spec))
         elif any(name.startswith(spec + "/") for name in builtins):
             tasks += load_tasks([n for n in builtins if n.startswith(spec + "/")])
         else:
@@ -209,10 +227,17 @@ def load_tasks(specs: list[str] | str) -> list[Task]:
 
 
 def _unique_names(tasks: list[Task]) -> list[Task]:
-    counts: dict[str, int] = {}
+    """Second and later tasks of the same name become ``name#2``, ``name#3`` … (never another task's name)."""
+    given = {t.name for t in tasks}
+    seen: set[str] = set()
     out = []
     for t in tasks:
-        n = counts.get(t.name, 0)
-        counts[t.name] = n + 1
-        out.append(t if n == 0 else Task(**{**t.__dict__, "name": f"{t.name}#{n + 1}"}))
+        name = t.name
+        if name in seen:
+            k = 2
+            while f"{t.name}#{k}" in seen or f"{t.name}#{k}" in given:
+                k += 1
+            name = f"{t.name}#{k}"
+        seen.add(name)
+        out.append(t if name == t.name else replace(t, name=name))
     return out

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from diffuse_lm.commands.common import add_model_args, load_from_args, write_json_atomic
+from diffuse_lm.commands.common import add_model_args, check_writable, load_from_args, write_json_atomic
 
 
 def register(sub) -> None:
-    p = sub.add_parser("measure", help="exact KL, entropy, mass and coverage of tasks (no sampling)",
-                       description="Score every target of each task exactly and compare the model's "
-                       "distribution over the targets with the wanted one.")
+    p = sub.add_parser(
+        "measure",
+        help="exact KL, entropy, mass and coverage of tasks (no sampling)",
+        description="Score every target of each task exactly and compare the model's "
+        "distribution over the targets with the wanted one.",
+    )
     p.add_argument("tasks", nargs="+", metavar="TASK", help="task file, folder, or built-in task/group name")
     add_model_args(p)
     p.add_argument("--output", "-o", help="write the results as JSON here")
@@ -23,9 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from diffuse_lm.tasks import load_tasks
 
     tasks = load_tasks(args.tasks)  # validate input before the (slow) model load
+    if args.output:
+        check_writable(args.output)
     model, tokenizer = load_from_args(args)
     result = measure_tasks(model, tokenizer, tasks, progress=True)
-    print_measure_table(result)
-    if args.output:
+    if args.output:  # written first: a broken pipe on the table must not lose it
         write_json_atomic(args.output, result)
+    print_measure_table(result)
     return 0
