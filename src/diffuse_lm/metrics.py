@@ -31,7 +31,7 @@ def entropy(p: np.ndarray) -> float:
     """Shannon entropy −Σ p log p (Eq. 3), with 0 log 0 = 0."""
     p = np.asarray(p, dtype=np.float64)
     nz = p[p > 0]
-    return float(-np.sum(nz * np.log(nz)))
+    return float(-np.sum(nz * np.log(nz))) + 0.0  # + 0.0: no -0.0 for an empty input
 
 
 def normalized_entropy(p: np.ndarray) -> float:

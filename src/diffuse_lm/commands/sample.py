@@ -1,0 +1,144 @@
+"""``diffuse sample``: sample generations of a task or prompt into a resumable JSONL file, then print their
+metrics (and, for a task, the sampled distribution beside the exact one)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffuse_lm.commands.common import add_model_args, check_writable, load_from_args, write_json_atomic
+from diffuse_lm.errors import DiffuseError
+
+PROMPT_MAX_NEW_TOKENS = 256
+
+
+def add_sampling_args(p: argparse.ArgumentParser, *, max_new_tokens_help: str) -> None:
+    """Decoding and batching flags shared by ``sample`` and ``synth`` (the paper's settings by default)."""
+    g = p.add_argument_group("sampling (defaults: the paper's pure sampling)")
+    g.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
+    g.add_argument("--temperature", type=float, default=1.0, help="default 1 (0 is greedy)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling; default 1 (off)")
+    g.add_argument("--top-k", type=int, default=0, help="default 0 (off)")
+    g.add_argument("--max-new-tokens", type=int, help=max_new_tokens_help)
+    g.add_argument("--seed", type=int, default=0, help="sample i is the same for the same seed (default 0)")
+    g.add_argument("--batch-size", type=int, default=32, help="rows generated together (default 32)")
+    g.add_argument(
+        "--backend",
+        choices=("transformers", "vllm"),
+        default="transformers",
+        help="vllm needs `pip install vllm` and a GPU (default transformers)",
+    )
+
+
+def check_sampling_args(args: argparse.Namespace) -> None:
+    from diffuse_lm.sampling import SampleConfig
+
+    if args.n < 1:
+        raise DiffuseError(f"--n {args.n}: must be >= 1")
+    if args.batch_size < 1:
+        raise DiffuseError(f"--batch-size {args.batch_size}: must be >= 1")
+    SampleConfig(args.temperature, args.top_p, args.top_k, args.max_new_tokens or 1, args.seed).check()
+
+
+def load_for_sampling(args: argparse.Namespace):
+    """``(model, tokenizer)`` for the chosen backend."""
+    if args.backend == "vllm":
+        from diffuse_lm.sampling import load_vllm
+
+        return load_vllm(args.model, args.adapter, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    return load_from_args(args)
+
+
+def sampling_kwargs(args: argparse.Namespace, max_new_tokens: int) -> dict:
+    """Keyword arguments of :func:`diffuse_lm.sampling.sample_to_jsonl` from the flags."""
+    return {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "max_new_tokens": max_new_tokens,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "progress": True,
+        "meta": {
+            "model_arg": args.model,
+            "adapter_path": str(Path(args.adapter).resolve()) if args.adapter else None,
+        },
+    }
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="sample generations into a resumable JSONL file",
+        description="Sample generations of a task (or a free prompt), one JSON object a line: "
+        "text, parsed {answer}, valid, index, seed. Re-running the same command resumes: only "
+        "missing samples are generated.",
+    )
+    p.add_argument("task", nargs="?", metavar="TASK", help="task file or built-in task name")
+    p.add_argument("--prompt", help="a free prompt instead of a task")
+    p.add_argument("--system", help="system message for --prompt")
+    p.add_argument("--output", "-o", required=True, help="JSONL file to write (resumed if it exists)")
+    p.add_argument("--stats-output", help="also write the metrics as JSON here")
+    p.add_argument("--no-stats", action="store_true", help="do not print metrics at the end")
+    add_sampling_args(
+        p,
+        max_new_tokens_help="default: for a task, twice its longest target + 8 (at least "
+        f"32); for --prompt, {PROMPT_MAX_NEW_TOKENS}",
+    )
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def default_max_new_tokens(tokenizer, task) -> int:
+    """Room for the longest target twice over (answers often come with a few words around them)."""
+    if task is None:
+        return PROMPT_MAX_NEW_TOKENS
+    longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in task.targets)
+    return max(32, 2 * longest + 8)
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffuse_lm.commands.stats import exact_row, print_stats
+    from diffuse_lm.sampling import VLLMModel, sample_stats, sample_to_jsonl
+    from diffuse_lm.tasks import load_tasks
+
+    if (args.task is None) == (args.prompt is None):
+        raise DiffuseError("give a TASK or --prompt TEXT (one of them)")
+    if args.system and not args.prompt:
+        raise DiffuseError("--system goes with --prompt (a task has its own system message)")
+    task = None
+    if args.task:
+        tasks = load_tasks(args.task)
+        if len(tasks) != 1:
+            raise DiffuseError(f"{args.task}: names {len(tasks)} tasks; sample one task a file")
+        task = tasks[0]
+    messages = (
+        task.messages()
+        if task
+        else ([{"role": "system", "content": args.system}] if args.system else [])
+        + [{"role": "user", "content": args.prompt}]
+    )
+    check_sampling_args(args)
+    check_writable(args.output)
+    if args.stats_output:
+        check_writable(args.stats_output)
+
+    model, tokenizer = load_for_sampling(args)
+    max_new = args.max_new_tokens or default_max_new_tokens(tokenizer, task)
+    records = sample_to_jsonl(
+        model, tokenizer, messages, args.n, Path(args.output), task=task, **sampling_kwargs(args, max_new)
+    )
+    stats = sample_stats(records, task)
+    exact = None
+    if task is not None and not isinstance(model, VLLMModel) and not args.no_stats:
+        exact = exact_row(model, tokenizer, task)
+    if args.stats_output:
+        write_json_atomic(
+            args.stats_output,
+            {"file": args.output, "task": task and task.name, "stats": stats, "exact": exact},
+        )
+    if not args.no_stats:
+        print_stats(
+            stats, task=task, exact=exact, title=f"{args.output}" + (f" · task {task.name}" if task else "")
+        )
+    return 0

@@ -1,0 +1,168 @@
+"""``diffuse stats``: metrics of a samples file (Section 2.2), beside the exact distribution for a task."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from diffuse_lm.commands.common import add_model_args, check_writable, write_json_atomic
+from diffuse_lm.errors import DiffuseError
+
+SHOWN = 30  # answers listed in the distribution table
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="valid rate, coverage, entropy and top answers of a samples file",
+        description="Metrics of sampled generations (a `diffuse sample` JSONL). With a task "
+        "(--task, or the one the file was sampled for), answers are checked against its "
+        "targets and the sampled distribution is printed beside the exact one.",
+    )
+    p.add_argument("file", metavar="FILE.jsonl", help="samples written by `diffuse sample`")
+    p.add_argument("--task", help="task to check answers against (default: the file's own, if known)")
+    p.add_argument("--no-exact", action="store_true", help="skip the exact distribution (no model load)")
+    p.add_argument("--top", type=int, default=10, help="answers listed with their counts (default 10)")
+    p.add_argument("--output", "-o", help="write the metrics as JSON here")
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def console() -> Console:
+    con = Console()
+    return con if con.is_terminal else Console(width=160)
+
+
+def resolve_task(spec: str | None, meta: dict | None):
+    """The task named by ``--task``, else the one recorded in the file's sidecar (``None`` if neither)."""
+    from diffuse_lm.tasks import load_tasks
+
+    if spec:
+        tasks = load_tasks(spec)
+        if len(tasks) != 1:
+            raise DiffuseError(f"--task {spec}: names {len(tasks)} tasks; give one")
+        return tasks[0]
+    recorded = (meta or {}).get("task") or {}
+    for candidate in (recorded.get("path"), recorded.get("name")):
+        if candidate:
+            try:
+                return load_tasks(candidate)[0]
+            except DiffuseError:
+                continue
+    if recorded.get("name"):
+        print(
+            f"note: the file's task {recorded['name']!r} is not found any more; give --task", file=sys.stderr
+        )
+    return None
+
+
+def exact_row(model, tokenizer, task) -> dict:
+    """The ``measure`` row of ``task`` (exact probabilities of its targets at temperature 1)."""
+    from diffuse_lm.measure import measure_tasks
+
+    return measure_tasks(model, tokenizer, [task])["tasks"][0]
+
+
+def print_stats(
+    stats: dict, *, task=None, exact: dict | None = None, title: str = "samples", con: Console | None = None
+) -> None:
+    """A summary table, then the answers: sampled counts and shares, with p* and the exact p for a task."""
+    from diffuse_lm.metrics import expected_coverage
+    from diffuse_lm.parsing import task_answers
+
+    con = con or console()
+    summary = Table(title=title)
+    for col in ("metric", "sampled") + (("exact",) if exact else ()):
+        summary.add_column(col, justify="left" if col == "metric" else "right")
+    n = stats["n"]
+    cov_exact = exact and expected_coverage(np.exp([t["logprob"] for t in exact["targets"]]), n)
+    rows = [
+        ("samples", str(n), ""),
+        (
+            "valid (rate)" if task else "well-formed (rate)",
+            f"{stats['n_valid']} ({stats['valid_rate']:.3f})",
+            exact and f"mass {exact['mass']:.4f}",
+        ),
+        (f"Coverage-{n}", str(stats["coverage"]), exact and f"expected {cov_exact:.1f}"),
+        ("entropy (nats)", f"{stats['entropy']:.3f}", exact and f"{exact['entropy']:.3f}"),
+    ]
+    if "normalized_entropy" in stats:
+        rows.append(
+            (
+                "normalised entropy",
+                f"{stats['normalized_entropy']:.3f}",
+                exact and f"{exact['normalized_entropy']:.3f}",
+            )
+        )
+    if exact:
+        rows.append(("KL(p* ‖ ·)", "", f"{exact['kl']:.3f}"))
+    rows.append(("unigram diversity", f"{stats['unigram_diversity']:.3f}", ""))
+    if "truncated_rate" in stats:
+        rows.append(("cut at max tokens", f"{stats['truncated_rate']:.3f}", ""))
+    for row in rows:
+        summary.add_row(*[c or "" for c in row[: 3 if exact else 2]])
+    con.print(summary)
+
+    counts, valid = stats["counts"], max(stats["n_valid"], 1)
+    if task is None and not counts:
+        return
+    table = Table(title="answers (shares are of the valid answers)")
+    if task is None:
+        for col in ("answer", "count", "share"):
+            table.add_column(col, justify="left" if col == "answer" else "right")
+        for a, c in stats["top"]:
+            table.add_row(a, str(c), f"{c / valid:.3f}")
+    else:
+        answers, _ = task_answers(task)
+        probs = [t["prob"] for t in exact["targets"]] if exact else [None] * len(answers)
+        cols = ("answer", "p*") + (("exact p",) if exact else ()) + ("sampled", "count")
+        for col in cols:
+            table.add_column(col, justify="left" if col == "answer" else "right")
+        ranked = sorted(
+            zip(answers, task.weights, probs, strict=True),
+            key=lambda r: -max(r[2] or 0.0, counts.get(r[0], 0) / valid),
+        )
+        for a, w, p in ranked[:SHOWN]:
+            c = counts.get(a, 0)
+            table.add_row(a, f"{w:.3f}", *([f"{p:.3f}"] if exact else []), f"{c / valid:.3f}", str(c))
+        if len(ranked) > SHOWN:
+            table.caption = f"… {len(ranked) - SHOWN} more targets"
+    con.print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffuse_lm.sampling import read_meta, read_samples, sample_stats
+
+    if args.top < 1:
+        raise DiffuseError(f"--top {args.top}: must be >= 1")
+    if args.output:
+        check_writable(args.output)
+    records = read_samples(args.file)
+    if not records:
+        raise DiffuseError(f"{args.file}: holds no samples")
+    meta = read_meta(args.file)
+    task = resolve_task(args.task, meta)
+    if task is not None and meta and meta.get("messages") not in (None, task.messages()):
+        print(f"note: task {task.name} has another prompt than the one these samples answer", file=sys.stderr)
+    stats = sample_stats(records, task, top=args.top)
+    exact = None
+    if task is not None and not args.no_exact:
+        from diffuse_lm.commands.common import load_from_args
+
+        if args.model == "default" and args.adapter is None and meta:  # the model that sampled the file
+            args.model, args.adapter = meta.get("model_arg", "default"), meta.get("adapter_path")
+        model, tokenizer = load_from_args(args)
+        exact = exact_row(model, tokenizer, task)
+    if args.output:
+        write_json_atomic(
+            args.output, {"file": str(args.file), "task": task and task.name, "stats": stats, "exact": exact}
+        )
+    title = f"{args.file}" + (f" · task {task.name}" if task else "")
+    if meta and exact and (meta.get("temperature"), meta.get("top_p"), meta.get("top_k")) != (1.0, 1.0, 0):
+        title += " · note: exact p is at temperature 1, no top-p/top-k"
+    print_stats(stats, task=task, exact=exact, title=title)
+    return 0

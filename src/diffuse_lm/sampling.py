@@ -1,0 +1,500 @@
+"""Sampling generations from a model: pure sampling by default (temperature 1, no top-k, top-p 1, as in the
+paper), batched, reproducible per sample, and written to a resumable JSONL file.
+
+Sample ``i`` draws its random numbers from its own generator seeded by ``(seed, i)`` (inverse-CDF
+sampling, one uniform per token), so it is the same sample whatever the batch it ran in, whether or not
+the run was resumed. All rows of a batch share one prompt: it runs once and its KV cache is expanded to
+the batch, so no padding is needed; finished rows leave the batch at their end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffuse_lm.encoding import end_of_turn_ids
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.models import model_label
+from diffuse_lm.parsing import answer_of, sample_stats, task_answers
+from diffuse_lm.tasks import Task
+
+__all__ = ["generate", "sample_to_jsonl", "sample_stats", "read_samples", "read_meta", "load_vllm"]
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Decoding settings; the paper's are the defaults (pure sampling from the model)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 32
+    seed: int = 0
+
+    def check(self) -> SampleConfig:
+        if not self.temperature >= 0:
+            raise DiffuseError(f"--temperature {self.temperature}: must be >= 0 (0 is greedy)")
+        if not 0 < self.top_p <= 1:
+            raise DiffuseError(f"--top-p {self.top_p}: must be in (0, 1]")
+        if self.top_k < 0:
+            raise DiffuseError(f"--top-k {self.top_k}: must be >= 0 (0 turns it off)")
+        if self.max_new_tokens < 1:
+            raise DiffuseError(f"--max-new-tokens {self.max_new_tokens}: must be >= 1")
+        if self.seed < 0:
+            raise DiffuseError(f"--seed {self.seed}: must be >= 0")
+        return self
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index``: a hash of (seed, index), so neighbouring samples are independent."""
+    a, b = np.random.SeedSequence([seed, index]).generate_state(2)
+    return int((int(a) << 32 | int(b)) & (2**63 - 1))
+
+
+def prompt_ids(tokenizer, messages: list[dict], prefix: str = "") -> list[int]:
+    """Token ids the model continues: the chat template with its generation prompt (as in
+    :func:`diffuse_lm.encoding.encode_task`), then the assistant's response prefix, if any."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = "\n\n".join(m["content"] for m in messages) + "\n"
+        if tokenizer.bos_token and not text.startswith(tokenizer.bos_token):
+            text = tokenizer.bos_token + text
+    return tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
+
+
+def stop_ids(model, tokenizer) -> set[int]:
+    """End-of-turn ids: the tokenizer's (see encoding) and the model's generation config's EOS ids."""
+    ids = set(end_of_turn_ids(tokenizer))
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update([eos] if isinstance(eos, int) else list(eos or []))
+    return ids
+
+
+def pick_tokens(logits: torch.Tensor, u: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
+    """Next token of each row (B, V) -> (B,) by inverse-CDF sampling with uniforms ``u`` (B,)."""
+    if cfg.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / cfg.temperature
+    if 0 < cfg.top_k < logits.shape[-1]:
+        kth = logits.topk(cfg.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    order = None
+    if cfg.top_p < 1:  # keep the smallest set of most probable tokens whose mass reaches top_p
+        probs, order = probs.sort(dim=-1, descending=True)
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= cfg.top_p, 0.0)
+    cdf = probs.cumsum(-1)
+    x = (u.to(cdf.device, cdf.dtype)[:, None] * cdf[:, -1:]).contiguous()
+    choice = torch.searchsorted(cdf, x, right=True).clamp_max(cdf.shape[-1] - 1)  # (B, 1)
+    return (order.gather(1, choice) if order is not None else choice).squeeze(1)
+
+
+@torch.inference_mode()
+def _prefill(model, prompt: list[int]):
+    device = next(model.parameters()).device
+    out = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
+    kv = [(layer[0], layer[1]) for layer in out.past_key_values]
+    return kv, out.logits[0, -1].float()
+
+
+@torch.inference_mode()
+def _transformers_rows(
+    model, prefill, seeds: list[int], cfg: SampleConfig, stop: set[int]
+) -> Iterator[tuple[int, list[int], bool]]:
+    """Sample one batch (one row per seed) from a prefilled prompt; yield ``(row, token ids, stopped)`` as
+    each row ends, at an end-of-turn token (``stopped``) or at ``max_new_tokens``."""
+    from transformers import DynamicCache
+
+    kv, first = prefill
+    n, device = len(seeds), first.device
+    config = getattr(model, "config", None)
+    cache = DynamicCache(
+        ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv], config=config
+    )
+    uniforms = torch.stack(
+        [torch.rand(cfg.max_new_tokens, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    )  # (n, T), from each sample's own stream
+    logits = first.expand(n, -1)
+    active = list(range(n))
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    for t in range(cfg.max_new_tokens):
+        chosen = pick_tokens(logits, uniforms[active, t], cfg)
+        keep = []
+        for j, (row, tok) in enumerate(zip(active, chosen.tolist(), strict=True)):
+            if tok in stop:
+                yield row, tokens[row], True
+                continue
+            tokens[row].append(tok)
+            if t == cfg.max_new_tokens - 1:
+                yield row, tokens[row], False
+            else:
+                keep.append(j)
+        if not keep:
+            return
+        if len(keep) < len(active):  # finished rows leave the batch
+            idx = torch.tensor(keep, device=device)
+            cache.batch_select_indices(idx)
+            chosen = chosen[idx]
+            active = [active[j] for j in keep]
+        out = model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
+        logits = out.logits[:, -1]
+
+
+# --- vLLM backend ---------------------------------------------------------------------------------
+
+
+@dataclass
+class VLLMModel:
+    """A vLLM engine with its LoRA request; passed wherever a transformers model is accepted."""
+
+    llm: Any
+    lora: Any
+    label: str
+    adapter: str | None = None
+
+
+def load_vllm(
+    model: str | None = None,
+    adapter: str | None = None,
+    *,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+):
+    """``(VLLMModel, tokenizer)`` for ``--backend vllm``; a one-line error when vLLM or a GPU is missing."""
+    try:
+        import vllm
+        from vllm.lora.request import LoRARequest
+    except ImportError:
+        raise DiffuseError(
+            "--backend vllm: vLLM is not installed (pip install vllm; it needs an NVIDIA GPU), "
+            "or use --backend transformers"
+        ) from None
+    if not torch.cuda.is_available():
+        raise DiffuseError("--backend vllm: needs a CUDA GPU and none is visible; use --backend transformers")
+    from diffuse_lm.models import DEFAULT_MODEL_NAME, resolve_model_path
+
+    rank = 0
+    if adapter:
+        cfg_file = Path(adapter) / "adapter_config.json"
+        if not cfg_file.exists():
+            raise DiffuseError(
+                f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter folder)"
+            )
+        rank = int(json.loads(cfg_file.read_text()).get("r", 8))
+    kw = {"enable_lora": True, "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)}
+    llm = vllm.LLM(
+        model=resolve_model_path(model),
+        dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(
+            dtype or "auto", dtype or "auto"
+        ),
+        trust_remote_code=trust_remote_code,
+        **(kw if adapter else {}),
+    )
+    lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter else None
+    label = DEFAULT_MODEL_NAME if model in (None, "", "default") else str(model)
+    return VLLMModel(llm, lora, label, adapter), llm.get_tokenizer()
+
+
+def _vllm_rows(
+    vm: VLLMModel, prompt: list[int], seeds: list[int], cfg: SampleConfig, stop: set[int]
+) -> Iterator[tuple[int, list[int], bool]]:
+    from vllm import SamplingParams
+
+    top_k = {"top_k": cfg.top_k} if cfg.top_k else {}
+    params = [
+        SamplingParams(
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_new_tokens,
+            seed=s,
+            stop_token_ids=sorted(stop),
+            skip_special_tokens=True,
+            **top_k,
+        )
+        for s in seeds
+    ]
+    outs = vm.llm.generate(
+        [{"prompt_token_ids": prompt}] * len(seeds), params, lora_request=vm.lora, use_tqdm=False
+    )
+    for row, out in enumerate(outs):
+        ids = [t for t in out.outputs[0].token_ids if t not in stop]
+        yield row, ids, out.outputs[0].finish_reason == "stop"
+
+
+# --- the shared loop --------------------------------------------------------------------------------
+
+
+def _samples(
+    model,
+    tokenizer,
+    messages: list[dict],
+    indices: Sequence[int],
+    cfg: SampleConfig,
+    *,
+    responses: Sequence[str] = ("",),
+    batch_size: int = 16,
+) -> Iterator[dict]:
+    """Yield one record per index as soon as it is generated. Sample ``i`` continues the response prefix
+    ``responses[i % len(responses)]``; indices are grouped by prefix so a batch shares one prompt."""
+    if batch_size < 1:
+        raise DiffuseError(f"--batch-size {batch_size}: must be >= 1")
+    vllm = isinstance(model, VLLMModel)
+    stop = set(end_of_turn_ids(tokenizer)) if vllm else stop_ids(model, tokenizer)
+    for v, prefix in enumerate(responses):
+        group = [i for i in indices if i % len(responses) == v]
+        if not group:
+            continue
+        prompt = prompt_ids(tokenizer, messages, prefix)
+        prefill = None if vllm else _prefill(model, prompt)
+        for b in range(0, len(group), batch_size):
+            batch = group[b : b + batch_size]
+            seeds = [sample_seed(cfg.seed, i) for i in batch]
+            if vllm:
+                rows = _vllm_rows(model, prompt, seeds, cfg, stop)
+            else:
+                rows = _transformers_rows(model, prefill, seeds, cfg, stop)
+            for row, ids, stopped in rows:
+                text = prefix + tokenizer.decode(ids, skip_special_tokens=True)
+                yield {
+                    "index": batch[row],
+                    "seed": seeds[row],
+                    "text": text,
+                    "answer": None,
+                    "valid": None,
+                    "stopped": stopped,
+                    "n_tokens": len(ids),
+                }
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=initial, desc="sampling", unit="sample", disable=not enabled, dynamic_ncols=True
+    )
+
+
+def generate(
+    model,
+    tokenizer,
+    messages: list[dict],
+    n: int,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+    responses: Sequence[str] = ("",),
+) -> list[str]:
+    """``n`` sampled generations (decoded text) of ``messages``, in sample order; reproducible by seed."""
+    cfg = SampleConfig(temperature, top_p, top_k, max_new_tokens, seed).check()
+    texts: list[str | None] = [None] * n
+    with _progress(n, 0, progress) as bar:
+        for rec in _samples(
+            model, tokenizer, messages, range(n), cfg, responses=responses, batch_size=batch_size
+        ):
+            texts[rec["index"]] = rec["text"]
+            bar.update(1)
+    return texts  # type: ignore[return-value]
+
+
+def adapter_fingerprint(model) -> str | None:
+    """A short hash of the LoRA weights of a PEFT model (``None`` without one): a resumed file must come
+    from the same adapter, not just the same adapter folder name."""
+    if isinstance(model, VLLMModel):
+        if not model.adapter:
+            return None
+        return hashlib.sha256((Path(model.adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()[
+            :16
+        ]
+    if not hasattr(model, "peft_config"):
+        return None
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if "lora_" in name:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# --- the samples file -----------------------------------------------------------------------------
+
+
+def meta_path(output: str | Path) -> Path:
+    """The sidecar that records how a samples file was made: ``<output>.meta.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".meta.json")
+
+
+def _parse_samples(data: bytes, where: Path) -> tuple[dict[int, dict], int]:
+    """Records by index (the first of duplicates wins) and the byte length of the complete lines; bytes
+    after the last newline are a line torn by a kill."""
+    end = data.rfind(b"\n") + 1
+    records: dict[int, dict] = {}
+    for k, line in enumerate(data[:end].split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            index = rec["index"]
+            ok = isinstance(index, int) and isinstance(rec.get("text"), str)
+        except (ValueError, TypeError, KeyError):
+            ok = False
+        if not ok:
+            raise DiffuseError(f"{where}: line {k} is not a sample record (index, text); not a samples file?")
+        records.setdefault(index, rec)
+    return records, end
+
+
+def read_samples(path: str | Path) -> list[dict]:
+    """The records of a samples file, by index; a torn last line is skipped (``diffuse sample`` repairs it)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DiffuseError(f"{path}: cannot read ({e.strerror})") from None
+    records, _ = _parse_samples(data, path)
+    return [records[i] for i in sorted(records)]
+
+
+def read_meta(path: str | Path) -> dict | None:
+    """The sidecar of a samples file, or ``None`` when there is none."""
+    side = meta_path(path)
+    if not side.exists():
+        return None
+    try:
+        return json.loads(side.read_text())
+    except (OSError, ValueError):
+        raise DiffuseError(f"{side}: unreadable; delete it together with {Path(path).name}") from None
+
+
+def _write_meta(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)  # not mkstemp's private 0600: it sits beside the samples it describes
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _describe(key: str, value) -> str:
+    return "a different prompt" if key in ("messages", "responses") else f"{key}={value!r}"
+
+
+@contextmanager
+def _open_samples(
+    output: Path, identity: dict, info: dict, n: int
+) -> Iterator[tuple[dict[int, dict], Callable[[dict], None]]]:
+    """Lock ``output``, repair a torn last line, check its settings against ``identity``, and give its
+    records and an ``append(record)`` that writes one line and flushes it."""
+    side = meta_path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        f = open(output, "a+b")  # noqa: SIM115 - held open (and locked) for the whole run
+    except OSError as e:
+        raise DiffuseError(f"{output}: cannot write ({e.strerror})") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DiffuseError(f"{output}: another process is writing it right now") from None
+        f.seek(0)
+        data = f.read()
+        records, end = _parse_samples(data, output)
+        if end < len(data):
+            f.truncate(end)  # a line torn by a kill: its sample is generated again
+        old = read_meta(output)
+        if records:
+            if old is None:
+                raise DiffuseError(
+                    f"{output}: holds samples but no {side.name}, so its settings are unknown; "
+                    "choose another --output or delete it"
+                )
+            for key, value in identity.items():
+                if old.get(key) != value:
+                    raise DiffuseError(
+                        f"{output}: was sampled with {_describe(key, old.get(key))}, not "
+                        f"{_describe(key, value)}; choose another --output or delete it"
+                    )
+        n_meta = max(n, (old or {}).get("n", 0)) if records else n
+        _write_meta(side, {"format": "diffuse-samples/1", **identity, **info, "n": n_meta})
+
+        def append(rec: dict) -> None:
+            f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode())
+            f.flush()
+
+        try:
+            yield records, append
+        finally:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def sample_to_jsonl(
+    model,
+    tokenizer,
+    messages: list[dict],
+    n: int,
+    output: str | Path,
+    *,
+    task: Task | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+    responses: Sequence[str] | None = None,
+    meta: dict | None = None,
+) -> list[dict]:
+    """Sample into ``output`` (one JSON object a line), resuming: only indices missing from the file are
+    generated, each appended as soon as it ends. Returns the records of indices ``0..n-1``, by index.
+
+    A sidecar ``<output>.meta.json`` holds the settings; resuming with other settings is an error.
+    ``meta`` adds informational fields to it (e.g. the adapter folder).
+    """
+    cfg = SampleConfig(temperature, top_p, top_k, max_new_tokens, seed).check()
+    if responses is None:
+        responses = task.responses if task is not None else ("",)
+    backend = "vllm" if isinstance(model, VLLMModel) else "transformers"
+    identity = {
+        "model": model.label if isinstance(model, VLLMModel) else model_label(model),
+        "adapter": adapter_fingerprint(model),
+        "messages": messages,
+        "responses": list(responses),
+        "backend": backend,
+        **asdict(cfg),
+    }
+    info = {"task": {"name": task.name, "path": task.path} if task else None, **(meta or {})}
+    answers, braces = task_answers(task) if task is not None else (None, True)
+    valid_set = set(answers or ())
+    with _open_samples(Path(output), identity, info, n) as (records, append):
+        missing = [i for i in range(n) if i not in records]
+        kw = {"responses": responses, "batch_size": batch_size}
+        samples = _samples(model, tokenizer, messages, missing, cfg, **kw) if missing else ()
+        with _progress(n, n - len(missing), progress and bool(missing)) as bar:
+            for rec in samples:
+                answer = answer_of(rec["text"], braces=braces)
+                rec["answer"], rec["valid"] = (
+                    answer,
+                    answer is not None and (task is None or answer in valid_set),
+                )
+                append(rec)
+                records[rec["index"]] = rec
+                bar.update(1)
+    return [records[i] for i in range(n)]
