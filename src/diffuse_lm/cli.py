@@ -12,7 +12,7 @@ import sys
 from diffuse_lm import __version__
 from diffuse_lm.errors import DiffuseError
 
-COMMANDS = ["measure", "tasks", "sample", "stats", "synth"]
+COMMANDS = ["measure", "tasks", "sample", "stats", "synth", "train"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,155 @@
+"""The ``diffuse train`` config: a validated YAML file that accepts the original study's keys unchanged
+(``model``, ``train_prompts``, ``test_prompts``, ``alg_config``, ``output_dir``, ``load_model``, ``ckpt_dir``)
+plus this project's own, with the paper's settings (Appendix A) as defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from diffuse_lm.errors import DiffuseError
+
+PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AlgConfig(_Strict):
+    """The original study's ``alg_config``: passes, micro-batch size and early stopping."""
+
+    n_iters: int = Field(50, gt=0, description="passes over all training prompts")
+    batch_size: int = Field(32, gt=0, description="targets per forward/backward micro-batch")
+    early_stop: bool = Field(False, description="stop once a pass's loss <= floor * (1 + gamma)")
+    gamma: float = Field(0.2, ge=0)
+    prompts_per_step: int = Field(1, gt=0, description="prompts averaged into one optimizer step (paper: 1)")
+
+
+class LoraSettings(_Strict):
+    """LoRA adapter shape (paper: rank 4 on every attention and MLP projection; peft's alpha 8)."""
+
+    r: int = Field(4, gt=0)
+    alpha: float = Field(8.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(PAPER_TARGET_MODULES), min_length=1)
+
+
+class TrainConfig(_Strict):
+    """Everything a training run depends on; saved resolved as ``output_dir/config.yaml``."""
+
+    model: str = "default"
+    train_prompts: list[str] = Field(min_length=1)
+    test_prompts: list[str] = Field(default_factory=list)
+    alg_config: AlgConfig = Field(default_factory=AlgConfig)
+    output_dir: str
+    load_model: bool = Field(False, description="continue training the adapter in ckpt_dir")
+    ckpt_dir: str | None = None
+    lr: float = Field(5e-5, gt=0)
+    adam_eps: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    seed: int = 0
+    eval_every: int = Field(
+        0, ge=0, description="measure the test tasks every K steps (0: before/after only)"
+    )
+    checkpoint_every: int = Field(10, ge=0, description="checkpoint every K steps (0: only at the end)")
+    device: str | None = None
+    dtype: Literal[DTYPES] | None = Field(
+        None, description="weights' dtype (default: bf16 on GPU, fp32 on CPU)"
+    )
+    mixed_precision: Literal["no", "bf16"] = Field("no", description="bf16 autocast of the forward pass")
+    max_batch_tokens: int = Field(8192, gt=0)
+    trust_remote_code: bool = False
+
+    @field_validator("train_prompts", "test_prompts", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else ([] if v is None else v)
+
+    @model_validator(mode="after")
+    def _adapter_source(self) -> TrainConfig:
+        if self.load_model and not self.ckpt_dir:
+            raise ValueError("load_model: true needs ckpt_dir (the adapter folder to continue from)")
+        return self
+
+    @property
+    def eval_prompts(self) -> list[str]:
+        """Tasks measured before/after and at each eval: the test prompts, else the train prompts."""
+        return self.test_prompts or self.train_prompts
+
+
+def _error_line(source: str, err: ValidationError) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"]) or "config"
+    if e["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}"
+    if e["type"] == "missing":
+        return f"{source}: missing key {key!r}"
+    got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"{source}: {key}: {msg}{got}"
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """``data["a"]["b"] = value`` for ``key="a.b"``, creating mappings on the way."""
+    *parents, last = key.split(".")
+    node = data
+    for p in parents:
+        if not isinstance(node.get(p, {}), dict):
+            raise DiffuseError(f"override {key}: {p} is not a mapping")
+        node = node.setdefault(p, {})
+    node[last] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``["alg_config.n_iters=5", "lr=1e-3"]`` -> ``[(key, value)]``; values are read as YAML."""
+    out = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise DiffuseError(f"override {item!r}: expected key=value (e.g. alg_config.n_iters=5)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def config_from_dict(data: Any, *, source: str = "config", overrides: list[str] = ()) -> TrainConfig:
+    """Validate raw config data (after applying ``key=value`` overrides); errors name the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise DiffuseError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+    for key, value in parse_overrides(list(overrides)):
+        set_dotted(data, key, value)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        raise DiffuseError(_error_line(source, e)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read and validate a YAML training config; ``overrides`` are ``key=value`` strings (dotted keys)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DiffuseError(f"{path}: cannot read config ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DiffuseError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
+    return config_from_dict(data, source=str(path), overrides=overrides)
+
+
+def config_to_yaml(cfg: TrainConfig) -> str:
+    """The resolved config as YAML (every key, defaults included)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,460 @@
+"""Distribution-matching LoRA fine-tuning (the paper's Section 3 and Appendix A).
+
+One optimizer step = ``prompts_per_step`` prompts (the paper: one). For each prompt, ``score_task`` runs
+the prompt once and backpropagates the loss of each micro-batch of ``batch_size`` targets at once; the
+step's gradient is clipped and AdamW takes one step. Under ``torchrun`` every process takes a share of
+each prompt's targets and the LoRA gradients are summed across processes before clipping, so the loss
+curve is the single-process one. A run lives in ``output_dir``: the final adapter in ``adapter/`` (PEFT,
+safetensors), ``config.yaml``, ``train_log.jsonl``, before/after measurements, ``summary.json`` and the
+latest checkpoint (``checkpoint-NNNNNN/`` named by ``checkpoint.json``), from which a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from diffuse_lm.commands.common import write_json_atomic
+from diffuse_lm.config import TrainConfig, config_to_yaml
+from diffuse_lm.encoding import EncodedTask, encode_tasks
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.measure import measure_tasks
+from diffuse_lm.metrics import entropy
+from diffuse_lm.scoring import score_task
+from diffuse_lm.tasks import load_tasks
+
+ADAPTER_DIR = "adapter"
+POINTER = "checkpoint.json"
+# Keys a resumed run may change; any other difference from the saved config is an error.
+RESUMABLE = {
+    "alg_config.n_iters",
+    "alg_config.early_stop",
+    "alg_config.gamma",
+    "eval_every",
+    "checkpoint_every",
+    "device",
+    "output_dir",
+}
+
+
+def distribution_matching_loss(logprobs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 5 of the paper: L = −Σ_y p*(y | x) · log p_θ(y | x) = KL(p* ‖ p_θ) + Entropy(p*).
+
+    ``logprobs`` are sequence log-probabilities of (some of) a prompt's targets, ``weights`` their p*.
+    The sum splits over any partition of the targets, so micro-batches and processes add up to it.
+    """
+    return -(weights.to(logprobs.dtype) * logprobs).sum()
+
+
+def loss_floor(weights: np.ndarray) -> float:
+    """The minimum of the loss over one prompt: Entropy(p*), reached when p_θ = p* on the targets."""
+    return entropy(weights)
+
+
+# --- one step ------------------------------------------------------------------------------------
+
+
+def _shard(enc: EncodedTask, rank: int, world: int) -> EncodedTask | None:
+    """This process's share of a prompt's targets: length-sorted, dealt round-robin (balanced work)."""
+    if world == 1:
+        return enc
+    order = sorted(range(enc.n_targets), key=lambda i: (len(enc.target_ids[i]), i))[rank::world]
+    if not order:
+        return None
+    return EncodedTask(
+        enc.task,
+        enc.prompt_ids,
+        [enc.target_ids[i] for i in order],
+        [enc.starts[i] for i in order],
+        enc.weights[order],
+    )
+
+
+def _all_reduce_grads(params: list[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+    """Sum the gradients (and the loss) over processes in one flat buffer; returns the summed loss."""
+    flat = torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in params]
+        + [loss.reshape(1).float()]
+    )
+    dist.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
+        offset += p.numel()
+    return flat[-1]
+
+
+def train_step(
+    model, opt, params, prompts: list[EncodedTask], cfg: TrainConfig, *, rank: int = 0, world: int = 1
+) -> tuple[float, float]:
+    """One optimizer step on ``prompts`` (loss averaged over them); returns (loss, grad norm)."""
+    device = params[0].device
+    total = torch.zeros((), device=device)
+    bf16 = cfg.mixed_precision == "bf16"
+    for enc in prompts:
+        mine = _shard(enc, rank, world)
+        if mine is None:
+            continue
+        weights = torch.tensor(mine.weights, dtype=torch.float32, device=device)
+
+        def on_batch(idx: list[int], logprobs: torch.Tensor, weights=weights) -> torch.Tensor:
+            nonlocal total
+            loss = distribution_matching_loss(logprobs, weights[idx]) / len(prompts)
+            total = total + loss.detach()
+            return loss
+
+        with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+            score_task(
+                model,
+                mine,
+                max_batch_tokens=cfg.max_batch_tokens,
+                max_batch_targets=cfg.alg_config.batch_size,
+                on_batch=on_batch,
+            )
+    if world > 1:
+        total = _all_reduce_grads(params, total)
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or math.inf)  # inf: no clipping
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(total), float(norm)
+
+
+def step_prompts(n_prompts: int, per_step: int, seed: int, step: int) -> list[int]:
+    """Indices of the prompts of global ``step``: each pass visits all prompts in an order drawn from
+    (seed, pass), so a resumed run replays exactly the steps an uninterrupted one would take."""
+    steps_per_pass = math.ceil(n_prompts / per_step)
+    order = np.random.default_rng([seed, step // steps_per_pass]).permutation(n_prompts)
+    k = step % steps_per_pass
+    return [int(i) for i in order[k * per_step : (k + 1) * per_step]]
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def save_checkpoint(out: Path, model, opt, state: dict) -> None:
+    """Adapter (PEFT) + optimizer tensors + RNG (safetensors) + scalars (JSON), written into a temporary
+    folder, renamed, then published by atomically rewriting ``checkpoint.json``: a kill never corrupts."""
+    from safetensors.torch import save_file
+
+    name = f"checkpoint-{state['step']:06d}"
+    tmp = _private_dir(out, ".checkpoint-tmp-")
+    model.save_pretrained(tmp)
+    tensors, groups = {}, []
+    sd = opt.state_dict()
+    for i, s in sd["state"].items():
+        tensors.update(
+            {f"{i}.{k}": v.detach().cpu().contiguous() for k, v in s.items() if torch.is_tensor(v)}
+        )
+    for g in sd["param_groups"]:
+        groups.append({k: v for k, v in g.items() if k != "params"})
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps({**state, "param_groups": groups}, indent=1))
+    shutil.rmtree(out / name, ignore_errors=True)
+    os.replace(tmp, out / name)
+    write_json_atomic(out / POINTER, {"step": state["step"], "dir": name})
+    for old in out.glob("checkpoint-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path, model, opt) -> dict | None:
+    """Restore the latest checkpoint into ``model`` and ``opt``; returns its state, or None."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    try:
+        folder = out / json.loads((out / POINTER).read_text())["dir"]
+        state = json.loads((folder / "state.json").read_text())
+        tensors = load_file(folder / "optimizer.safetensors")
+        adapter = load_file(folder / "adapter_model.safetensors")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError) as e:
+        raise DiffuseError(f"{out}: unreadable checkpoint ({e.__class__.__name__}: {e})") from None
+    device = next(p for p in model.parameters() if p.requires_grad).device
+    set_peft_model_state_dict(model, {k: v.to(device) for k, v in adapter.items()})
+    n = len(opt.state_dict()["param_groups"][0]["params"])
+    opt_state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if not key.startswith("rng."):
+            i, name = key.split(".", 1)
+            opt_state.setdefault(int(i), {})[name] = v if name == "step" else v.to(device)
+    groups = [{**g, "params": list(range(n))} for g in state.pop("param_groups")]
+    opt.load_state_dict({"state": opt_state, "param_groups": groups})
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return state
+
+
+def _check_same_run(out: Path, cfg: TrainConfig) -> None:
+    """A run folder may only be resumed with the config it was started with (bar RESUMABLE keys)."""
+    import yaml
+
+    def flat(d: dict, pre: str = "") -> dict:
+        return {
+            k2: v2
+            for k, v in d.items()
+            for k2, v2 in (flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v}).items()
+        }
+
+    saved = flat(yaml.safe_load((out / "config.yaml").read_text()) or {})
+    now = flat(cfg.model_dump(mode="json"))
+    for key in sorted(set(saved) | set(now)):
+        if key not in RESUMABLE and saved.get(key) != now.get(key):
+            raise DiffuseError(
+                f"{out}: holds a run with {key}={saved.get(key)!r}, not {now.get(key)!r}; "
+                "use another output_dir or delete this one"
+            )
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _setup_model(cfg: TrainConfig, device: str):
+    """Base model + a fresh LoRA adapter (or the one in ``ckpt_dir`` when ``load_model``), trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    from diffuse_lm.models import load_model
+
+    model, tokenizer = load_model(
+        cfg.model,
+        device=device,
+        dtype=cfg.dtype,
+        trust_remote_code=cfg.trust_remote_code,
+        adapter=cfg.ckpt_dir if cfg.load_model else None,
+        trainable_adapter=True,
+    )
+    label = model.name_or_path_display
+    if not cfg.load_model:
+        lora = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        try:
+            model = get_peft_model(model, lora)
+        except ValueError as e:
+            raise DiffuseError(f"lora.target_modules: {str(e).splitlines()[0]}") from None
+    model.name_or_path_display = label
+    return model, tokenizer
+
+
+def _measure(model, tokenizer, tasks, label: str, cfg: TrainConfig) -> dict:
+    model.eval()
+    result = measure_tasks(model, tokenizer, tasks, max_batch_tokens=cfg.max_batch_tokens)
+    result["model"] = label
+    return result
+
+
+def _eval_row(result: dict) -> dict:
+    keys = ("mass", "kl", "entropy", "normalized_entropy")
+    return {t["name"]: {k: t[k] for k in keys} for t in result["tasks"]}
+
+
+def _log(out: Path, entry: dict) -> None:
+    with open(out / "train_log.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def _truncate_log(out: Path, step: int) -> None:
+    """Keep only log entries of steps a resumed run will not redo (drops a torn last line too)."""
+    path, keep = out / "train_log.jsonl", []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("step", 0) <= step:
+                keep.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(s + "\n" for s in keep))
+    os.replace(tmp, path)
+
+
+def _finished(out: Path, total_steps: int) -> dict | None:
+    """The summary of a finished run in ``out`` (all steps done, or stopped early), if there is one."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        state = json.loads((out / json.loads((out / POINTER).read_text())["dir"] / "state.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    return summary if state.get("stopped") or state.get("step", 0) >= total_steps else None
+
+
+def _total_steps(cfg: TrainConfig, n_prompts: int) -> int:
+    return cfg.alg_config.n_iters * math.ceil(n_prompts / cfg.alg_config.prompts_per_step)
+
+
+def _private_dir(out: Path, prefix: str) -> Path:
+    """A fresh temporary folder inside ``out`` with ordinary permissions (mkdtemp makes it 0700)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out))
+    tmp.chmod(0o755)
+    return tmp
+
+
+def _open_output_dir(out: Path, cfg: TrainConfig, n_prompts: int) -> dict | None:
+    """Check ``out`` can hold this run; returns the summary if it already holds this run, finished."""
+    if out.exists() and not out.is_dir():
+        raise DiffuseError(f"output_dir {out}: is a file, not a folder")
+    parent = next(p for p in [out, *out.parents] if p.exists())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DiffuseError(f"output_dir {out}: cannot write there")
+    if (out / "config.yaml").exists():
+        _check_same_run(out, cfg)
+        return _finished(out, _total_steps(cfg, n_prompts))
+    return None
+
+
+def _start(out: Path, cfg: TrainConfig, step: int, measure: dict) -> None:
+    """Main process, before the first step: config, log, and the 'before' measurements (once a run)."""
+    (out / "config.yaml").write_text(config_to_yaml(cfg))
+    _truncate_log(out, step)
+    for name, fn in measure.items():
+        if not (out / f"{name}.json").exists():
+            write_json_atomic(out / f"{name}.json", fn())
+
+
+def _finish(out: Path, model, measure: dict, info: dict) -> dict:
+    """Main process, after the last step: the adapter, the 'after' measurements and the summary."""
+    adapter = out / ADAPTER_DIR
+    tmp = _private_dir(out, ".adapter-tmp-")
+    model.save_pretrained(tmp)
+    shutil.rmtree(adapter, ignore_errors=True)
+    os.replace(tmp, adapter)
+    summary = {
+        "output_dir": str(out),
+        "adapter_dir": str(adapter),
+        **info,
+        "before": None,
+        "after": None,
+        "before_train": None,
+        "after_train": None,
+    }
+    for name, fn in measure.items():
+        summary[f"after{name}"] = fn()
+        summary[f"before{name}"] = json.loads((out / f"before{name}.json").read_text())
+        write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
+    _log(out, {"step": info["steps"], "eval": _eval_row(summary["after"])})
+    write_json_atomic(out / "summary.json", summary)  # last: its presence marks a finished run
+    return summary
+
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
+    """Run (or resume, or return the finished) training run of ``cfg`` in ``cfg.output_dir``; returns
+    the summary: output_dir, adapter_dir, steps, final_loss, floor, before/after measurements and more."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.output_dir)
+    train_tasks = load_tasks(cfg.train_prompts)  # bad task specs fail before the model loads
+    eval_tasks = load_tasks(cfg.eval_prompts)
+    if (done := _open_output_dir(out, cfg, len(train_tasks))) is not None:
+        return done
+    acc = Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+    rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = _setup_model(cfg, cfg.device if world == 1 else str(acc.device))
+    label = model.name_or_path_display
+    train_enc = encode_tasks(tokenizer, train_tasks)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    total_steps = _total_steps(cfg, len(train_enc))
+    steps_per_pass = math.ceil(len(train_enc) / cfg.alg_config.prompts_per_step)
+    floors = [loss_floor(e.weights) for e in train_enc]
+
+    def measurements(name: str) -> dict:  # file-name suffix -> measuring function
+        fns = {"": lambda: _measure(model, tokenizer, eval_tasks, name, cfg)}
+        if cfg.test_prompts and sorted(cfg.test_prompts) != sorted(cfg.train_prompts):
+            fns["_train"] = lambda: _measure(model, tokenizer, train_tasks, name, cfg)
+        return fns
+
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*-tmp-*"):  # left by a kill mid-write
+            shutil.rmtree(stale, ignore_errors=True)
+    acc.wait_for_everyone()
+    state = load_checkpoint(out, model, opt) if (out / "config.yaml").exists() else None
+    state = state or {"step": 0, "pass_loss": 0.0, "last_pass_loss": None, "stopped": False}
+    if main:
+        _start(out, cfg, state["step"], {f"before{k}": f for k, f in measurements(label).items()})
+    acc.wait_for_everyone()
+
+    bar = tqdm(
+        total=total_steps,
+        initial=state["step"],
+        desc="training",
+        unit="step",
+        disable=not (progress and main),
+    )
+    t_start, step = time.time(), state["step"]
+    while step < total_steps and not state["stopped"]:
+        model.train()
+        idx = step_prompts(len(train_enc), cfg.alg_config.prompts_per_step, cfg.seed, step)
+        t0 = time.time()
+        loss, norm = train_step(model, opt, params, [train_enc[i] for i in idx], cfg, rank=rank, world=world)
+        step += 1
+        floor = float(np.mean([floors[i] for i in idx]))
+        state["pass_loss"] += loss * len(idx)
+        entry = {
+            "step": step,
+            "pass": (step - 1) // steps_per_pass + 1,
+            "loss": loss,
+            "floor": floor,
+            "grad_norm": norm,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.time() - t0,
+        }
+        if step % steps_per_pass == 0:  # end of a pass: the original study's early-stopping test
+            entry["pass_loss"], entry["pass_floor"] = state["pass_loss"], sum(floors)
+            state["last_pass_loss"], state["pass_loss"] = state["pass_loss"], 0.0
+            gamma = cfg.alg_config.gamma
+            state["stopped"] = cfg.alg_config.early_stop and entry["pass_loss"] <= sum(floors) * (1 + gamma)
+        state["step"] = step
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", floor=f"{floor:.3f}")
+        if main:
+            _log(out, entry)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
+                _log(
+                    out, {"step": step, "eval": _eval_row(_measure(model, tokenizer, eval_tasks, label, cfg))}
+                )
+            if (
+                step == total_steps
+                or state["stopped"]
+                or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+            ):
+                save_checkpoint(out, model, opt, state)
+    bar.close()
+
+    if main:
+        info = {
+            "steps": step,
+            "total_steps": total_steps,
+            "passes": math.ceil(step / steps_per_pass),
+            "early_stopped": bool(state["stopped"]),
+            "final_loss": state["last_pass_loss"],
+            "floor": sum(floors),
+            "train_seconds": time.time() - t_start,
+            "world_size": world,
+        }
+        _finish(out, model, measurements(f"{label} + LoRA ({out.name})"), info)
+    acc.wait_for_everyone()
+    return json.loads((out / "summary.json").read_text())

@@ -1,0 +1,303 @@
+"""The distribution-matching loss, one optimizer step, and whole runs of `train` on a tiny random Llama."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import char_tokenizer, tiny_llama
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from diffuse_lm.cli import main
+from diffuse_lm.config import config_from_dict
+from diffuse_lm.encoding import encode_task
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.metrics import entropy, kl_divergence
+from diffuse_lm.scoring import score_plain
+from diffuse_lm.tasks import task_from_dict
+from diffuse_lm.training import (
+    _shard,
+    distribution_matching_loss,
+    loss_floor,
+    step_prompts,
+    train,
+    train_step,
+)
+
+TASKS = {
+    "digits": {
+        "request": "Pick a random digit from 1 to 5: {d}.",
+        "targets": ["{1}", "{2}", "{3}", "{4}", "{5}"],
+    },
+    "letters": {"request": "A letter?", "targets": ["a", "bb", "ccc"], "weights": [0.5, 0.3, 0.2]},
+}
+
+
+def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A random tiny Llama and the character tokenizer saved as a model folder ``load_model`` accepts."""
+    tok = char_tokenizer()
+    tiny_llama(len(tok), seed=seed).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def write_tasks(folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in TASKS.items():
+        (folder / f"{name}.json").write_text(json.dumps(data))
+        paths.append(str(folder / f"{name}.json"))
+    return paths
+
+
+def tiny_config(tmp: Path, model_dir: Path, **over) -> dict:
+    """A config that trains the tiny model hard enough to move in a few steps."""
+    cfg = {
+        "model": str(model_dir),
+        "train_prompts": write_tasks(tmp / "tasks"),
+        "output_dir": str(tmp / "run"),
+        "device": "cpu",
+        "lr": 0.02,
+        "alg_config": {"n_iters": 4, "batch_size": 2},
+        "checkpoint_every": 3,
+    }
+    for key, value in over.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and key in cfg else value
+    return cfg
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared CPU two spinning threads cost 10-40x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+# --- the loss ------------------------------------------------------------------------------------
+
+
+def test_loss_is_kl_plus_entropy_and_floor_is_reached_at_p_star():
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(7))
+    q = rng.dirichlet(np.ones(7))
+    loss = distribution_matching_loss(torch.tensor(np.log(q)), torch.tensor(w))
+    assert float(loss) == pytest.approx(kl_divergence(w, q) + entropy(w), rel=1e-9)
+    at_floor = distribution_matching_loss(torch.tensor(np.log(w)), torch.tensor(w))
+    assert float(at_floor) == pytest.approx(loss_floor(w), rel=1e-9)
+    assert float(loss) > float(at_floor)
+
+
+def test_loss_splits_over_micro_batches():
+    logp, w = torch.randn(9), torch.rand(9)
+    parts = sum(distribution_matching_loss(logp[i : i + 4], w[i : i + 4]) for i in range(0, 9, 4))
+    assert torch.allclose(parts, distribution_matching_loss(logp, w))
+
+
+# --- one step ------------------------------------------------------------------------------------
+
+
+def _lora(model):
+    cfg = LoraConfig(
+        r=2,
+        lora_alpha=4,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        init_lora_weights=False,
+    )
+    return get_peft_model(model, cfg)
+
+
+def test_train_step_gradient_is_the_plain_gradient_of_the_mean_prompt_loss(tokenizer):
+    """With SGD(lr=1) and no clipping, one step moves each parameter by minus the gradient of
+    mean_prompts(−Σ p* log p), computed here on the plain (full-sequence) scorer."""
+    encs = [encode_task(tokenizer, task_from_dict(d, source=n)) for n, d in TASKS.items()]
+    ref, fast = _lora(tiny_llama(len(tokenizer), seed=3)), _lora(tiny_llama(len(tokenizer), seed=3))
+    fast.load_state_dict(ref.state_dict())
+    loss = sum(
+        distribution_matching_loss(score_plain(ref, e), torch.tensor(e.weights, dtype=torch.float32))
+        for e in encs
+    ) / len(encs)
+    loss.backward()
+    params = [p for p in fast.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
+    cfg = config_from_dict(
+        {"train_prompts": ["x"], "output_dir": "x", "max_grad_norm": None, "alg_config": {"batch_size": 2}}
+    )
+    got, _ = train_step(fast, torch.optim.SGD(params, lr=1.0), params, encs, cfg)
+    assert got == pytest.approx(loss.item(), rel=1e-5)
+    ref_grads = [p.grad for p in ref.parameters() if p.requires_grad]
+    for b, p, g in zip(before, params, ref_grads, strict=True):
+        torch.testing.assert_close(b - p.detach(), g, atol=1e-5, rtol=1e-4)
+
+
+def test_shards_partition_the_targets(tokenizer):
+    enc = encode_task(tokenizer, task_from_dict(TASKS["digits"], source="digits"))
+    shards = [_shard(enc, r, 3) for r in range(3)]
+    ids = sorted(tuple(t) for s in shards for t in s.target_ids)
+    assert ids == sorted(tuple(t) for t in enc.target_ids)
+    assert sum(s.weights.sum() for s in shards) == pytest.approx(1.0)
+    assert _shard(enc, 5, 6) is None  # more processes than targets: some get none
+
+
+def test_every_pass_visits_every_prompt_once_in_a_seeded_order():
+    passes = [sum((step_prompts(7, 3, 11, p * 3 + k) for k in range(3)), []) for p in range(4)]
+    assert all(sorted(p) == list(range(7)) for p in passes)
+    assert len({tuple(p) for p in passes}) > 1  # reshuffled each pass
+    assert step_prompts(7, 3, 11, 5) == step_prompts(7, 3, 11, 5)
+    assert [step_prompts(7, 1, s, 0) for s in range(5)] != [step_prompts(7, 1, 0, 0)] * 5
+
+
+# --- whole runs ----------------------------------------------------------------------------------
+
+
+def test_run_moves_towards_p_star_and_leaves_its_files(tmp_path, model_dir):
+    cfg = config_from_dict(tiny_config(tmp_path, model_dir, eval_every=2))
+    s = train(cfg, progress=False)
+    out = Path(s["output_dir"])
+    assert s["steps"] == 8 and s["passes"] == 4 and not s["early_stopped"]
+    assert s["floor"] == pytest.approx(np.log(5) + entropy(np.array([0.5, 0.3, 0.2])))
+    kl = {
+        r["name"]: (r["kl"], a["kl"]) for r, a in zip(s["before"]["tasks"], s["after"]["tasks"], strict=True)
+    }
+    assert sum(a for _, a in kl.values()) < sum(b for b, _ in kl.values()), kl
+    for name in (
+        "config.yaml",
+        "before.json",
+        "after.json",
+        "summary.json",
+        "checkpoint.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+    ):
+        assert (out / name).is_file(), name
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [e for e in log if "loss" in e]
+    assert [e["step"] for e in steps] == list(range(1, 9))
+    pass_losses = [e["pass_loss"] for e in steps if "pass_loss" in e]
+    assert len(pass_losses) == 4 and pass_losses[-1] < pass_losses[0]
+    assert all(e["floor"] > 0 and e["seconds"] >= 0 and e["lr"] == 0.02 for e in steps)
+    evals = [e for e in log if "eval" in e]
+    assert [e["step"] for e in evals] == [2, 4, 6, 8] and set(evals[0]["eval"]) == {"digits", "letters"}
+    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == 0.02
+    assert not list(out.glob(".*tmp*")) and len(list(out.glob("checkpoint-*"))) == 1
+
+
+def test_adapter_loads_in_plain_peft_and_in_diffuse_measure(tmp_path, model_dir):
+    s = train(config_from_dict(tiny_config(tmp_path, model_dir)), progress=False)
+    from transformers import AutoModelForCausalLM
+
+    tuned = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(model_dir), s["adapter_dir"]
+    ).eval()
+    enc = encode_task(char_tokenizer(), task_from_dict(TASKS["digits"], source="digits"))
+    with torch.no_grad():
+        logp = score_plain(tuned, enc)
+    want = [t["logprob"] for t in s["after"]["tasks"][0]["targets"]]
+    np.testing.assert_allclose(logp.numpy(), want, atol=1e-4)
+    out = tmp_path / "m.json"
+    task = s["after"]["tasks"][0]["path"]
+    assert (
+        main(["measure", task, "--model", str(model_dir), "--adapter", s["adapter_dir"], "-o", str(out)]) == 0
+    )
+    got = [t["logprob"] for t in json.loads(out.read_text())["tasks"][0]["targets"]]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_every_trainable_parameter_changes_and_only_those(tokenizer):
+    """TRL's check: after two AdamW steps (LoRA B starts at zero, so A moves from the second) every
+    trainable tensor has changed and no frozen one has."""
+    model = get_peft_model(
+        tiny_llama(len(tokenizer)),
+        LoraConfig(
+            r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        ),
+    )
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    enc = encode_task(tokenizer, task_from_dict(TASKS["digits"], source="digits"))
+    cfg = config_from_dict({"train_prompts": ["x"], "output_dir": "x", "lr": 0.01})
+    opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=0.0)
+    for _ in range(2):
+        train_step(model, opt, params, [enc], cfg)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]) != p.requires_grad, name
+
+
+def test_early_stop_ends_at_the_first_pass_under_the_threshold(tmp_path, model_dir):
+    cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 5, "early_stop": True, "gamma": 1000.0})
+    s = train(config_from_dict(cfg), progress=False)
+    assert s["early_stopped"] and s["steps"] == 2 and s["passes"] == 1
+    assert s["final_loss"] <= s["floor"] * 1001
+
+
+def test_prompts_per_step_averages_prompts_into_one_step(tmp_path, model_dir):
+    cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 2, "prompts_per_step": 2})
+    s = train(config_from_dict(cfg), progress=False)
+    log = [json.loads(x) for x in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]
+    steps = [e for e in log if "loss" in e]
+    assert s["steps"] == 2 and len(steps) == 2
+    assert all(e["pass_loss"] == pytest.approx(2 * e["loss"]) for e in steps)
+
+
+def test_finished_run_is_returned_and_extended_when_n_iters_grows(tmp_path, model_dir):
+    cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 2})
+    first = train(config_from_dict(cfg), progress=False)
+    log = Path(first["output_dir"]) / "train_log.jsonl"
+    lines = log.read_text()
+    assert train(config_from_dict(cfg), progress=False)["steps"] == 4
+    assert log.read_text() == lines  # nothing retrained
+    longer = train(
+        config_from_dict(tiny_config(tmp_path, model_dir, alg_config={"n_iters": 3})), progress=False
+    )
+    assert longer["steps"] == 6 and longer["before"] == first["before"]
+
+
+def test_other_config_in_a_run_folder_is_refused(tmp_path, model_dir):
+    train(config_from_dict(tiny_config(tmp_path, model_dir, alg_config={"n_iters": 1})), progress=False)
+    with pytest.raises(DiffuseError, match="lr=0.02"):
+        train(config_from_dict(tiny_config(tmp_path, model_dir, lr=0.5, alg_config={"n_iters": 1})))
+
+
+def test_bf16_autocast_gives_nearly_the_fp32_loss(tmp_path, model_dir):
+    fp32 = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    bf16 = train(
+        config_from_dict(tiny_config(tmp_path / "b", model_dir, mixed_precision="bf16")), progress=False
+    )
+    assert bf16["final_loss"] == pytest.approx(fp32["final_loss"], rel=0.02)
+
+
+def test_cli_train_writes_the_plot_and_bad_input_is_one_line(tmp_path, model_dir, capsys):
+    cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 1})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path), "-q"]) == 0
+    assert (Path(cfg["output_dir"]) / "before_after.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["train", str(path), "alg_config.n_itres=3", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown key 'alg_config.n_itres'" in err
+    other = f"output_dir={tmp_path / 'other'}"
+    assert main(["train", "-q", str(path), other, "lora.target_modules=[nope]"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lora.target_modules" in err
+
+
+def test_load_model_continues_an_existing_adapter(tmp_path, model_dir):
+    first = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    cont = tiny_config(
+        tmp_path / "b", model_dir, load_model=True, ckpt_dir=first["adapter_dir"], alg_config={"n_iters": 1}
+    )
+    second = train(config_from_dict(cont), progress=False)
+    for b, a in zip(second["before"]["tasks"], first["after"]["tasks"], strict=True):
+        assert b["kl"] == pytest.approx(a["kl"], abs=1e-5)  # starts where the first run ended
+    assert second["steps"] == 2
