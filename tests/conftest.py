@@ -16,18 +16,28 @@ CHATML = (
 SPECIALS = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 
 
-def char_tokenizer(chat_template: str | None = CHATML, specials: list[str] = SPECIALS,
-                   eos: str = "</s>", extra_tokens: list[str] = ()) -> PreTrainedTokenizerFast:
+def char_tokenizer(
+    chat_template: str | None = CHATML,
+    specials: list[str] = SPECIALS,
+    eos: str = "</s>",
+    extra_tokens: list[str] = (),
+) -> PreTrainedTokenizerFast:
     """One token per printable character (plus ``extra_tokens``, merged greedily), with special tokens."""
     chars = list(dict.fromkeys(string.printable))
     vocab = {t: i for i, t in enumerate(specials + list(extra_tokens) + chars)}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", continuing_subword_prefix="",
-                                     max_input_chars_per_word=1000))
+    tok = Tokenizer(
+        models.WordPiece(
+            vocab, unk_token="<unk>", continuing_subword_prefix="", max_input_chars_per_word=1000
+        )
+    )
     tok.pre_tokenizer = pre_tokenizers.Split("", "isolated") if not extra_tokens else None
     tok.add_special_tokens(specials)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token=eos,
-                                   pad_token=eos)
-    fast.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in ("<unk>", "<s>", eos)]})
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token=eos, pad_token=eos
+    )
+    fast.add_special_tokens(
+        {"additional_special_tokens": [s for s in specials if s not in ("<unk>", "<s>", eos)]}
+    )
     if chat_template:
         fast.chat_template = chat_template
     return fast
@@ -36,9 +46,19 @@ def char_tokenizer(chat_template: str | None = CHATML, specials: list[str] = SPE
 def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 2) -> LlamaForCausalLM:
     """A random Llama with a few tens of thousands of parameters, float32, eval mode."""
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=False,
+    )
     return LlamaForCausalLM(config).eval()
 
 

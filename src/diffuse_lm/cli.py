@@ -12,7 +12,7 @@ import sys
 from diffuse_lm import __version__
 from diffuse_lm.errors import DiffuseError
 
-COMMANDS = ["measure", "tasks", "sample", "stats", "synth", "train"]
+COMMANDS = ["measure", "tasks", "reproduce", "sample", "stats", "synth", "train"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,8 +21,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="diffuse", description="Measure and fine-tune language models for diffuse "
-                     "distributions over valid answers.")
+    parser = _Parser(
+        prog="diffuse",
+        description="Measure and fine-tune language models for diffuse distributions over valid answers.",
+    )
     parser.add_argument("--version", action="version", version=f"diffuse-lm {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -1,0 +1,131 @@
+"""``diffuse reproduce``: run the paper's experiments, write one results JSON each and a report."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from pathlib import Path
+
+from diffuse_lm.commands.common import write_json_atomic
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.experiments import EXPERIMENTS
+
+CHOICES = [*EXPERIMENTS, "all", "report"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="run the paper's experiments and write a report with figures",
+        description="Run an experiment of the paper (or all of them) on any causal LM, write "
+        "OUT/<experiment>.json and OUT/report.md with figures. Experiments that share a tuned "
+        "model train it once (adapters are cached by config under OUT/adapters). `report` "
+        "only rebuilds the report from the results in OUT.",
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT", help=f"one of: {', '.join(CHOICES)}")
+    p.add_argument(
+        "--model", default="default", help="HF id or local path (default: the embedded SmolLM2-135M-Instruct)"
+    )
+    p.add_argument(
+        "--scale",
+        default="quick",
+        help="quick (fewer samples and passes; `all` in under an hour on a 2-core CPU with the "
+        "default model) or paper (the paper's settings)",
+    )
+    p.add_argument("--out", default="results/reproduce", help="folder for results, adapters and the report")
+    p.add_argument("--seed", type=int, default=0, help="seed of training, sampling and random ranges")
+    p.add_argument("--adapters", help="folder of cached trained adapters (default: OUT/adapters)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if present)")
+    p.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU)")
+    p.add_argument("--force", action="store_true", help="rerun experiments whose results are already in OUT")
+    p.add_argument("--no-report", action="store_true", help="do not (re)write OUT/report.md")
+    p.set_defaults(func=run)
+
+
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Validate the flags before anything slow; returns the experiments to run."""
+    from diffuse_lm.experiments.scales import SCALES
+
+    if args.experiment not in CHOICES:
+        raise DiffuseError(f"unknown experiment {args.experiment!r} (choose from: {', '.join(CHOICES)})")
+    if args.scale not in SCALES:
+        raise DiffuseError(f"--scale {args.scale}: expected one of {', '.join(SCALES)}")
+    if args.seed < 0:
+        raise DiffuseError(f"--seed {args.seed}: must be >= 0")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DiffuseError(f"--out {out}: exists and is not a folder")
+    from diffuse_lm.models import pick_device, pick_dtype
+
+    pick_dtype(args.dtype, pick_device(args.device))
+    if args.experiment == "report":
+        return []
+    return list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+
+
+def run_experiment(name: str, ctx) -> dict:
+    """Run one experiment and wrap its result with what it depends on: model, scale, seed, versions,
+    wall time, adapters trained or reused, and every place the scale departs from the paper."""
+    from diffuse_lm.experiments.common import versions
+    from diffuse_lm.experiments.scales import choices
+
+    module = importlib.import_module(f"diffuse_lm.experiments.{EXPERIMENTS[name]}")
+    ctx.trained = {}
+    t0 = time.time()
+    result = module.run(ctx)
+    return {
+        "experiment": name,
+        "model": ctx.model,
+        "scale": ctx.scale.name,
+        "seed": ctx.seed,
+        "device": ctx.device,
+        "dtype": ctx.dtype,
+        "versions": versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
+        "wall_s": round(time.time() - t0, 1),
+        "choices": choices(ctx.scale, module.USES),
+        "adapters": ctx.trained,
+        "result": result,
+    }
+
+
+def _same_run(path: Path, ctx) -> bool:
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (old.get("model"), old.get("scale"), old.get("seed")) == (ctx.model, ctx.scale.name, ctx.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffuse_lm.experiments.common import Context
+    from diffuse_lm.experiments.scales import SCALES
+
+    names = check_args(args)
+    out = Path(args.out)
+    ctx = Context(
+        model=args.model,
+        scale=SCALES[args.scale],
+        seed=args.seed,
+        out=out,
+        adapters=Path(args.adapters) if args.adapters else None,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    for name in names:
+        path = out / f"{name}.json"
+        if not args.force and _same_run(path, ctx):
+            print(f"{name}: results already in {path} (--force to rerun)")
+            continue
+        print(f"== {name} ({ctx.scale.name} scale, model {ctx.model}, seed {ctx.seed})", flush=True)
+        record = run_experiment(name, ctx)
+        write_json_atomic(path, record)
+        print(f"{name}: done in {record['wall_s']:.0f} s -> {path}", flush=True)
+    if not args.no_report:
+        from diffuse_lm.report_figures import write_report
+
+        report = write_report(out)
+        print(f"report: {report}")
+    return 0

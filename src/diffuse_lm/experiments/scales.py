@@ -1,0 +1,127 @@
+"""The two scales of `diffuse reproduce`: ``paper`` (the paper's settings) and ``quick`` (every experiment
+on the default 135M model on a 2-core CPU within the hour), and the record of where quick departs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work the experiments do: ``paper`` is the paper's settings, ``quick`` runs `all` on the
+    default model on a 2-core CPU within the hour."""
+
+    name: str
+    passes: dict  # training passes of each tuned model (alg_config.n_iters)
+    six_phrasings: int | None  # phrasings kept of each sub-task of the six tasks (None: all)
+    six_max_targets: int | None  # sub-tasks with more targets are left out (None: none is)
+    natural_babynames: str  # the natural BABYNAMES distribution measured against
+    temperature_babynames: str  # the BABYNAMES target set of the temperature sweep
+    samples: int
+    coverage_n: int
+    loo_samples: int
+    bio_samples: int
+    bio_max_new_tokens: int
+    answer_max_new_tokens: int
+    fig2_highs: tuple[int, ...]
+    fig2_sizes: tuple[int, ...]
+    fig2_lows: int
+    temperatures: tuple[float, ...]
+    temperature_samples: int
+    utility_max_new_tokens: int
+    batch_size: int
+
+
+SCALE_DOC = {
+    "passes": "training passes",
+    "six_phrasings": "phrasings of each sub-task of the six tasks",
+    "six_max_targets": "largest sub-task of the six tasks (larger ones left out)",
+    "natural_babynames": "natural BABYNAMES distribution",
+    "temperature_babynames": "BABYNAMES target set of the temperature sweep",
+    "samples": "samples per model and task for Coverage-N and entropy (Table 1)",
+    "coverage_n": "N of the exact expected Coverage-N",
+    "loo_samples": "samples per prompt for leave-one-out coverage (Table 5)",
+    "bio_samples": "biographies sampled per model (Section 6)",
+    "bio_max_new_tokens": "longest biography, in tokens",
+    "answer_max_new_tokens": "longest short answer, in tokens",
+    "fig2_highs": "values of high for ranges [1, high] (Figure 2a)",
+    "fig2_sizes": "range sizes for ranges [low, low+size-1] (Figure 2b)",
+    "fig2_lows": "random lows per range size (Figure 2b; the paper: 5)",
+    "temperatures": "temperatures of the sweep (footnote 6)",
+    "temperature_samples": "samples shown at the matching temperature",
+    "utility_max_new_tokens": "tokens of each greedy answer compared in `utility`",
+    "batch_size": "sampling batch size",
+}
+
+PAPER = Scale(
+    name="paper",
+    passes={"rng": 50, "babynames": 50, "rng_train": 50, "six": 50, "biographies": 50},
+    six_phrasings=None,
+    six_max_targets=None,
+    natural_babynames="babynames-natural/all",
+    temperature_babynames="babynames-natural/all",
+    samples=1000,
+    coverage_n=1000,
+    loo_samples=1000,
+    bio_samples=1000,
+    bio_max_new_tokens=200,
+    answer_max_new_tokens=16,
+    fig2_highs=(5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 70, 80, 90, 100, 125, 150, 175, 200),
+    fig2_sizes=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100),
+    fig2_lows=5,
+    temperatures=(0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0),
+    temperature_samples=20,
+    utility_max_new_tokens=128,
+    batch_size=64,
+)
+QUICK = Scale(
+    name="quick",
+    passes={"rng": 50, "babynames": 10, "rng_train": 10, "six": 2, "biographies": 2},
+    six_phrasings=1,
+    six_max_targets=200,
+    natural_babynames="babynames-natural/top1000",
+    temperature_babynames="babynames/train/p0",
+    samples=200,
+    coverage_n=1000,
+    loo_samples=20,
+    bio_samples=64,
+    bio_max_new_tokens=120,
+    answer_max_new_tokens=16,
+    fig2_highs=(5, 10, 20, 30, 45, 60, 80, 100),
+    fig2_sizes=(10, 25, 50, 100),
+    fig2_lows=5,
+    temperatures=(0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0),
+    temperature_samples=12,
+    utility_max_new_tokens=32,
+    batch_size=32,
+)
+SCALES = {s.name: s for s in (QUICK, PAPER)}
+
+
+def choices(scale: Scale, uses: Sequence[str]) -> list[str]:
+    """Where ``scale`` departs from the paper's settings, one line each: 'what: paper -> ours'. ``uses``
+    names Scale fields, or ``passes.<model>`` for one tuned model's training passes."""
+    out = []
+    for use in uses:
+        key, _, sub = use.partition(".")
+        paper, ours = getattr(PAPER, key), getattr(scale, key)
+        if sub:
+            paper, ours = paper[sub], ours[sub]
+        if paper != ours:
+            what = f"{SCALE_DOC[key]} ({sub})" if sub else SCALE_DOC[key]
+            out.append(f"{what}: {_fmt(paper)} -> {_fmt(ours)}")
+    return out
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "all"
+    return ", ".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def scale_fields() -> list[str]:
+    """Every setting of a scale, ``passes.<model>`` for each tuned model."""
+    return [f"passes.{k}" for k in PAPER.passes] + [
+        f.name for f in fields(Scale) if f.name not in ("name", "passes")
+    ]

@@ -1,0 +1,460 @@
+"""The experiments of `diffuse reproduce` and their report, on a tiny random Llama with small task files;
+training and sampling are replaced by fakes except where the test is about them."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import char_tokenizer, tiny_llama
+
+from diffuse_lm.encoding import encode_task
+from diffuse_lm.experiments import (
+    biographies,
+    common,
+    fig1,
+    fig2,
+    leave_one_out,
+    table1,
+    temperature,
+    utility,
+)
+from diffuse_lm.experiments.common import Context
+from diffuse_lm.experiments.scales import PAPER, QUICK, SCALE_DOC, choices, scale_fields
+from diffuse_lm.tasks import task_from_dict
+
+TINY = replace(
+    QUICK,
+    passes=dict.fromkeys(QUICK.passes, 1),
+    six_phrasings=None,
+    six_max_targets=None,
+    samples=6,
+    loo_samples=3,
+    bio_samples=3,
+    fig2_highs=(3, 5),
+    fig2_sizes=(4,),
+    fig2_lows=3,
+    temperatures=(0.5, 1.0, 4.0),
+    temperature_samples=2,
+    utility_max_new_tokens=4,
+    batch_size=4,
+)
+
+
+def _write(folder: Path, name: str, data: dict) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(data))
+    return str(folder / f"{name}.json")
+
+
+def braced(xs) -> list[str]:
+    return [f"{{{x}}}" for x in xs]
+
+
+def write_tasks(root: Path) -> dict[str, str]:
+    """Small stand-ins for the built-in tasks the experiments name (common.TASKS)."""
+    six = root / "six"
+    subtasks = {
+        "fruits/a": ["fig", "kiwi", "lime"],
+        "days/a": ["Mon", "Tue"],
+        "days/b": ["May", "Jun", "Jul", "Aug"],
+        "babynames/train": ["Ann", "Bob"],
+    }
+    for sub, items in subtasks.items():
+        for i in (0, 1) if sub != "days/b" else (0,):
+            _write(
+                six,
+                f"{sub.replace('/', '-')}-p{i}",
+                {
+                    "name": f"{sub}/p{i}",
+                    "request": f"Pick {sub} #{i}.",
+                    "targets": braced(items),
+                    "family": sub.split("/")[0],
+                },
+            )
+    _write(root / "rngtrain", "a", {"request": "Number 1 to 3?", "targets": braced(range(1, 4))})
+    _write(root / "rngtrain", "b", {"request": "Number 1 to 6?", "targets": braced(range(1, 7))})
+    return {
+        "rng": _write(root, "rng", {"request": "Pick a number from 1 to 5.", "targets": braced(range(1, 6))}),
+        "rng_train": str(root / "rngtrain"),
+        "babynames": _write(
+            root,
+            "names",
+            {"request": "Name a baby.", "targets": braced(["Ann", "Bob", "Cy"]), "family": "babynames"},
+        ),
+        "natural": _write(
+            root,
+            "natural",
+            {
+                "request": "x",
+                "targets": braced(["Ann", "Bob", "Cy", "Dee", "Eve"]),
+                "weights": [5, 4, 3, 2, 1],
+            },
+        ),
+        "six": str(six),
+        "biographies": _write(
+            root,
+            "bios",
+            {
+                "request": "Bio?",
+                "targets": ["{Ann Lee} {Female}", "{Bob Ray} {Male}"],
+                "eos": False,
+                "family": "biographies",
+            },
+        ),
+    }
+
+
+def fake_train(calls: list, vocab: int):
+    """Stands in for diffuse_lm.training.train: a random (non-zero) LoRA adapter and a summary."""
+    from peft import LoraConfig, get_peft_model
+
+    def train(cfg, progress):
+        out = Path(cfg.output_dir)
+        calls.append(cfg)
+        if not (out / "summary.json").exists():
+            torch.manual_seed(len(calls))
+            lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+            get_peft_model(tiny_llama(vocab), lora).save_pretrained(out / "adapter")
+            summary = {
+                "adapter_dir": str(out / "adapter"),
+                "steps": 1,
+                "passes": 1,
+                "early_stopped": False,
+                "final_loss": 1.5,
+                "floor": 1.0,
+                "train_seconds": 0.1,
+            }
+            (out / "summary.json").write_text(json.dumps(summary))
+        return json.loads((out / "summary.json").read_text())
+
+    return train
+
+
+BIOS = [
+    "{Ada Stone}\n{Female}\n{May 2, 1961}\n{Lyon, France}\n{Chemist}\n{Found a new dye.}",
+    "{Bo Lind}\n{Male}\n{1970}\n{Oslo, Norway}\n{Painter}\n{Painted the fjords.}",
+    "{Ada Stone}\n{Female}\n{1961}\n{Lyon}\n{Chemist}",
+]
+
+
+def fake_sampler(model, tokenizer, messages, n, *, seed=0, temperature=1.0, **kw):
+    pool = (
+        BIOS
+        if "biography" in messages[-1]["content"]
+        else ["{1}", "{2}", "{Ann}", "no answer", "{1}", "{Zed}"]
+    )
+    return [pool[(seed + i) % len(pool)] for i in range(n)]
+
+
+def fake_rng_task(low, high, fmt):
+    return task_from_dict(
+        {"request": f"Format {fmt}: a number in [{low}, {high}].", "targets": braced(range(low, high + 1))},
+        source="r",
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread, and much faster on a busy machine (no spinning threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A Context on a tiny random Llama saved to disk, small task files, fake training and sampling."""
+    tok = char_tokenizer()
+    tiny_llama(len(tok)).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    specs = write_tasks(tmp_path / "tasks")
+    for key in common.TASKS:
+        monkeypatch.setitem(common.TASKS, key, specs[key])
+    calls: list = []
+    monkeypatch.setattr(common, "train_run", fake_train(calls, len(tok)))
+    monkeypatch.setattr(common, "sample_texts", fake_sampler)
+    scale = replace(TINY, natural_babynames=specs["natural"], temperature_babynames=specs["natural"])
+    ctx = Context(model=str(tmp_path / "model"), scale=scale, out=tmp_path / "out", progress=False)
+    return SimpleNamespace(ctx=ctx, calls=calls, tmp=tmp_path)
+
+
+# --- shared pieces -------------------------------------------------------------------------------
+
+
+def test_choices_record_every_departure_from_the_paper():
+    lines = choices(QUICK, ("samples", "passes.six", "passes.rng", "coverage_n", "six_phrasings"))
+    assert any("1000 -> 200" in line for line in lines) and "training passes (six): 50 -> 2" in lines
+    assert not any("(rng)" in line for line in lines)  # RNG trains for the paper's 50 passes at quick scale
+    assert any("all -> 1" in line for line in lines)
+    assert not any(SCALE_DOC["coverage_n"] in line for line in lines)  # the paper's at quick scale too
+    assert choices(PAPER, scale_fields()) == []
+
+
+def test_mean_ci_is_the_student_t_interval():
+    x = [1.0, 2.0, 3.0, 4.0, 5.0]
+    mean, half = common.mean_ci(x)
+    assert mean == 3.0 and half == pytest.approx(2.776 * np.std(x, ddof=1) / math.sqrt(5), rel=1e-3)
+    assert common.mean_ci([2.0]) == (2.0, 0.0)
+
+
+def test_sample_answers_counts_coverage_validity_and_entropy(tiny, monkeypatch):
+    task = task_from_dict({"request": "n?", "targets": braced(range(1, 6))}, source="t")
+    texts = ["{1}", "{1}", "{2}", "junk", "{9}", "{ 2 }"]
+    monkeypatch.setattr(common, "sample_texts", lambda *a, **k: texts)
+    s = common.sample_answers(tiny.ctx, None, None, task, len(texts))
+    assert (s["parsed_rate"], s["valid_rate"]) == (5 / 6, 4 / 6)
+    assert (s["coverage"], s["valid_coverage"]) == (3, 2)
+    assert s["entropy"] == pytest.approx(-(0.4 * math.log(0.4) * 2 + 0.2 * math.log(0.2)))
+    assert s["top"][0] == ("1", 2) or s["top"][0] == ("2", 2)
+
+
+def test_adapters_train_once_per_config(tiny):
+    ctx = tiny.ctx
+    a = common.adapter(ctx, "rng", [common.TASKS["rng"]], 1)
+    b = common.adapter(ctx, "rng", [common.TASKS["rng"]], 1)
+    assert a == b and len(tiny.calls) == 2 and ctx.trained["rng"]["cached"]
+    c = common.adapter(replace(ctx, seed=1), "rng", [common.TASKS["rng"]], 1)
+    d = common.adapter(ctx, "rng", [common.TASKS["babynames"]], 1)
+    e = common.adapter(ctx, "rng", [common.TASKS["rng"]], 2)
+    assert len({a, c, d, e}) == 4  # the seed, the tasks and the passes are part of the key
+    assert tiny.calls[-1].alg_config.n_iters == 2 and tiny.calls[-1].lr == 5e-5  # not the default model
+    f = common.adapter(ctx, "child", [common.TASKS["rng"]], 1, parent=a)
+    assert tiny.calls[-1].load_model and tiny.calls[-1].ckpt_dir == str(a) and f != a
+
+
+def test_early_stopping_is_on_for_open_ended_training_sets(tiny):
+    common.adapter(tiny.ctx, "names", [common.TASKS["babynames"]], 1)
+    common.adapter(tiny.ctx, "rng", [common.TASKS["rng"]], 1)
+    assert [c.alg_config.early_stop for c in tiny.calls] == [True, False]
+
+
+def test_using_attaches_and_removes_the_adapter(tiny):
+    ctx = tiny.ctx
+    path = common.adapter(ctx, "rng", [common.TASKS["rng"]], 1)
+    x = torch.tensor([[5, 6, 7, 8]])
+    model, _ = common.base(ctx)
+    before = model(x).logits
+    with common.using(ctx, path) as (tuned, _):
+        inside = tuned(x).logits
+    after = common.base(ctx)[0](x).logits
+    assert not torch.allclose(before, inside) and torch.equal(before, after)
+
+
+# --- experiments ---------------------------------------------------------------------------------
+
+
+def test_table1_and_fig1(tiny):
+    res = table1.run(tiny.ctx)
+    rng, names = res["tasks"]["RNG"], res["tasks"]["BABYNAMES"]
+    assert rng["natural"]["entropy"] == pytest.approx(math.log(5))
+    assert names["train_targets"] == 3 and names["natural"]["n_targets"] == 5
+    assert names["base"]["exact"]["n_targets"] == 5 and names["base"]["exact_train_targets"]["n_targets"] == 3
+    assert rng["base"]["sampled"]["n"] == TINY.samples and "seen_rate" not in rng["base"]["sampled"]
+    # fake samples {1} {2} {Ann} - {1} {Zed}: one of six is a training name, and a natural one
+    assert (
+        names["base"]["sampled"]["seen_rate"]
+        == names["base"]["sampled"]["valid_rate"]
+        == pytest.approx(1 / 6)
+    )
+    assert rng["base"]["exact"]["entropy"] != pytest.approx(rng["tuned"]["exact"]["entropy"])
+    assert len(tiny.calls) == 2
+    res1 = fig1.run(tiny.ctx)
+    assert len(tiny.calls) == 4 and all(tiny.ctx.trained[k]["cached"] for k in ("rng-1-10", "babynames"))
+    dist = res1["tasks"]["BABYNAMES"]["tuned"]["distribution"]
+    probs = [p for _, p in dist]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0)
+    assert res1["tasks"]["BABYNAMES"]["natural"][0] == ["{Ann}", pytest.approx(5 / 15)]
+
+
+def test_at_temperature_gives_the_probabilities_of_temperature_sampling(tiny):
+    model, tok = common.base(tiny.ctx)
+    task = task_from_dict({"request": "n?", "targets": braced(range(1, 4))}, source="t")
+    enc = encode_task(tok, task)
+    t = 2.5
+    manual = []
+    with torch.no_grad():
+        for ids in enc.target_ids:
+            seq = torch.tensor([enc.prompt_ids + ids])
+            logp = torch.log_softmax(model(seq).logits[0].float() / t, dim=-1)
+            p = len(enc.prompt_ids)
+            manual.append(sum(float(logp[p - 1 + j, tok_id]) for j, tok_id in enumerate(ids)))
+    with temperature.at_temperature(model, t):
+        row = common.exact(model, tok, [task], 10)[0]
+    assert [r["logprob"] for r in row["targets"]] == pytest.approx(manual, abs=1e-4)
+    assert common.exact(model, tok, [task], 10)[0]["targets"][0]["logprob"] != pytest.approx(
+        manual[0], abs=1e-4
+    )
+
+
+def test_matching_temperature_bisects_the_first_crossing():
+    def sweep(ts):
+        return [{"temperature": t, "entropy": math.log(t)} for t in ts]
+
+    found = temperature.matching_temperature(math.log, math.log(3.0), sweep([1.0, 2.0, 5.0, 10.0]))
+    assert found == pytest.approx(3.0, rel=0.02) and found >= 3.0
+    assert temperature.matching_temperature(math.log, 5.0, sweep([1.0, 2.0])) is None
+    assert temperature.matching_temperature(math.log, -1.0, sweep([1.0, 2.0])) == 1.0
+
+
+def test_temperature_run(tiny):
+    res = temperature.run(tiny.ctx)
+    r = res["tasks"]["RNG"]
+    assert [p["temperature"] for p in r["sweep"]] == list(TINY.temperatures)
+    assert r["sweep"][1]["entropy"] == pytest.approx(
+        table1.run(tiny.ctx)["tasks"]["RNG"]["base"]["exact"]["entropy"]
+    )
+    if r["matching_temperature"] is not None:
+        assert r["base_at_shown"]["entropy"] >= r["tuned"]["entropy"] - 1e-9
+    assert len(r["base_samples"]["texts"]) == TINY.temperature_samples
+
+
+def test_fig2(tiny, monkeypatch):
+    monkeypatch.setattr(fig2, "rng_task", fake_rng_task)
+    b1, b2 = fig2.points_b((4, 8), 3, seed=0), fig2.points_b((4, 8), 3, seed=0)
+    assert b1 == b2 and all(
+        1 <= lo <= fig2.MAX_LOW and hi - lo + 1 == s
+        for g, s in zip(b1, (4, 8), strict=True)
+        for lo, hi, _ in g
+    )
+    res = fig2.run(tiny.ctx)
+    assert res["a"]["x"] == [3, 5] and res["a"]["ideal"] == pytest.approx([math.log(3), math.log(5)])
+    for panel in ("a", "b"):
+        for label in ("base", "tuned"):
+            c = res[panel][label]
+            assert len(c["mean"]) == len(res[panel]["x"]) and all(h >= 0 for h in c["ci"])
+            assert all(
+                v <= i + 1e-9 for vs, i in zip(c["values"], res[panel]["ideal"], strict=True) for v in vs
+            )
+    assert len(res["a"]["base"]["values"][0]) == 5 and len(res["b"]["base"]["values"][0]) == 3
+
+
+def test_six_tasks_subset_keeps_every_family(tiny):
+    def names(**kw):
+        return [t.name for t in leave_one_out.six_tasks(replace(tiny.ctx, scale=replace(TINY, **kw)))]
+
+    assert len(names()) == 7
+    assert names(six_phrasings=1, six_max_targets=3) == ["babynames/train/p0", "days/a/p0", "fruits/a/p0"]
+    assert names(six_phrasings=1, six_max_targets=1) == [
+        "babynames/train/p0",
+        "days/a/p0",
+        "days/b/p0",
+        "fruits/a/p0",
+    ]
+
+
+def test_leave_one_out_holds_each_task_out(tiny):
+    res = leave_one_out.run(tiny.ctx)
+    assert sorted(res["families"]) == ["babynames", "days", "fruits"]
+    trained = tiny.ctx.trained
+    assert len(trained) == 4 and len(trained["paper-six"]["train_prompts"]) == 7
+    for fam in res["families"]:
+        specs = trained[f"paper-six-without-{fam}"]["train_prompts"]
+        assert len(specs) == 7 - res["n_prompts"][fam] and not any(f"{fam}-" in s for s in specs)
+        for label in ("baseline", "ID", "OOD"):
+            r = res["results"][fam][label]
+            assert len(r["prompts"]) == res["n_prompts"][fam] and r["sampled_coverage"] <= TINY.loo_samples
+    assert res["results"]["fruits"]["ID"]["entropy"] != pytest.approx(
+        res["results"]["fruits"]["baseline"]["entropy"]
+    )
+
+
+def test_biographies_continue_tuned_ood(tiny):
+    res = biographies.run(tiny.ctx)
+    assert list(res["models"]) == ["Base", "Tuned-OOD", "Tuned-ID"]
+    for m in res["models"].values():
+        assert m["report"]["n"] == TINY.bio_samples and m["report"]["n_valid"] == 2
+        assert m["records"][0]["text"] == BIOS[0] and m["records"][0]["first_name"] == "Ada"
+    child = tiny.calls[-1]
+    assert child.load_model and Path(child.ckpt_dir).parent.name.startswith("paper-six-")
+
+
+def test_utility_grading():
+    assert utility.normalize("  The Pacific Ocean. ") == "pacific ocean"
+    assert utility.normalize("H₂O") == "h2o"
+    assert utility.grade("Sure! {Paris}", ["Paris"]) == {"exact": True, "correct": True}
+    assert utility.grade("It is Paris, I think", ["Paris"]) == {"exact": False, "correct": True}
+    assert utility.grade("{Parisian}", ["Paris"]) == {"exact": False, "correct": False}
+    assert utility.grade("{Lyon}\nor Paris", ["Paris"]) == {"exact": False, "correct": False}
+    assert utility.grade("The answer is\n{5}", ["5", "five"]) == {"exact": True, "correct": True}
+    assert len(utility.load_prompts()) == 20 and len(utility.load_questions()[1]) == 40
+
+
+def test_utility_kl_is_zero_for_an_identity_adapter_and_positive_otherwise(tiny, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    monkeypatch.setattr(common, "sample_texts", lambda *a, **k: ["{Paris} is the answer"])
+    res = utility.run(tiny.ctx)
+    assert res["kl"]["mean_per_token"] > 0 and len(res["kl"]["prompts"]) == 20
+    # every answer is "{Paris} is the answer": right for one factual question only
+    assert res["qa"]["accuracy"]["base"]["factual"]["exact"] == pytest.approx(1 / 20)
+    assert set(res["qa"]["accuracy"]["base"]) == {"all", "factual", "arithmetic"}
+    identity = tiny.tmp / "identity"  # LoRA B = 0: the tuned model is the base model
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"])
+    get_peft_model(tiny_llama(len(char_tokenizer())), lora).save_pretrained(identity)
+    monkeypatch.setattr(utility, "six_task_adapter", lambda ctx: identity)
+    res = utility.run(tiny.ctx)
+    assert res["kl"]["mean_per_token"] == pytest.approx(0.0, abs=1e-6) and res["kl"]["top1_agreement"] == 1.0
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def test_report_tables_and_figures(tiny, monkeypatch):
+    from diffuse_lm import report_figures
+    from diffuse_lm.commands.reproduce import run_experiment
+    from diffuse_lm.experiments import EXPERIMENTS
+
+    monkeypatch.setattr(fig2, "rng_task", fake_rng_task)
+    out = tiny.ctx.out
+    out.mkdir(parents=True, exist_ok=True)
+    for name in EXPERIMENTS:
+        (out / f"{name}.json").write_text(json.dumps(run_experiment(name, tiny.ctx)))
+    text = report_figures.write_report(out).read_text()
+    assert all(f"## {name}" in text for name in EXPERIMENTS)
+    assert "| RNG | base |" in text and "Coverage-6" in text
+    assert "training passes (rng): 50 -> 1" in text  # the quick-scale choices are in the report
+    assert "| first_name | 2 / 0.64 |" in text and "637 / 5.58" in text  # ours beside Llama-2's (Table 7)
+    figures = [
+        "fig1_distributions",
+        "fig2_rng_generalization",
+        "fig3_leave_one_out",
+        "fig4_biographies",
+        "fig5_birthplaces_base",
+        "fig5_birthplaces_tuned-ood",
+        "temperature_sweep",
+    ]
+    for png in figures:
+        assert (out / "figures" / f"{png}.png").stat().st_size > 1000 and f"figures/{png}.png" in text
+
+
+def test_report_without_results_is_an_error(tmp_path):
+    from diffuse_lm.errors import DiffuseError
+    from diffuse_lm.report_figures import write_report
+
+    with pytest.raises(DiffuseError, match="holds no results"):
+        write_report(tmp_path)
+
+
+def test_default_model_training_mirrors_its_config():
+    import yaml
+
+    cfg = Path(__file__).parents[1] / "configs" / "smollm2-135m" / "rng-1-10.yaml"
+    assert yaml.safe_load(cfg.read_text())["lr"] == common.DEFAULT_MODEL_TRAINING["lr"]
+
+
+def test_every_builtin_task_the_experiments_name_exists():
+    from diffuse_lm.tasks import load_tasks
+
+    specs = list(common.TASKS.values()) + [
+        getattr(s, f) for s in (QUICK, PAPER) for f in ("natural_babynames", "temperature_babynames")
+    ]
+    assert all(load_tasks([spec]) for spec in specs)
+    assert len(load_tasks([common.TASKS["rng"]])) == 1 and len(load_tasks([common.TASKS["babynames"]])) == 1

@@ -1,0 +1,68 @@
+"""`diffuse reproduce`: bad input is one line and exit 2; a run writes its results with what they depend
+on, skips finished experiments, and writes the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import test_experiments
+import torch
+
+from diffuse_lm.cli import main
+
+one_thread, tiny = test_experiments.one_thread, test_experiments.tiny  # fixtures shared with the experiments
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["reproduce", "table9"], "unknown experiment 'table9'"),
+        (["reproduce", "table1", "--scale", "huge"], "--scale huge: expected one of quick, paper"),
+        (["reproduce", "table1", "--seed", "-1"], "--seed -1: must be >= 0"),
+        (["reproduce", "table1", "--dtype", "int3"], "--dtype int3"),
+        pytest.param(
+            ["reproduce", "all", "--device", "cuda"],
+            "--device cuda: CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here"),
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffuse: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_must_be_a_folder_and_report_needs_results(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert main(["reproduce", "table1", "--out", str(tmp_path / "file")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["reproduce", "report", "--out", str(tmp_path)]) == 2
+    assert "holds no results" in capsys.readouterr().err
+
+
+def test_run_writes_results_skips_finished_and_reports(tiny, capsys, monkeypatch):
+    from diffuse_lm.experiments import scales
+
+    ctx = tiny.ctx
+    monkeypatch.setitem(scales.SCALES, "quick", ctx.scale)  # the tiny scale, under the name `quick`
+    argv = ["reproduce", "table1", "--model", ctx.model, "--out", str(ctx.out), "--seed", "3"]
+    assert main(argv) == 0
+    record = json.loads((ctx.out / "table1.json").read_text())
+    assert (record["experiment"], record["model"], record["scale"], record["seed"]) == (
+        "table1",
+        ctx.model,
+        "quick",
+        3,
+    )
+    assert record["versions"]["torch"] and record["wall_s"] >= 0
+    assert "samples per model and task for Coverage-N and entropy (Table 1): 1000 -> 6" in record["choices"]
+    assert set(record["adapters"]) == {"rng-1-10", "babynames"} and record["result"]["tasks"]["RNG"]["base"]
+    assert (ctx.out / "report.md").exists() and len(tiny.calls) == 2
+    capsys.readouterr()
+    assert main(argv) == 0 and len(tiny.calls) == 2  # finished: skipped
+    assert "already in" in capsys.readouterr().out
+    assert main([*argv, "--force"]) == 0 and len(tiny.calls) == 4  # rerun, adapters from the cache
+    assert main([*argv[:-1], "4"]) == 0 and len(tiny.calls) == 6  # another seed is another run
