@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: setup demo test test-fast bench lint format clean
+.PHONY: setup demo test test-fast bench reproduce lint format clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# Every experiment of the paper at quick scale on the default model (resumable; see README).
+reproduce: $(STAMP)
+	$(BIN)/diffuse reproduce all --scale quick --out results/reproduce
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
