@@ -1,6 +1,8 @@
 """The ``diffuse train`` config: a validated YAML file that accepts the original study's keys unchanged
 (``model``, ``train_prompts``, ``test_prompts``, ``alg_config``, ``output_dir``, ``load_model``, ``ckpt_dir``)
-plus this project's own, with the paper's settings (Appendix A) as defaults."""
+plus this project's own, with the paper's settings (Appendix A) as defaults. Task specs (``train_prompts``,
+``test_prompts``) are whatever ``load_tasks`` accepts: files and folders relative to the working directory,
+or built-in task and group names."""
 
 from __future__ import annotations
 

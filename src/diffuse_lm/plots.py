@@ -13,21 +13,21 @@ def _panel(ax, row: dict, heading: str, ymax: float) -> None:
     targets = row["targets"]
     many = len(targets) > MAX_LABELLED
     if many:
-        targets = sorted(targets, key=lambda t: -t["prob"])
+        targets = sorted(targets, key=lambda t: (-t["weight"], -t["prob"]))  # by p*, then by the model
     xs = range(len(targets))
     ax.bar(xs, [t["prob"] for t in targets], color="#4C72B0", width=0.8, label="model (renormalised)")
     ax.step(xs, [t["weight"] for t in targets], where="mid", color="#DD8452", linewidth=2, label="wanted p*")
     ax.set_ylim(0, ymax)
     if many:
         ax.set_xticks([])
-        ax.set_xlabel(f"{len(targets)} targets, most probable first")
+        ax.set_xlabel(f"{len(targets)} targets, by wanted p*, then most probable first")
     else:
         ax.set_xticks(
             list(xs), [t["target"] for t in targets], rotation=90 if len(targets) > 12 else 0, fontsize=8
         )
+    mass = f"{row['mass']:.4f}" if row["mass"] >= 1e-3 else f"{row['mass']:.1e}"
     ax.set_title(
-        f"{heading}\nmass {row['mass']:.3g} · KL {row['kl']:.3f} · norm. entropy "
-        f"{row['normalized_entropy']:.3f}",
+        f"{heading}\nmass {mass} · KL {row['kl']:.3f} · norm. entropy {row['normalized_entropy']:.3f}",
         fontsize=9,
     )
     ax.grid(axis="y", alpha=0.3)

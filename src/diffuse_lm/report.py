@@ -12,7 +12,7 @@ from diffuse_lm.measure import top_answers
 PIPE_WIDTH = 160  # columns when writing to a file or pipe, where rich would otherwise assume 80
 
 
-def _console() -> Console:
+def table_console() -> Console:
     """A console for tables: the terminal's width, or a wide page (``$COLUMNS`` if set) when piped."""
     con = Console()
     if not con.is_terminal and not os.environ.get("COLUMNS"):
@@ -36,4 +36,4 @@ def print_measure_table(result: dict, title: str | None = None, console: Console
             f"{row['normalized_entropy']:.3f}",
             top,
         )
-    (console or _console()).print(table)
+    (console or table_console()).print(table)

@@ -314,9 +314,12 @@ def _open_output_dir(out: Path, cfg: TrainConfig, n_prompts: int) -> dict | None
     """Check ``out`` can hold this run; returns the summary if it already holds this run, finished."""
     if out.exists() and not out.is_dir():
         raise DiffuseError(f"output_dir {out}: is a file, not a folder")
-    parent = next(p for p in [out, *out.parents] if p.exists())
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DiffuseError(f"output_dir {out}: cannot write there")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".probe-tmp-")
+        probe.close()
+    except OSError as e:
+        raise DiffuseError(f"output_dir {out}: cannot write there ({e.strerror or e})") from None
     if (out / "config.yaml").exists():
         _check_same_run(out, cfg)
         return _finished(out, _total_steps(cfg, n_prompts))
@@ -387,7 +390,6 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         return fns
 
     if main:
-        out.mkdir(parents=True, exist_ok=True)
         for stale in out.glob(".*-tmp-*"):  # left by a kill mid-write
             shutil.rmtree(stale, ignore_errors=True)
     acc.wait_for_everyone()

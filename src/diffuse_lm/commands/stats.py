@@ -11,6 +11,7 @@ from rich.table import Table
 
 from diffuse_lm.commands.common import add_model_args, check_writable, write_json_atomic
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.report import table_console
 
 SHOWN = 30  # answers listed in the distribution table
 
@@ -30,11 +31,6 @@ def register(sub) -> None:
     p.add_argument("--output", "-o", help="write the metrics as JSON here")
     add_model_args(p)
     p.set_defaults(func=run)
-
-
-def console() -> Console:
-    con = Console()
-    return con if con.is_terminal else Console(width=160)
 
 
 def resolve_task(spec: str | None, meta: dict | None):
@@ -74,7 +70,7 @@ def print_stats(
     from diffuse_lm.metrics import expected_coverage
     from diffuse_lm.parsing import task_answers
 
-    con = con or console()
+    con = con or table_console()
     summary = Table(title=title)
     for col in ("metric", "sampled") + (("exact",) if exact else ()):
         summary.add_column(col, justify="left" if col == "metric" else "right")

@@ -94,7 +94,6 @@ def write_records(records: list[dict], folder: Path, *, as_csv: bool) -> list[Pa
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
     from diffuse_lm.biographies import (
         ATTRIBUTES,
@@ -134,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
     md = report_markdown(report, map_file="birthplaces.png")
     _write_atomic(folder / "report.md", lambda f: f.write(md))
 
-    con = Console()
+    from diffuse_lm.report import table_console
+
+    con = table_console()
     con.print(
         f"{report['n']} biographies, {report['n_valid']} well formed; "
         f"{report['map']['placed']} birth places on the map"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from diffuse_lm.report import table_console
 from diffuse_lm.tasks import Task
 
 
@@ -54,7 +54,7 @@ def tasks_table(tasks: list[Task], title: str | None = None) -> Table:
 def run_list(args: argparse.Namespace) -> int:
     from diffuse_lm.tasks import builtin_groups, builtin_tasks, load_tasks
 
-    console = Console()
+    console = table_console()
     specs = args.tasks or list(builtin_tasks())
     tasks = load_tasks(specs) if specs else []
     console.print(tasks_table(tasks, title=f"{len(tasks)} tasks"))
@@ -76,7 +76,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise DiffuseError(f"--limit {args.limit}: must be zero or more")
     tasks = load_tasks([args.task])
-    console = Console()
+    console = table_console()
     if len(tasks) > 1:
         console.print(
             tasks_table(tasks, title=f"{args.task}: {len(tasks)} tasks (show one by its full name)")

@@ -56,11 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
 def print_summary(summary: dict) -> None:
     """Before/after table of the evaluated tasks and where the run's files are."""
-    from rich.console import Console
 
-    from diffuse_lm.report import print_measure_table
+    from diffuse_lm.report import print_measure_table, table_console
 
-    console = Console()
+    console = table_console()
     print_measure_table(summary["before"], title=f"before: {summary['before']['model']}", console=console)
     print_measure_table(summary["after"], title=f"after: {summary['after']['model']}", console=console)
     stop = ", stopped early" if summary["early_stopped"] else ""
