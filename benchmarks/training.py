@@ -5,18 +5,20 @@ logits at every position), on the default model, LoRA as in the paper, one proce
 Also: what bf16 autocast does to the loss and to the step time. The last line is
 ``training: speedup_vs_plain=<x> peak_rss_mb=<y>`` for RNG 1-10 (y: peak RSS of a process while it runs
 our loop, model included, its loading not counted).
-Run: python benchmarks/training.py [--rounds N]
+Run: python benchmarks/training.py [--rounds N] [--tasks rng-1-10]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -42,6 +44,7 @@ def setup(task_name: str):
     from diffuse_lm.tasks import task_from_dict
 
     quiet_transformers()
+    warnings.filterwarnings("ignore", category=FutureWarning)
     torch.manual_seed(0)
     model, tokenizer = load_model(device="cpu")
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=PAPER_TARGET_MODULES))
@@ -151,13 +154,17 @@ def _memory_child(loop: str, task_name: str, steps: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     ap.add_argument("--memory", nargs=3, metavar=("LOOP", "TASK", "STEPS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory:
         return _memory_child(args.memory[0], args.memory[1], int(args.memory[2]))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 weights, LoRA r=4 (paper)")
+    load = os.getloadavg()[0]
+    busy = f" (busy machine, load {load:.1f}: timings pessimistic)" if load > 1 else ""
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 weights, LoRA r=4 (paper){busy}"
+    )
     results = {}
     for task_name in args.tasks:
         t = time_task(task_name, args.rounds)
