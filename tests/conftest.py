@@ -62,6 +62,16 @@ def tiny_llama(vocab_size: int, seed: int = 0, layers: int = 2) -> LlamaForCausa
     return LlamaForCausalLM(config).eval()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test: tiny models gain nothing from threads, and on a shared CPU spinning threads
+    made tests 10-100x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def tokenizer() -> PreTrainedTokenizerFast:
     return char_tokenizer()

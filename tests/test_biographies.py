@@ -7,7 +7,6 @@ import json
 import math
 
 import pytest
-import torch
 from conftest import char_tokenizer, tiny_llama
 
 from diffuse_lm.biographies import (
@@ -119,15 +118,7 @@ def test_map_png(tmp_path):
     assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def test_synth_biographies_command(tmp_path, one_thread):
+def test_synth_biographies_command(tmp_path):
     tok = char_tokenizer()
     model_dir = tmp_path / "tiny"
     tiny_llama(len(tok), layers=1).save_pretrained(model_dir)

@@ -160,15 +160,6 @@ def fake_rng_task(low, high, fmt):
     )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a busy machine (no spinning threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     """A Context on a tiny random Llama saved to disk, small task files, fake training and sampling."""

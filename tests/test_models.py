@@ -16,14 +16,6 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.models import cached_build, load_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def save_tiny(out: Path, seed: int = 0) -> None:
     tok = char_tokenizer()
     tiny_llama(len(tok), seed=seed).save_pretrained(out)

@@ -11,7 +11,7 @@ import torch
 
 from diffuse_lm.cli import main
 
-one_thread, tiny = test_experiments.one_thread, test_experiments.tiny  # fixtures shared with the experiments
+tiny = test_experiments.tiny  # a fixture shared with the experiments
 
 
 @pytest.mark.parametrize(

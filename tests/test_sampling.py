@@ -39,15 +39,6 @@ from diffuse_lm.tasks import task_from_dict
 MESSAGES = [{"role": "user", "content": "Pick a number between 1 and 5 like {3}."}]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread, above all on a shared machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture
 def tok():
     t = char_tokenizer()

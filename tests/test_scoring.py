@@ -19,15 +19,6 @@ from diffuse_lm.tasks import Task, load_tasks, task_from_dict
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared CPU, threads spin-waiting for a busy core made these tests 10-100x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def synthetic(prompt: list[int], targets: list[list[int]], starts: list[int] | None = None) -> EncodedTask:
     """An encoded task straight from ids (no tokenizer)."""
     n = len(targets)

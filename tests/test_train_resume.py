@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_training import one_thread, save_tiny_model, tiny_config  # noqa: F401 (one_thread: autouse)
+from test_training import save_tiny_model, tiny_config
 
 from diffuse_lm.config import config_from_dict
 from diffuse_lm.training import train
