@@ -67,16 +67,27 @@ def _render(tokenizer, messages, where: str, **kw) -> str:
         raise EncodingError(f"{where}: the chat template rejects these messages ({e})") from None
 
 
-def _template_messages(tokenizer, task: Task, where: str) -> list[dict[str, str]]:
-    """The task's chat turns, with the system text folded into the user turn for templates that reject a
-    system role (Gemma, Mistral instruct: what their model cards recommend)."""
-    messages = task.messages()
-    if task.system:
+def prompt_messages(tokenizer, messages: list[dict[str, str]], where: str = "prompt") -> list[dict[str, str]]:
+    """The chat turns as the template will take them: a system turn is folded into the user turn for
+    templates that reject a system role (Gemma, Mistral instruct: what their model cards recommend)."""
+    if getattr(tokenizer, "chat_template", None) and messages and messages[0]["role"] == "system":
         try:
             _render(tokenizer, messages, where, add_generation_prompt=True)
         except EncodingError:
-            return [{"role": "user", "content": f"{task.system}\n\n{task.request}"}]
+            system, user, *rest = messages
+            return [{"role": "user", "content": f"{system['content']}\n\n{user['content']}"}, *rest]
     return messages
+
+
+def render_prompt(tokenizer, messages: list[dict[str, str]], where: str = "prompt") -> str:
+    """The text the model continues: the chat template with its generation prompt, or, without a template,
+    the turns as plain text after the BOS token. Measuring, training and sampling all start from it."""
+    if getattr(tokenizer, "chat_template", None):
+        return _render(tokenizer, messages, where, add_generation_prompt=True)
+    text = "\n\n".join(m["content"] for m in messages) + "\n"
+    if tokenizer.bos_token and not text.startswith(tokenizer.bos_token):
+        text = tokenizer.bos_token + text
+    return text
 
 
 def _continuation_ids(
@@ -107,13 +118,8 @@ def encode_task(tokenizer, task: Task) -> EncodedTask:
     where = task.path or task.name
     if task.eos and tokenizer.eos_token_id is None:
         raise EncodingError(f"{where}: eos: true, but the tokenizer has no end-of-sequence token")
-    messages = _template_messages(tokenizer, task, where) if has_template else task.messages()
-    if has_template:
-        prompt_text = _render(tokenizer, messages, where, add_generation_prompt=True)
-    else:
-        prompt_text = "\n\n".join(m["content"] for m in messages) + "\n"
-        if tokenizer.bos_token and not prompt_text.startswith(tokenizer.bos_token):
-            prompt_text = tokenizer.bos_token + prompt_text
+    messages = prompt_messages(tokenizer, task.messages(), where)
+    prompt_text = render_prompt(tokenizer, messages, where)
     prompt_ids = _tok(tokenizer, prompt_text)
 
     targets, starts = [], []

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffuse_lm.encoding import end_of_turn_ids
+from diffuse_lm.encoding import end_of_turn_ids, prompt_messages, render_prompt
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.models import model_label
 from diffuse_lm.parsing import answer_of, sample_stats, task_answers
@@ -63,14 +63,9 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def prompt_ids(tokenizer, messages: list[dict], prefix: str = "") -> list[int]:
-    """Token ids the model continues: the chat template with its generation prompt (as in
-    :func:`diffuse_lm.encoding.encode_task`), then the assistant's response prefix, if any."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    else:
-        text = "\n\n".join(m["content"] for m in messages) + "\n"
-        if tokenizer.bos_token and not text.startswith(tokenizer.bos_token):
-            text = tokenizer.bos_token + text
+    """Token ids the model continues: the chat template with its generation prompt (the one
+    :func:`diffuse_lm.encoding.encode_task` scores from), then the assistant's response prefix, if any."""
+    text = render_prompt(tokenizer, prompt_messages(tokenizer, messages))
     return tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
 
 
