@@ -123,3 +123,22 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path, capsys, text):
     assert err.startswith("diffuse: error: ") and err.count("\n") == 1
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read config" in capsys.readouterr().err
+
+
+def test_cli_overrides_may_follow_options(monkeypatch):
+    from diffuse_lm.commands import train
+
+    seen = {}
+    monkeypatch.setattr(train, "run", lambda args: seen.update(vars(args)) or 0)
+    parser_args = ["train", "cfg.yaml", "--no-plot", "lr=1", "-q", "alg_config.n_iters=2"]
+    assert main(parser_args) == 0
+    assert seen["overrides"] == ["lr=1", "alg_config.n_iters=2"] and seen["quiet"] and seen["no_plot"]
+
+
+def test_cli_stray_arguments_are_still_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "cfg.yaml", "-q", "--bogus"])
+    assert e.value.code == 2 and "--bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["stats", "s.jsonl", "lr=1"])  # only `train` takes KEY=VALUE
+    assert e.value.code == 2
