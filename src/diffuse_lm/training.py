@@ -1,8 +1,9 @@
 """Distribution-matching LoRA fine-tuning (the paper's Section 3 and Appendix A).
 
-One optimizer step = ``prompts_per_step`` prompts (the paper: one). For each prompt, ``score_task`` runs
-the prompt once and backpropagates the loss of each micro-batch of ``batch_size`` targets at once; the
-step's gradient is clipped and AdamW takes one step. Under ``torchrun`` every process takes a share of
+One optimizer step = ``prompts_per_step`` prompts (the paper: one). For each prompt, ``score_task`` scores
+micro-batches of at most ``batch_size`` targets (a task that fits one packed row is a single forward and
+backward) and backpropagates each micro-batch's loss at once; the step's gradient is clipped and AdamW
+takes one step. Under ``torchrun`` every process takes a share of
 each prompt's targets and the LoRA gradients are summed across processes before clipping, so the loss
 curve is the single-process one. A run lives in ``output_dir``: the final adapter in ``adapter/`` (PEFT,
 safetensors), ``config.yaml``, ``train_log.jsonl``, before/after measurements, ``summary.json`` and the
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from diffuse_lm.checkpoints import latest_state, load_checkpoint, private_dir, save_checkpoint
 from diffuse_lm.commands.common import write_json_atomic
 from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.encoding import EncodedTask, encode_tasks
@@ -34,7 +36,6 @@ from diffuse_lm.scoring import score_task
 from diffuse_lm.tasks import load_tasks
 
 ADAPTER_DIR = "adapter"
-POINTER = "checkpoint.json"
 # Keys a resumed run may change; any other difference from the saved config is an error.
 RESUMABLE = {
     "alg_config.n_iters",
@@ -138,69 +139,6 @@ def step_prompts(n_prompts: int, per_step: int, seed: int, step: int) -> list[in
     return [int(i) for i in order[k * per_step : (k + 1) * per_step]]
 
 
-# --- checkpoints ---------------------------------------------------------------------------------
-
-
-def save_checkpoint(out: Path, model, opt, state: dict) -> None:
-    """Adapter (PEFT) + optimizer tensors + RNG (safetensors) + scalars (JSON), written into a temporary
-    folder, renamed, then published by atomically rewriting ``checkpoint.json``: a kill never corrupts."""
-    from safetensors.torch import save_file
-
-    name = f"checkpoint-{state['step']:06d}"
-    tmp = _private_dir(out, ".checkpoint-tmp-")
-    model.save_pretrained(tmp)
-    tensors, groups = {}, []
-    sd = opt.state_dict()
-    for i, s in sd["state"].items():
-        tensors.update(
-            {f"{i}.{k}": v.detach().cpu().contiguous() for k, v in s.items() if torch.is_tensor(v)}
-        )
-    for g in sd["param_groups"]:
-        groups.append({k: v for k, v in g.items() if k != "params"})
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    save_file(tensors, tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps({**state, "param_groups": groups}, indent=1))
-    shutil.rmtree(out / name, ignore_errors=True)
-    os.replace(tmp, out / name)
-    write_json_atomic(out / POINTER, {"step": state["step"], "dir": name})
-    for old in out.glob("checkpoint-*"):
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(out: Path, model, opt) -> dict | None:
-    """Restore the latest checkpoint into ``model`` and ``opt``; returns its state, or None."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    try:
-        folder = out / json.loads((out / POINTER).read_text())["dir"]
-        state = json.loads((folder / "state.json").read_text())
-        tensors = load_file(folder / "optimizer.safetensors")
-        adapter = load_file(folder / "adapter_model.safetensors")
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError) as e:
-        raise DiffuseError(f"{out}: unreadable checkpoint ({e.__class__.__name__}: {e})") from None
-    device = next(p for p in model.parameters() if p.requires_grad).device
-    set_peft_model_state_dict(model, {k: v.to(device) for k, v in adapter.items()})
-    n = len(opt.state_dict()["param_groups"][0]["params"])
-    opt_state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if not key.startswith("rng."):
-            i, name = key.split(".", 1)
-            opt_state.setdefault(int(i), {})[name] = v if name == "step" else v.to(device)
-    groups = [{**g, "params": list(range(n))} for g in state.pop("param_groups")]
-    opt.load_state_dict({"state": opt_state, "param_groups": groups})
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    return state
-
-
 def _check_same_run(out: Path, cfg: TrainConfig) -> None:
     """A run folder may only be resumed with the config it was started with (bar RESUMABLE keys)."""
     import yaml
@@ -293,7 +231,7 @@ def _finished(out: Path, total_steps: int) -> dict | None:
     """The summary of a finished run in ``out`` (all steps done, or stopped early), if there is one."""
     try:
         summary = json.loads((out / "summary.json").read_text())
-        state = json.loads((out / json.loads((out / POINTER).read_text())["dir"] / "state.json").read_text())
+        state = latest_state(out)
     except (OSError, ValueError, KeyError):
         return None
     return summary if state.get("stopped") or state.get("step", 0) >= total_steps else None
@@ -301,13 +239,6 @@ def _finished(out: Path, total_steps: int) -> dict | None:
 
 def _total_steps(cfg: TrainConfig, n_prompts: int) -> int:
     return cfg.alg_config.n_iters * math.ceil(n_prompts / cfg.alg_config.prompts_per_step)
-
-
-def _private_dir(out: Path, prefix: str) -> Path:
-    """A fresh temporary folder inside ``out`` with ordinary permissions (mkdtemp makes it 0700)."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out))
-    tmp.chmod(0o755)
-    return tmp
 
 
 def _open_output_dir(out: Path, cfg: TrainConfig, n_prompts: int) -> dict | None:
@@ -338,7 +269,7 @@ def _start(out: Path, cfg: TrainConfig, step: int, measure: dict) -> None:
 def _finish(out: Path, model, measure: dict, info: dict) -> dict:
     """Main process, after the last step: the adapter, the 'after' measurements and the summary."""
     adapter = out / ADAPTER_DIR
-    tmp = _private_dir(out, ".adapter-tmp-")
+    tmp = private_dir(out, ".adapter-tmp-")
     model.save_pretrained(tmp)
     shutil.rmtree(adapter, ignore_errors=True)
     os.replace(tmp, adapter)
