@@ -9,13 +9,9 @@ the batch, so no padding is needed; finished rows leave the batch at their end-o
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +23,18 @@ from diffuse_lm.encoding import end_of_turn_ids, prompt_messages, render_prompt
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.models import model_label
 from diffuse_lm.parsing import answer_of, sample_stats, task_answers
+from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
 from diffuse_lm.tasks import Task
 
-__all__ = ["generate", "sample_to_jsonl", "sample_stats", "read_samples", "read_meta", "load_vllm"]
+__all__ = [
+    "generate",
+    "sample_to_jsonl",
+    "sample_stats",
+    "read_samples",
+    "read_meta",
+    "meta_path",
+    "load_vllm",
+]
 
 
 @dataclass(frozen=True)
@@ -327,118 +332,6 @@ def adapter_fingerprint(model) -> str | None:
     return h.hexdigest()[:16]
 
 
-# --- the samples file -----------------------------------------------------------------------------
-
-
-def meta_path(output: str | Path) -> Path:
-    """The sidecar that records how a samples file was made: ``<output>.meta.json``."""
-    output = Path(output)
-    return output.with_name(output.name + ".meta.json")
-
-
-def _parse_samples(data: bytes, where: Path) -> tuple[dict[int, dict], int]:
-    """Records by index (the first of duplicates wins) and the byte length of the complete lines; bytes
-    after the last newline are a line torn by a kill."""
-    end = data.rfind(b"\n") + 1
-    records: dict[int, dict] = {}
-    for k, line in enumerate(data[:end].split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            index = rec["index"]
-            ok = isinstance(index, int) and isinstance(rec.get("text"), str)
-        except (ValueError, TypeError, KeyError):
-            ok = False
-        if not ok:
-            raise DiffuseError(f"{where}: line {k} is not a sample record (index, text); not a samples file?")
-        records.setdefault(index, rec)
-    return records, end
-
-
-def read_samples(path: str | Path) -> list[dict]:
-    """The records of a samples file, by index; a torn last line is skipped (``diffuse sample`` repairs it)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DiffuseError(f"{path}: cannot read ({e.strerror})") from None
-    records, _ = _parse_samples(data, path)
-    return [records[i] for i in sorted(records)]
-
-
-def read_meta(path: str | Path) -> dict | None:
-    """The sidecar of a samples file, or ``None`` when there is none."""
-    side = meta_path(path)
-    if not side.exists():
-        return None
-    try:
-        return json.loads(side.read_text())
-    except (OSError, ValueError):
-        raise DiffuseError(f"{side}: unreadable; delete it together with {Path(path).name}") from None
-
-
-def _write_meta(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)  # not mkstemp's private 0600: it sits beside the samples it describes
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
-
-
-def _describe(key: str, value) -> str:
-    return "a different prompt" if key in ("messages", "responses") else f"{key}={value!r}"
-
-
-@contextmanager
-def _open_samples(
-    output: Path, identity: dict, info: dict, n: int
-) -> Iterator[tuple[dict[int, dict], Callable[[dict], None]]]:
-    """Lock ``output``, repair a torn last line, check its settings against ``identity``, and give its
-    records and an ``append(record)`` that writes one line and flushes it."""
-    side = meta_path(output)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        f = open(output, "a+b")  # noqa: SIM115 - held open (and locked) for the whole run
-    except OSError as e:
-        raise DiffuseError(f"{output}: cannot write ({e.strerror})") from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DiffuseError(f"{output}: another process is writing it right now") from None
-        f.seek(0)
-        data = f.read()
-        records, end = _parse_samples(data, output)
-        if end < len(data):
-            f.truncate(end)  # a line torn by a kill: its sample is generated again
-        old = read_meta(output)
-        if records:
-            if old is None:
-                raise DiffuseError(
-                    f"{output}: holds samples but no {side.name}, so its settings are unknown; "
-                    "choose another --output or delete it"
-                )
-            for key, value in identity.items():
-                if old.get(key) != value:
-                    raise DiffuseError(
-                        f"{output}: was sampled with {_describe(key, old.get(key))}, not "
-                        f"{_describe(key, value)}; choose another --output or delete it"
-                    )
-        n_meta = max(n, (old or {}).get("n", 0)) if records else n
-        _write_meta(side, {"format": "diffuse-samples/1", **identity, **info, "n": n_meta})
-
-        def append(rec: dict) -> None:
-            f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode())
-            f.flush()
-
-        try:
-            yield records, append
-        finally:
-            f.flush()
-            os.fsync(f.fileno())
-
-
 def sample_to_jsonl(
     model,
     tokenizer,
@@ -478,7 +371,7 @@ def sample_to_jsonl(
     info = {"task": {"name": task.name, "path": task.path} if task else None, **(meta or {})}
     answers, braces = task_answers(task) if task is not None else (None, True)
     valid_set = set(answers or ())
-    with _open_samples(Path(output), identity, info, n) as (records, append):
+    with open_samples(Path(output), identity, info, n) as (records, append):
         missing = [i for i in range(n) if i not in records]
         kw = {"responses": responses, "batch_size": batch_size}
         samples = _samples(model, tokenizer, messages, missing, cfg, **kw) if missing else ()
