@@ -12,6 +12,7 @@ runs an evenly spaced sample of ``--plain-sample`` targets and its time is scale
 estimate that the output labels (``--full-plain`` runs them all). The forward+backward (training) case
 uses a LoRA adapter (r=4 on q, v); plain keeps every sequence's graph until the backward, so its memory
 grows with the targets and only a few targets are run (their cost is extrapolated and labelled).
+Then packed rows against one padded row per target (both sharing the prompt), forward, for the same tasks.
 The last line is ``scoring: speedup_vs_plain=<x> peak_rss_mb=<y>`` for 100 targets, forward: x = plain time /
 our time, y = the process's peak RSS (model included) while our scorer ran.
 """
@@ -204,6 +205,29 @@ def main() -> None:
         "(extrapolated, not run)",
         flush=True,
     )
+
+    # Packing (one row per micro-batch, block-diagonal mask) against one padded row per target, both on
+    # the shared prompt cache: what the packed path adds on top of sharing the prompt.
+    for n in (10, 100, 1000):
+        enc = encs[n]
+
+        def packed(enc=enc):
+            with torch.no_grad():
+                score_task(model, enc, pack=True)
+
+        def rows(enc=enc):
+            with torch.no_grad():
+                score_task(model, enc, pack=False)
+
+        case = run_case(
+            f"packed vs rows, {n}", packed, rows, 1.0, args.rounds if n <= 100 else args.rounds_large
+        )
+        print(
+            f"{case['name']:<26} packed {case['fast']['s']:8.2f}s peak {case['fast']['peak']:7.0f} MB   "
+            f"rows {case['plain']['s']:8.2f}s peak {case['plain']['peak']:7.0f} MB   "
+            f"packing speedup {case['speedup']:5.2f}x   [{case['rounds']} round(s)]",
+            flush=True,
+        )
 
     head = results[100]
     print(f"scoring: speedup_vs_plain={head['speedup']:.1f} peak_rss_mb={head['fast']['peak']:.0f}")

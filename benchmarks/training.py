@@ -2,9 +2,9 @@
 targets are) against the original study's plain loop (every target fed with the full prompt, full-vocabulary
 logits at every position), on the default model, LoRA as in the paper, one process, runs alternated.
 
-Also: what bf16 autocast does to the loss and to the step time. The last line is
-``training: speedup_vs_plain=<x> peak_rss_mb=<y>`` for RNG 1-10 (y: peak RSS of a process while it runs
-our loop, model included, its loading not counted).
+Also: the same loop with packing off (padded rows on the shared prompt cache), and what bf16 autocast
+does to the loss and to the step time. The last line is ``training: speedup_vs_plain=<x> peak_rss_mb=<y>``
+for RNG 1-10 (y: peak RSS of a process while it runs our loop, model included, its loading not counted).
 Run: python benchmarks/training.py [--rounds N] [--tasks rng-1-10]
 """
 
@@ -87,6 +87,20 @@ def our_step(model, opt, params, enc, cfg) -> float:
     return train_step(model, opt, params, [enc], cfg)[0]
 
 
+def unpacked(fn):
+    """``fn`` with packing turned off: every micro-batch as padded rows on the prompt's shared cache."""
+    from diffuse_lm import scoring
+
+    def run():
+        can_pack, scoring.can_pack = scoring.can_pack, lambda model: False
+        try:
+            return fn()
+        finally:
+            scoring.can_pack = can_pack
+
+    return run
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -100,6 +114,7 @@ def time_task(task_name: str, rounds: int) -> dict:
     loops = {
         "ours": lambda: our_step(model, opt, params, enc, cfg),
         "ours_bf16": lambda: our_step(model, opt, params, enc, bf16),
+        "ours_unpacked": unpacked(lambda: our_step(model, opt, params, enc, cfg)),
         "plain": lambda: plain_step(model, opt, params, enc),
     }
     for fn in loops.values():  # warm-up
@@ -173,7 +188,8 @@ def main() -> None:
         results[task_name] = {**t, "rss": mem, "bf16": err}
         print(
             f"{task_name} ({t['targets']} targets): s/step ours {t['ours']:.3f}, plain {t['plain']:.3f} "
-            f"(x{t['plain'] / t['ours']:.1f}); ours+bf16 autocast {t['ours_bf16']:.3f}; peak RSS MB ours "
+            f"(x{t['plain'] / t['ours']:.1f}); ours unpacked {t['ours_unpacked']:.3f}; "
+            f"ours+bf16 autocast {t['ours_bf16']:.3f}; peak RSS MB ours "
             f"{mem['ours']:.0f}, plain {mem['plain']:.0f}; loss fp32 {err['fp32']:.5f} bf16 {err['bf16']:.5f} "
             f"(rel. err {err['rel_err']:.1e})"
         )

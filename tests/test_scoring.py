@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_llama
 
 from diffuse_lm.encoding import EncodedTask, encode_task
-from diffuse_lm.scoring import _batches, score, score_plain, score_task
+from diffuse_lm.scoring import _batches, _packs, can_pack, score, score_plain, score_task
 from diffuse_lm.tasks import Task, load_tasks, task_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,19 +38,24 @@ def random_task(vocab: int, seed: int, n: int = 9, max_len: int = 7) -> EncodedT
     return synthetic(prompt, targets, starts)
 
 
+PACK = pytest.mark.parametrize("pack", [False, True], ids=["cache", "packed"])
+
+
+@PACK
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("budget,max_targets", [(8192, None), (20, None), (1, None), (8192, 2)])
-def test_fast_equals_plain(seed, budget, max_targets):
+def test_fast_equals_plain(seed, budget, max_targets, pack):
     model = tiny_llama(50, seed=seed, layers=2)
     enc = random_task(50, seed)
     with torch.no_grad():
-        fast = score_task(model, enc, max_batch_tokens=budget, max_batch_targets=max_targets)
+        fast = score_task(model, enc, max_batch_tokens=budget, max_batch_targets=max_targets, pack=pack)
         plain = score_plain(model, enc)
     assert fast.shape == (enc.n_targets,) and fast.dtype == torch.float32
     torch.testing.assert_close(fast, plain, atol=1e-4, rtol=0)
 
 
-def test_fast_equals_plain_on_an_encoded_task_with_response_prefixes(tokenizer):
+@PACK
+def test_fast_equals_plain_on_an_encoded_task_with_response_prefixes(tokenizer, pack):
     model = tiny_llama(len(tokenizer), seed=3)
     task = task_from_dict(
         {
@@ -64,7 +69,7 @@ def test_fast_equals_plain_on_an_encoded_task_with_response_prefixes(tokenizer):
     assert enc.starts[0] == len("Sure: ") and enc.starts[1] == 0
     with torch.no_grad():
         torch.testing.assert_close(
-            score_task(model, enc, max_batch_tokens=60), score_plain(model, enc), atol=1e-4, rtol=0
+            score_task(model, enc, max_batch_tokens=60, pack=pack), score_plain(model, enc), atol=1e-4, rtol=0
         )
 
 
@@ -87,8 +92,9 @@ def _grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@PACK
 @pytest.mark.parametrize("budget", [8192, 25])
-def test_gradients_of_the_on_batch_path_equal_plain_backward(budget):
+def test_gradients_of_the_on_batch_path_equal_plain_backward(budget, pack):
     model = tiny_llama(50, seed=5).train(False)
     enc = random_task(50, 5)
     w = torch.tensor(np.random.default_rng(0).dirichlet(np.ones(enc.n_targets)), dtype=torch.float32)
@@ -104,7 +110,7 @@ def test_gradients_of_the_on_batch_path_equal_plain_backward(budget):
         seen.extend(indices)
         return -(w[indices] * logp).sum()
 
-    out = score_task(model, enc, max_batch_tokens=budget, on_batch=on_batch)
+    out = score_task(model, enc, max_batch_tokens=budget, on_batch=on_batch, pack=pack)
     got = _grads(model)
     assert sorted(seen) == list(range(enc.n_targets)) and not out.requires_grad
     assert want.keys() == got.keys() and len(want) == len(list(model.parameters()))
@@ -112,8 +118,9 @@ def test_gradients_of_the_on_batch_path_equal_plain_backward(budget):
         torch.testing.assert_close(got[name], want[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+@PACK
 @pytest.mark.parametrize("modules", [["q_proj", "v_proj"], ["o_proj"], ["k_proj", "down_proj"]])
-def test_gradients_through_lora_where_some_of_the_cache_is_frozen(modules):
+def test_gradients_through_lora_where_some_of_the_cache_is_frozen(modules, pack):
     # LoRA on q/v only (the paper's r=4 setting): layer 0's keys come from frozen weights and carry no graph.
     from peft import LoraConfig, get_peft_model
 
@@ -125,18 +132,21 @@ def test_gradients_through_lora_where_some_of_the_cache_is_frozen(modules):
     (-(w * score_plain(model, enc)).sum()).backward()
     want = _grads(model)
     model.zero_grad()
-    score_task(model, enc, max_batch_tokens=30, on_batch=lambda idx, logp: -(w[idx] * logp).sum())
+    loss = lambda idx, logp: -(w[idx] * logp).sum()  # noqa: E731
+    score_task(model, enc, max_batch_tokens=30, on_batch=loss, pack=pack)
     got = _grads(model)
     assert want.keys() == got.keys() and want and all("lora_" in n for n in want)
     for name in want:
         torch.testing.assert_close(got[name], want[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_without_on_batch_the_result_carries_the_graph():
+@PACK
+@pytest.mark.parametrize("budget", [8192, 20])
+def test_without_on_batch_the_result_carries_the_graph(budget, pack):
     model = tiny_llama(50, seed=6)
     enc = random_task(50, 6)
     model.zero_grad()
-    score_task(model, enc, max_batch_tokens=20).sum().backward()
+    score_task(model, enc, max_batch_tokens=budget, pack=pack).sum().backward()
     fast = _grads(model)
     model.zero_grad()
     score_plain(model, enc).sum().backward()
@@ -182,6 +192,34 @@ def test_batches_respect_the_budget_and_cover_every_target_once():
             assert cap is None or len(b) <= cap
 
 
+def test_packs_fit_the_row_budget_and_cover_every_target_once():
+    lengths = [1, 5, 2, 2, 9, 3, 1, 4]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for budget, cap in [(40, None), (12, 3), (1, None)]:
+        packs = list(_packs(order, lengths, 4, budget, cap))
+        assert [i for b in packs for i in b] == order
+        for b in packs:
+            assert len(b) == 1 or 4 + sum(lengths[i] - 1 for i in b) <= budget
+            assert cap is None or len(b) <= cap
+    assert len(list(_packs(order, lengths, 4, 40, None))) == 1  # the whole task in one row
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_packed_rows_take_eager_and_sdpa_attention(attn):
+    model = tiny_llama(50, seed=11)
+    model.config._attn_implementation = attn
+    enc = random_task(50, 11)
+    assert can_pack(model)
+    with torch.no_grad():
+        for budget in (8192, 20):
+            torch.testing.assert_close(
+                score_task(model, enc, max_batch_tokens=budget, pack=True),
+                score_plain(model, enc),
+                atol=1e-4,
+                rtol=0,
+            )
+
+
 def test_score_many_tasks_keeps_order():
     model = tiny_llama(50, seed=8)
     encs = [random_task(50, s, n=4) for s in (1, 2)]
@@ -214,7 +252,12 @@ def test_default_model_fast_equals_plain_and_pinned_rng(default_model):
     (task,) = load_tasks([str(ROOT / "examples/tasks/rng-1-10.json")])
     enc = encode_task(tokenizer, task)
     with torch.no_grad():
-        fast = score_task(model, enc, max_batch_tokens=200)  # several micro-batches
+        fast = score_task(model, enc, max_batch_tokens=200, pack=False)  # several micro-batches
         plain = score_plain(model, enc)
+        assert can_pack(model)
+        one_row = score_task(model, enc)  # the whole task in one packed row
+        rows = score_task(model, enc, max_batch_tokens=len(enc.prompt_ids) + 8)  # several packed rows
     torch.testing.assert_close(fast, plain, atol=1e-4, rtol=0)
+    torch.testing.assert_close(one_row, plain, atol=1e-4, rtol=0)
+    torch.testing.assert_close(rows, plain, atol=1e-4, rtol=0)
     torch.testing.assert_close(fast, torch.tensor(RNG_PIN), atol=1e-3, rtol=0)

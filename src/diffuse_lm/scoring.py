@@ -18,6 +18,12 @@ from transformers import DynamicCache
 from diffuse_lm.encoding import EncodedTask
 
 DEFAULT_BATCH_TOKENS = 8192  # sequence positions (prompt + target) held in one micro-batch
+MAX_PACK_TOKENS = 512  # longest packed row (prompt + packed targets): attention is quadratic in it
+# Decoders that take position_ids and a ready 4-D additive mask as they are (RoPE, create_causal_mask).
+PACKABLE = frozenset(
+    "llama mistral mixtral qwen2 qwen2_moe qwen3 qwen3_moe gemma gemma2 gemma3_text phi3 granite olmo olmo2 "
+    "starcoder2 cohere smollm3".split()
+)
 
 OnBatch = Callable[[list[int], torch.Tensor], torch.Tensor | None]
 
@@ -56,6 +62,83 @@ def _batches(
         batch.append(i)
     if batch:
         yield batch
+
+
+def _packs(
+    order: list[int], lengths: list[int], prompt_len: int, max_tokens: int, max_targets: int | None
+) -> Iterator[list[int]]:
+    """Group targets so that each packed row, prompt + every target's input tokens, fits ``max_tokens``."""
+    batch: list[int] = []
+    size = prompt_len
+    for i in order:
+        full = max_targets is not None and len(batch) >= max_targets
+        if batch and (full or size + lengths[i] - 1 > max_tokens):
+            yield batch
+            batch, size = [], prompt_len
+        batch.append(i)
+        size += lengths[i] - 1
+    if batch:
+        yield batch
+
+
+def can_pack(model) -> bool:
+    """Whether ``model``'s decoder takes a packed row: a known RoPE family with eager or SDPA attention."""
+    cfg = _unwrap(model).config
+    return cfg.model_type in PACKABLE and cfg._attn_implementation in ("eager", "sdpa")
+
+
+def _packed_logprobs(
+    lm, kv, first, prompt_ids: list[int], targets: list[list[int]], starts: list[int]
+) -> torch.Tensor:
+    """Sequence log-probabilities of one micro-batch of targets packed into one row (module docstring).
+    With ``kv`` the prompt is cached and the row holds only the targets; with ``kv=None`` the prompt leads
+    the row."""
+    device = lm.get_input_embeddings().weight.device
+    p = len(prompt_ids)
+    inputs: list[int] = []
+    owner: list[int] = []
+    positions: list[int] = []
+    rows, tokens, who = [], [], []  # packed index predicting a token j >= 1, that token, its target
+    for i, (t, s) in enumerate(zip(targets, starts, strict=True)):
+        base = len(inputs)
+        inputs += t[:-1]
+        owner += [i] * (len(t) - 1)
+        positions += range(p, p + len(t) - 1)
+        for j in range(max(s, 1), len(t)):
+            rows.append(base + j - 1)
+            tokens.append(t[j])
+            who.append(i)
+    lead = prompt_ids if kv is None else []
+    hidden = None
+    if lead or inputs:
+        key_owner = torch.tensor([-1] * p + owner, device=device)
+        q = torch.arange(p - len(lead), p + len(inputs), device=device)
+        k = torch.arange(p + len(inputs), device=device)
+        # A query sees earlier keys of the prompt or of its own target: block-diagonal causal after the prompt.
+        seen = (k[None, :] <= q[:, None]) & (
+            (key_owner[None, :] == -1) | (key_owner[None, :] == key_owner[q][:, None])
+        )
+        dtype = lm.get_input_embeddings().weight.dtype
+        mask = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill(~seen, torch.finfo(dtype).min)
+        cache = None if kv is None else DynamicCache(ddp_cache_data=list(kv), config=lm.config)
+        hidden = lm.get_decoder()(
+            input_ids=torch.tensor([lead + inputs], device=device),
+            position_ids=torch.tensor([list(range(len(lead))) + positions], device=device),
+            attention_mask=mask[None, None],
+            past_key_values=cache,
+            use_cache=False,
+        ).last_hidden_state[0]
+        if kv is None:
+            first = _head_logprobs(lm, hidden[p - 1])
+            hidden = hidden[p:]
+    starts_t = torch.tensor(starts, device=device)
+    t0 = torch.tensor([t[0] for t in targets], device=device)
+    total = torch.where(starts_t == 0, first[t0], torch.zeros((), device=device))
+    if rows:
+        logp = _head_logprobs(lm, hidden[torch.tensor(rows, device=device)])
+        token_logp = logp.gather(1, torch.tensor(tokens, device=device)[:, None]).squeeze(1)
+        total = total.index_add(0, torch.tensor(who, device=device), token_logp)
+    return total
 
 
 def _batch_logprobs(
@@ -97,46 +180,56 @@ def score_task(
     max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     max_batch_targets: int | None = None,
     on_batch: OnBatch | None = None,
+    pack: bool | None = None,
 ) -> torch.Tensor:
     """log p(target_i | prompt) for every target of ``enc``, in target order, shape (n_targets,).
 
     ``on_batch(indices, logprobs)`` is called for every micro-batch; if gradients are enabled and it
     returns a loss, that loss is backpropagated right away (see module docstring) and the result is
     detached. Without ``on_batch``, the result carries the whole graph when gradients are enabled.
+    ``pack`` packs each micro-batch into one row (default: where :func:`can_pack`); both ways agree.
     """
     lm = _unwrap(model)
-    prompt = torch.tensor([enc.prompt_ids], device=lm.get_input_embeddings().weight.device)
-    out = lm.get_decoder()(input_ids=prompt, use_cache=True)
-    kv = [(layer[0], layer[1]) for layer in out.past_key_values]
-    first = _head_logprobs(lm, out.last_hidden_state[0, -1])  # (V,)
+    p = len(enc.prompt_ids)
+    lengths = [len(t) for t in enc.target_ids]
+    order = sorted(range(enc.n_targets), key=lengths.__getitem__)
+    packed = can_pack(lm) if pack is None else pack
+    if packed:
+        budget = min(max_batch_tokens, MAX_PACK_TOKENS)
+        batches = list(_packs(order, lengths, p, budget, max_batch_targets))
+    else:
+        batches = list(_batches(order, lengths, p, max_batch_tokens, max_batch_targets))
+    one_row = packed and len(batches) == 1  # the prompt leads the row: no separate prompt pass
 
+    kv, first = None, None
     backward_each = on_batch is not None and torch.is_grad_enabled()
-    if backward_each:
+    detached_prompt = backward_each and not one_row  # micro-batches backpropagate into a detached cache
+    if not one_row:
+        prompt = torch.tensor([enc.prompt_ids], device=lm.get_input_embeddings().weight.device)
+        out = lm.get_decoder()(input_ids=prompt, use_cache=True)
+        kv = [(layer[0], layer[1]) for layer in out.past_key_values]
+        first = _head_logprobs(lm, out.last_hidden_state[0, -1])  # (V,)
+    if detached_prompt:
         roots = [t for pair in kv for t in pair] + [first]
         # A root without a graph (a cache computed by frozen weights only, e.g. LoRA on q/v leaves layer 0's
         # keys frozen) gets no gradient and is left out of the final backward.
         leaves = [t.detach().requires_grad_(t.requires_grad) for t in roots]
         kv, first = list(zip(leaves[:-1:2], leaves[1:-1:2], strict=True)), leaves[-1]
 
-    lengths = [len(t) for t in enc.target_ids]
-    order = sorted(range(enc.n_targets), key=lengths.__getitem__)
     pieces, done = [], []
-    for batch in _batches(order, lengths, len(enc.prompt_ids), max_batch_tokens, max_batch_targets):
-        logp = _batch_logprobs(
-            lm,
-            kv,
-            first,
-            [enc.target_ids[i] for i in batch],
-            [enc.starts[i] for i in batch],
-            len(enc.prompt_ids),
-        )
+    for batch in batches:
+        targets, starts = [enc.target_ids[i] for i in batch], [enc.starts[i] for i in batch]
+        if packed:
+            logp = _packed_logprobs(lm, kv, first, enc.prompt_ids, targets, starts)
+        else:
+            logp = _batch_logprobs(lm, kv, first, targets, starts, p)
         if on_batch is not None:
             loss = on_batch(batch, logp)
             if backward_each and loss is not None and loss.requires_grad:
                 loss.backward()
         pieces.append(logp.detach() if backward_each else logp)
         done += batch
-    if backward_each:  # one backward through the prompt with the gradients its cache collected
+    if detached_prompt:  # one backward through the prompt with the gradients its cache collected
         pairs = [(r, leaf.grad) for r, leaf in zip(roots, leaves, strict=True) if leaf.grad is not None]
         if pairs:
             torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs])
