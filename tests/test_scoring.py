@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_llama
 
 from diffuse_lm.encoding import EncodedTask, encode_task
-from diffuse_lm.scoring import _batches, _packs, can_pack, score, score_plain, score_task
+from diffuse_lm.scoring import PACKABLE, _batches, _packs, can_pack, score, score_plain, score_task
 from diffuse_lm.tasks import Task, load_tasks, task_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,6 +218,60 @@ def test_packed_rows_take_eager_and_sdpa_attention(attn):
                 atol=1e-4,
                 rtol=0,
             )
+
+
+def tiny_family(model_type: str):
+    """A random two-layer model of any family, small enough to build in a moment (no download)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        num_experts_per_tok=1,
+    )
+    for key in ("num_local_experts", "num_experts"):  # mixture-of-experts families
+        if hasattr(config, key):
+            setattr(config, key, 2)
+    for key in ("moe_intermediate_size", "shared_expert_intermediate_size"):
+        if hasattr(config, key):
+            setattr(config, key, 16)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type", sorted(PACKABLE))
+def test_every_packable_family_scores_packed_rows_exactly(model_type):
+    # The allow-list is a claim that the family's decoder takes position_ids and a 4-D mask as they are.
+    model = tiny_family(model_type)
+    enc = random_task(50, 12)
+    assert can_pack(model)
+    with torch.no_grad():
+        plain = score_plain(model, enc)
+        for budget in (8192, 20):  # one row with the prompt; several rows on the prompt's cache
+            torch.testing.assert_close(
+                score_task(model, enc, max_batch_tokens=budget), plain, atol=1e-4, rtol=0
+            )
+
+
+def test_other_families_fall_back_to_padded_rows():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=128)).eval()
+    enc = random_task(50, 13)
+    assert not can_pack(model)
+    with torch.no_grad():
+        torch.testing.assert_close(score_task(model, enc), score_plain(model, enc), atol=1e-4, rtol=0)
 
 
 def test_score_many_tasks_keeps_order():
