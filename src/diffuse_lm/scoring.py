@@ -18,7 +18,7 @@ from transformers import DynamicCache
 from diffuse_lm.encoding import EncodedTask
 
 DEFAULT_BATCH_TOKENS = 8192  # sequence positions (prompt + target) held in one micro-batch
-MAX_PACK_TOKENS = 512  # longest packed row (prompt + packed targets): attention is quadratic in it
+MAX_PACK_TOKENS = 512  # longest packed row of target tokens (with the prompt, if it leads the row)
 # Decoders that take position_ids and a ready 4-D additive mask as they are (RoPE, create_causal_mask).
 PACKABLE = frozenset(
     "llama mistral mixtral qwen2 qwen2_moe qwen3 qwen3_moe gemma gemma2 gemma3_text phi3 granite olmo olmo2 "
@@ -65,16 +65,16 @@ def _batches(
 
 
 def _packs(
-    order: list[int], lengths: list[int], prompt_len: int, max_tokens: int, max_targets: int | None
+    order: list[int], lengths: list[int], max_tokens: int, max_targets: int | None
 ) -> Iterator[list[int]]:
-    """Group targets so that each packed row, prompt + every target's input tokens, fits ``max_tokens``."""
+    """Group targets so that each packed row, every target's input tokens end to end, fits ``max_tokens``."""
     batch: list[int] = []
-    size = prompt_len
+    size = 0
     for i in order:
         full = max_targets is not None and len(batch) >= max_targets
         if batch and (full or size + lengths[i] - 1 > max_tokens):
             yield batch
-            batch, size = [], prompt_len
+            batch, size = [], 0
         batch.append(i)
         size += lengths[i] - 1
     if batch:
@@ -194,12 +194,13 @@ def score_task(
     lengths = [len(t) for t in enc.target_ids]
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
     packed = can_pack(lm) if pack is None else pack
+    budget = min(max_batch_tokens, MAX_PACK_TOKENS)
     if packed:
-        budget = min(max_batch_tokens, MAX_PACK_TOKENS)
-        batches = list(_packs(order, lengths, p, budget, max_batch_targets))
+        batches = list(_packs(order, lengths, budget, max_batch_targets))
     else:
         batches = list(_batches(order, lengths, p, max_batch_tokens, max_batch_targets))
-    one_row = packed and len(batches) == 1  # the prompt leads the row: no separate prompt pass
+    # The prompt leads the row, with no separate prompt pass, when the whole task fits one row.
+    one_row = packed and len(batches) == 1 and p + sum(lengths) - len(lengths) <= budget
 
     kv, first = None, None
     backward_each = on_batch is not None and torch.is_grad_enabled()
