@@ -132,6 +132,19 @@ def test_touched_but_intact_file_is_hashed_once_not_rebuilt(cache):
     assert entry["mtime_ns"] == (folder / "model.safetensors").stat().st_mtime_ns  # manifest refreshed
 
 
+def test_same_source_bytes_elsewhere_reuse_the_cache(cache, tmp_path):
+    # A new virtual environment installs the same GGUF at another path with another mtime.
+    folder, source, build = cache
+    moved = tmp_path / "other-venv" / "source.gguf"
+    moved.parent.mkdir()
+    moved.write_bytes(source.read_bytes())
+    _bump_mtime(moved)
+    assert cached_build(folder, moved, build) == folder and build.calls == 1
+    recorded = json.loads((folder / "diffuse-cache.json").read_text())["source"]
+    assert recorded["mtime_ns"] == moved.stat().st_mtime_ns  # trusted by stat from now on
+    assert models._cache_valid(folder, source)  # and the original still matches by its bytes
+
+
 def test_first_version_manifest_is_accepted_and_upgraded(cache):
     folder, source, build = cache
     manifest = json.loads((folder / "diffuse-cache.json").read_text())

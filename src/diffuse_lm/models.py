@@ -110,14 +110,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _source_key(source: Path) -> list:
-    stat = source.stat()
-    return [str(source), stat.st_size, stat.st_mtime_ns]
-
-
 def _file_entry(path: Path, digest: str | None = None) -> dict:
     stat = path.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest or _sha256(path)}
+
+
+def _same_file(path: Path, entry: dict) -> dict | None:
+    """``path``'s entry if it holds the bytes ``entry`` records, else None. Size and mtime as recorded are
+    trusted; otherwise the file is hashed once and its new stat is returned for the manifest."""
+    stat = path.stat()
+    if stat.st_size == entry["size"] and stat.st_mtime_ns == entry["mtime_ns"]:
+        return entry
+    resized = entry["size"] >= 0 and stat.st_size != entry["size"]  # -1: size not recorded
+    if resized or _sha256(path) != entry["sha256"]:
+        return None
+    return _file_entry(path, entry["sha256"])
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
@@ -129,32 +136,35 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
 def _cache_valid(folder: Path, source: Path) -> bool:
     """Use a cache entry only if its manifest (written last) matches the source and every file.
 
-    A file whose size and mtime are those recorded is trusted; any other is hashed (sha256) and compared, so
-    a truncated, rewritten or half-copied file is caught without hashing 0.5 GB on every load. (An in-place
+    A file (the source included) whose size and mtime are those recorded is trusted; any other is hashed
+    (sha256) and compared, so a truncated, rewritten or half-copied file is caught without hashing 0.5 GB on
+    every load, and the same source at a new path or with a new mtime reuses the cache. (An in-place
     change that keeps size and mtime exactly, e.g. silent disk corruption, is not caught.)
     """
     try:
         manifest = json.loads((folder / _MANIFEST).read_text())
-        if manifest["source"] != _source_key(source) or not manifest["files"]:
+        # The source is known by its bytes, not its path: a new virtual environment installs the same wheel
+        # file elsewhere, and must not rebuild the cache (earlier manifests recorded [path, size, mtime]).
+        source_entry = (
+            _same_file(source, manifest["source"]) if isinstance(manifest["source"], dict) else None
+        )
+        if source_entry is None or not manifest["files"]:
             return False
         refreshed = {}
         for name, entry in manifest["files"].items():
-            path = folder / name
             if isinstance(entry, str):  # manifests of the first version: name -> sha256
                 entry = {"size": -1, "mtime_ns": -1, "sha256": entry}
-            stat = path.stat()
-            if stat.st_size == entry["size"] and stat.st_mtime_ns == entry["mtime_ns"]:
-                refreshed[name] = entry
-                continue
-            if _sha256(path) != entry["sha256"]:
-                log.warning("cache file %s does not match its manifest; rebuilding", path)
+            refreshed[name] = _same_file(folder / name, entry)
+            if refreshed[name] is None:
+                log.warning("cache file %s does not match its manifest; rebuilding", folder / name)
                 return False
-            refreshed[name] = _file_entry(path, entry["sha256"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    if refreshed != manifest["files"]:  # same bytes, new stat (copied, touched): record it, hash once
+    if (
+        refreshed != manifest["files"] or source_entry != manifest["source"]
+    ):  # same bytes, new stat: record it
         try:
-            _write_manifest(folder, {**manifest, "files": refreshed})
+            _write_manifest(folder, {**manifest, "source": source_entry, "files": refreshed})
         except OSError:
             pass
     return True
@@ -178,7 +188,7 @@ def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> P
         try:
             build(tmp)
             files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-            _write_manifest(tmp, {"source": _source_key(source), "files": files})
+            _write_manifest(tmp, {"source": _file_entry(source), "files": files})
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)
