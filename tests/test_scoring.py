@@ -263,6 +263,31 @@ def test_every_packable_family_scores_packed_rows_exactly(model_type):
             )
 
 
+def test_sequences_longer_than_a_sliding_window_are_not_packed():
+    # A packed row's mask replaces the model's sliding-window mask: it would see further back than the model.
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        sliding_window=6,
+        pad_token_id=0,
+    )
+    model = MistralForCausalLM(config).eval()
+    enc = random_task(50, 14)  # an 11-token prompt: longer than the window
+    assert can_pack(model, 5) and not can_pack(model, len(enc.prompt_ids) + 1)
+    with torch.no_grad():
+        plain = score_plain(model, enc)
+        torch.testing.assert_close(score_task(model, enc), plain, atol=1e-4, rtol=0)
+        assert (score_task(model, enc, pack=True) - plain).abs().max() > 1e-3  # what the guard prevents
+
+
 def test_other_families_fall_back_to_padded_rows():
     from transformers import GPT2Config, GPT2LMHeadModel
 

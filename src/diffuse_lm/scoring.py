@@ -81,9 +81,14 @@ def _packs(
         yield batch
 
 
-def can_pack(model) -> bool:
-    """Whether ``model``'s decoder takes a packed row: a known RoPE family with eager or SDPA attention."""
+def can_pack(model, length: int = 0) -> bool:
+    """Whether ``model``'s decoder takes a packed row exactly: a known RoPE family with eager or SDPA
+    attention, and sequences of ``length`` within its sliding window, if it has one (a custom mask replaces the
+    window's, so a packed row would see further back than the model does)."""
     cfg = _unwrap(model).config
+    window = getattr(cfg, "sliding_window", None)
+    if window and length > window:
+        return False
     return cfg.model_type in PACKABLE and cfg._attn_implementation in ("eager", "sdpa")
 
 
@@ -187,13 +192,13 @@ def score_task(
     ``on_batch(indices, logprobs)`` is called for every micro-batch; if gradients are enabled and it
     returns a loss, that loss is backpropagated right away (see module docstring) and the result is
     detached. Without ``on_batch``, the result carries the whole graph when gradients are enabled.
-    ``pack`` packs each micro-batch into one row (default: where :func:`can_pack`); both ways agree.
+    ``pack`` packs each micro-batch into one row (default: where :func:`can_pack`, i.e. where it is exact).
     """
     lm = _unwrap(model)
     p = len(enc.prompt_ids)
     lengths = [len(t) for t in enc.target_ids]
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
-    packed = can_pack(lm) if pack is None else pack
+    packed = can_pack(lm, p + max(lengths)) if pack is None else pack
     budget = min(max_batch_tokens, MAX_PACK_TOKENS)
     if packed:
         batches = list(_packs(order, lengths, budget, max_batch_targets))
