@@ -288,6 +288,26 @@ def test_sequences_longer_than_a_sliding_window_are_not_packed():
         assert (score_task(model, enc, pack=True) - plain).abs().max() > 1e-3  # what the guard prevents
 
 
+def test_long_targets_are_batched_in_padded_rows_not_one_forward_each():
+    model = tiny_llama(50, seed=15)
+    g = torch.Generator().manual_seed(15)
+    enc = synthetic(
+        list(range(3, 23)), [torch.randint(3, 50, (300,), generator=g).tolist() for _ in range(6)]
+    )
+    calls = []
+    hook = model.model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    with torch.no_grad():
+        auto = score_task(model, enc)
+        n_auto = len(calls)
+        forced = score_task(model, enc, pack=True)  # one 299-token target per 512-token row
+        n_forced = len(calls) - n_auto
+        plain = score_plain(model, enc)
+    hook.remove()
+    assert n_auto == 2 and n_forced == 1 + enc.n_targets  # prompt + one padded batch; prompt + a row each
+    torch.testing.assert_close(auto, plain, atol=1e-4, rtol=1e-5)  # sums of 300 log-probabilities
+    torch.testing.assert_close(forced, plain, atol=1e-4, rtol=1e-5)
+
+
 def test_other_families_fall_back_to_padded_rows():
     from transformers import GPT2Config, GPT2LMHeadModel
 

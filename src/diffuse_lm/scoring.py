@@ -19,6 +19,7 @@ from diffuse_lm.encoding import EncodedTask
 
 DEFAULT_BATCH_TOKENS = 8192  # sequence positions (prompt + target) held in one micro-batch
 MAX_PACK_TOKENS = 512  # longest packed row of target tokens (with the prompt, if it leads the row)
+MIN_PER_ROW = 4  # fewer targets per packed row on average: padded rows instead (unless pack=True)
 # Decoders that take position_ids and a ready 4-D additive mask as they are (RoPE, create_causal_mask).
 PACKABLE = frozenset(
     "llama mistral mixtral qwen2 qwen2_moe qwen3 qwen3_moe gemma gemma2 gemma3_text phi3 granite olmo olmo2 "
@@ -200,12 +201,13 @@ def score_task(
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
     packed = can_pack(lm, p + max(lengths)) if pack is None else pack
     budget = min(max_batch_tokens, MAX_PACK_TOKENS)
-    if packed:
-        batches = list(_packs(order, lengths, budget, max_batch_targets))
-    else:
-        batches = list(_batches(order, lengths, p, max_batch_tokens, max_batch_targets))
+    batches = list(_packs(order, lengths, budget, max_batch_targets)) if packed else []
     # The prompt leads the row, with no separate prompt pass, when the whole task fits one row.
     one_row = packed and len(batches) == 1 and p + sum(lengths) - len(lengths) <= budget
+    if packed and pack is None and not one_row and len(lengths) < MIN_PER_ROW * len(batches):
+        packed = False  # long targets: a few per row would waste more on attention than padding does
+    if not packed:
+        batches = list(_batches(order, lengths, p, max_batch_tokens, max_batch_targets))
 
     kv, first = None, None
     backward_each = on_batch is not None and torch.is_grad_enabled()
