@@ -220,7 +220,7 @@ def test_packed_rows_take_eager_and_sdpa_attention(attn):
             )
 
 
-def tiny_family(model_type: str):
+def tiny_family(model_type: str, **overrides):
     """A random two-layer model of any family, small enough to build in a moment (no download)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -239,6 +239,7 @@ def tiny_family(model_type: str):
         bos_token_id=1,
         eos_token_id=2,
         num_experts_per_tok=1,
+        **overrides,
     )
     for key in ("num_local_experts", "num_experts"):  # mixture-of-experts families
         if hasattr(config, key):
@@ -265,21 +266,7 @@ def test_every_packable_family_scores_packed_rows_exactly(model_type):
 
 def test_sequences_longer_than_a_sliding_window_are_not_packed():
     # A packed row's mask replaces the model's sliding-window mask: it would see further back than the model.
-    from transformers import MistralConfig, MistralForCausalLM
-
-    torch.manual_seed(0)
-    config = MistralConfig(
-        vocab_size=50,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        sliding_window=6,
-        pad_token_id=0,
-    )
-    model = MistralForCausalLM(config).eval()
+    model = tiny_family("mistral", sliding_window=6)
     enc = random_task(50, 14)  # an 11-token prompt: longer than the window
     assert can_pack(model, 5) and not can_pack(model, len(enc.prompt_ids) + 1)
     with torch.no_grad():
