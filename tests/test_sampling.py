@@ -26,6 +26,7 @@ from diffuse_lm.sampling import (
     _prefill,
     _transformers_rows,
     generate,
+    greedy_texts,
     load_vllm,
     meta_path,
     pick_tokens,
@@ -107,6 +108,41 @@ def test_samples_do_not_depend_on_batching_and_follow_the_seed(tok):
     assert a[:4] == generate(model, tok, MESSAGES, 4, batch_size=7, **kw)
     assert len(set(a)) > 1
     assert generate(model, tok, MESSAGES, 7, seed=1, **kw) != a
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "hi"}],
+    MESSAGES,
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "abc def"}],
+    [{"role": "user", "content": "x" * 40}],
+    [{"role": "user", "content": "Why?"}],
+    [{"role": "user", "content": "The quick brown fox jumps over the lazy dog, twice."}],
+]
+
+
+@pytest.mark.parametrize("seed", [0, 2])  # seed 0: rows end at different steps; seed 2: most run to the cap
+def test_greedy_texts_equal_one_prompt_greedy_generate_whatever_the_batching(tok, seed):
+    model = tiny_llama(len(tok), seed=seed)
+    ref = [generate(model, tok, m, 1, temperature=0.0, max_new_tokens=16)[0] for m in CONVERSATIONS]
+    assert len(set(ref)) > 1
+    assert greedy_texts(model, tok, CONVERSATIONS, max_new_tokens=16, batch_size=4) == ref
+    assert greedy_texts(model, tok, CONVERSATIONS, max_new_tokens=16, batch_size=1) == ref
+    assert greedy_texts(biased(tok, "<|im_end|>"), tok, CONVERSATIONS[:3], batch_size=2) == ["", "", ""]
+    assert greedy_texts(biased(tok, "x"), tok, CONVERSATIONS[:3], max_new_tokens=4) == ["xxxx"] * 3
+    assert greedy_texts(model, tok, []) == []
+
+
+def test_greedy_texts_with_a_peft_model_and_its_adapter_disabled(tok):
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny_llama(len(tok), seed=2)
+    plain = greedy_texts(base, tok, CONVERSATIONS, max_new_tokens=12, batch_size=4)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, lora_alpha=64)
+    model = get_peft_model(base, lora)
+    ref = [generate(model, tok, m, 1, temperature=0.0, max_new_tokens=12)[0] for m in CONVERSATIONS]
+    assert greedy_texts(model, tok, CONVERSATIONS, max_new_tokens=12, batch_size=4) == ref != plain
+    with model.disable_adapter():
+        assert greedy_texts(model, tok, CONVERSATIONS, max_new_tokens=12, batch_size=4) == plain
 
 
 def test_prompt_ids_match_the_scoring_prompt(tok):

@@ -28,6 +28,7 @@ from diffuse_lm.tasks import Task
 
 __all__ = [
     "generate",
+    "greedy_texts",
     "sample_to_jsonl",
     "sample_stats",
     "read_samples",
@@ -266,7 +267,7 @@ def _samples(
             else:
                 rows = _transformers_rows(model, prefill, seeds, cfg, stop)
             for row, ids, stopped in rows:
-                text = prefix + tokenizer.decode(ids, skip_special_tokens=True)
+                text = prefix + _decode(tokenizer, ids)
                 yield {
                     "index": batch[row],
                     "seed": seeds[row],
@@ -278,12 +279,15 @@ def _samples(
                 }
 
 
-def _progress(total: int, initial: int, enabled: bool):
+def _decode(tokenizer, ids: list[int]) -> str:
+    """The text of generated token ids (special tokens dropped), as every sampler here returns it."""
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str = "sampling", unit: str = "sample"):
     from tqdm.auto import tqdm
 
-    return tqdm(
-        total=total, initial=initial, desc="sampling", unit="sample", disable=not enabled, dynamic_ncols=True
-    )
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
 
 
 def generate(
@@ -311,6 +315,73 @@ def generate(
             texts[rec["index"]] = rec["text"]
             bar.update(1)
     return texts  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def greedy_texts(
+    model,
+    tokenizer,
+    conversations: Sequence[list[dict]],
+    *,
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    progress: bool = False,
+    desc: str = "greedy",
+) -> list[str]:
+    """Greedy (temperature 0) answers to many different prompts, batched with left padding; the decoded
+    text of each (up to its end-of-turn token), in input order: the same text as
+    ``generate(model, tokenizer, messages, 1, temperature=0.0, max_new_tokens=max_new_tokens)[0]``.
+    Prompts are sorted by length into batches (less padding); finished rows leave their batch."""
+    from transformers import DynamicCache
+
+    if batch_size < 1 or max_new_tokens < 1:
+        raise DiffuseError(
+            f"greedy_texts: batch_size {batch_size}, max_new_tokens {max_new_tokens}: must be >= 1"
+        )
+    stop = stop_ids(model, tokenizer)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    prompts = [prompt_ids(tokenizer, messages) for messages in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    texts: list[str] = [""] * len(prompts)
+    with _progress(len(prompts), 0, progress, desc=desc, unit="prompt") as bar:
+        for b in range(0, len(order), batch_size):
+            rows = order[b : b + batch_size]  # input indices of the rows still generating
+            width = max(len(prompts[i]) for i in rows)
+            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in rows], device=device)
+            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows])
+            mask = mask.to(device)
+            positions = (mask.cumsum(-1) - 1).clamp_min(0)
+            cache = DynamicCache(config=getattr(model, "config", None))
+            tokens: dict[int, list[int]] = {i: [] for i in rows}
+            for t in range(max_new_tokens):
+                out = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                chosen = out.logits[:, -1].argmax(-1)
+                keep = []
+                for j, (i, tok) in enumerate(zip(rows, chosen.tolist(), strict=True)):
+                    if tok not in stop:
+                        tokens[i].append(tok)
+                        keep.append(j)
+                if not keep or t == max_new_tokens - 1:
+                    break
+                if len(keep) < len(rows):  # finished rows leave the batch
+                    idx = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(idx)
+                    chosen, mask, rows = chosen[idx], mask[idx], [rows[j] for j in keep]
+                ids = chosen[:, None]
+                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                positions = mask.sum(-1, keepdim=True) - 1
+            for i, row_tokens in tokens.items():
+                texts[i] = _decode(tokenizer, row_tokens)
+            bar.update(len(tokens))
+    return texts
 
 
 def adapter_fingerprint(model) -> str | None:
