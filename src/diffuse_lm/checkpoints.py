@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from diffuse_lm.commands.common import write_json_atomic
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import write_json_atomic
 
 POINTER = "checkpoint.json"
 

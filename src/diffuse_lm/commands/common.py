@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import tempfile
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import write_json_atomic  # noqa: F401  (commands import it from here)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -47,22 +46,3 @@ def check_writable(path: str | Path) -> None:
         raise DiffuseError(f"{path}: cannot write there ({parent} is not a writable folder)")
     if path.exists() and not os.access(path, os.W_OK):
         raise DiffuseError(f"{path}: cannot write (file is read-only)")
-
-
-def write_json_atomic(path: str | Path, data) -> None:
-    """Write JSON through a temporary file and rename, so a kill never leaves half a file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise DiffuseError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,29 @@
+"""Atomic file writes: a kill never leaves half a file. The core's one place for them."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from diffuse_lm.errors import DiffuseError
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write JSON through a temporary file and rename, so a kill never leaves half a file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise DiffuseError(f"{path}: cannot write ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
