@@ -41,6 +41,16 @@ class LoraSettings(_Strict):
     target_modules: list[str] = Field(default_factory=lambda: list(PAPER_TARGET_MODULES), min_length=1)
 
 
+class RetainSettings(_Strict):
+    """The retention term (not in the paper): ``weight`` × KL(base ‖ tuned) of next-token distributions
+    along the base model's greedy answers to general prompts, ``per_step`` of them each optimizer step."""
+
+    weight: float = Field(1.0, ge=0, description="λ: weight of the retention term (0: off)")
+    prompts: str = Field("general", description="built-in prompt set or a YAML/JSON/text file of prompts")
+    max_new_tokens: int = Field(48, gt=0, description="length of the base model's greedy answers")
+    per_step: int = Field(2, gt=0, description="general prompts per optimizer step")
+
+
 class TrainConfig(_Strict):
     """Everything a training run depends on; saved resolved as ``output_dir/config.yaml``."""
 
@@ -68,6 +78,7 @@ class TrainConfig(_Strict):
     mixed_precision: Literal["no", "bf16"] = Field("no", description="bf16 autocast of the forward pass")
     max_batch_tokens: int = Field(8192, gt=0)
     trust_remote_code: bool = False
+    retain: RetainSettings | None = Field(None, description="retention term; absent: Eq. 5 alone")
 
     @field_validator("train_prompts", "test_prompts", mode="before")
     @classmethod

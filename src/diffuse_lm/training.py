@@ -18,24 +18,34 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from diffuse_lm.checkpoints import latest_state, load_checkpoint, private_dir, save_checkpoint
-from diffuse_lm.commands.common import write_json_atomic
 from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.encoding import EncodedTask, encode_tasks
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import write_json_atomic
 from diffuse_lm.measure import measure_tasks
 from diffuse_lm.metrics import entropy
+from diffuse_lm.retention import (
+    RetainExample,
+    base_responses,
+    encode_examples,
+    load_retain_prompts,
+    retention_kl,
+)
 from diffuse_lm.scoring import score_task
 from diffuse_lm.tasks import load_tasks
 
 ADAPTER_DIR = "adapter"
+RETAIN_FILE = "retain.json"  # the general prompts and the base model's answers of the retention term
 # Keys a resumed run may change; any other difference from the saved config is an error.
 RESUMABLE = {
     "alg_config.n_iters",
@@ -81,24 +91,39 @@ def _shard(enc: EncodedTask, rank: int, world: int) -> EncodedTask | None:
     )
 
 
-def _all_reduce_grads(params: list[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
-    """Sum the gradients (and the loss) over processes in one flat buffer; returns the summed loss."""
+def _all_reduce_grads(params: list[torch.nn.Parameter], *scalars: torch.Tensor) -> torch.Tensor:
+    """Sum the gradients (and ``scalars``) over processes in one flat buffer; returns the summed scalars."""
     flat = torch.cat(
         [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in params]
-        + [loss.reshape(1).float()]
+        + [x.reshape(1).float() for x in scalars]
     )
     dist.all_reduce(flat)
     offset = 0
     for p in params:
         p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
         offset += p.numel()
-    return flat[-1]
+    return flat[offset:]
+
+
+class Step(NamedTuple):
+    loss: float  # Eq. 5, averaged over the step's prompts
+    grad_norm: float
+    retain_kl: float | None  # mean KL(base ‖ tuned) per answer token of the step's general prompts
 
 
 def train_step(
-    model, opt, params, prompts: list[EncodedTask], cfg: TrainConfig, *, rank: int = 0, world: int = 1
-) -> tuple[float, float]:
-    """One optimizer step on ``prompts`` (loss averaged over them); returns (loss, grad norm)."""
+    model,
+    opt,
+    params,
+    prompts: list[EncodedTask],
+    cfg: TrainConfig,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    retain: Sequence[RetainExample] = (),
+) -> Step:
+    """One optimizer step on ``prompts`` (Eq. 5 averaged over them) plus, given ``retain`` examples, the
+    retention term ``cfg.retain.weight`` × their mean KL(base ‖ tuned) per answer token."""
     device = params[0].device
     total = torch.zeros((), device=device)
     bf16 = cfg.mixed_precision == "bf16"
@@ -122,12 +147,22 @@ def train_step(
                 max_batch_targets=cfg.alg_config.batch_size,
                 on_batch=on_batch,
             )
+    kl = torch.zeros((), device=device)
+    if retain:
+        mine = list(retain)[rank::world]
+        n_tokens = sum(len(e.response_ids) for e in retain)  # over all processes: their sum is the mean
+        if mine:
+            with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+                kl_sum, _ = retention_kl(model, mine)
+            (cfg.retain.weight * kl_sum / n_tokens).backward()
+            kl = kl_sum.detach() / n_tokens
     if world > 1:
-        total = _all_reduce_grads(params, total)
+        total = _all_reduce_grads(params, total, kl)
+        total, kl = total[0], total[1]
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm or math.inf)  # inf: no clipping
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return float(total), float(norm)
+    return Step(float(total), float(norm), float(kl) if retain else None)
 
 
 def step_prompts(n_prompts: int, per_step: int, seed: int, step: int) -> list[int]:
@@ -161,6 +196,37 @@ def _check_same_run(out: Path, cfg: TrainConfig) -> None:
 
 
 # --- the run -------------------------------------------------------------------------------------
+
+
+def _retain_examples(
+    out: Path, model, tokenizer, cfg: TrainConfig, prompts: list[str], main: bool, progress: bool
+) -> list[RetainExample]:
+    """The retention examples of this run: the base model's answers, kept in ``out/retain.json`` so a
+    resumed run (and every process) uses the same ones; the main process computes them once (cached by
+    weights and prompts across runs), the others read its file."""
+    from diffuse_lm.models import cache_dir
+
+    path = out / RETAIN_FILE
+    saved = None
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError:
+            saved = None
+    if saved is None or saved.get("prompts") != prompts:
+        if not main:
+            raise DiffuseError(f"{path}: missing (the main process writes it)")
+        responses = base_responses(
+            model,
+            tokenizer,
+            prompts,
+            cfg.retain.max_new_tokens,
+            cache=cache_dir() / "retain",
+            progress=progress,
+        )
+        saved = {"max_new_tokens": cfg.retain.max_new_tokens, "prompts": prompts, "responses": responses}
+        write_json_atomic(path, saved)
+    return encode_examples(tokenizer, saved["prompts"], saved["responses"])
 
 
 def _setup_model(cfg: TrainConfig, device: str):
@@ -300,6 +366,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     out = Path(cfg.output_dir)
     train_tasks = load_tasks(cfg.train_prompts)  # bad task specs fail before the model loads
     eval_tasks = load_tasks(cfg.eval_prompts)
+    retaining = cfg.retain is not None and cfg.retain.weight > 0
+    retain_prompts = load_retain_prompts(cfg.retain.prompts) if retaining else []
     if (done := _open_output_dir(out, cfg, len(train_tasks))) is not None:
         return done
     acc = Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
@@ -324,6 +392,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         for stale in out.glob(".*-tmp-*"):  # left by a kill mid-write
             shutil.rmtree(stale, ignore_errors=True)
     acc.wait_for_everyone()
+    retain: list[RetainExample] = []
+    if retaining and main:
+        retain = _retain_examples(out, model, tokenizer, cfg, retain_prompts, main, progress)
+    acc.wait_for_everyone()
+    if retaining and not main:
+        retain = _retain_examples(out, model, tokenizer, cfg, retain_prompts, main, progress)
     state = load_checkpoint(out, model, opt) if (out / "config.yaml").exists() else None
     state = state or {"step": 0, "pass_loss": 0.0, "last_pass_loss": None, "stopped": False}
     if main:
@@ -342,7 +416,14 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         model.train()
         idx = step_prompts(len(train_enc), cfg.alg_config.prompts_per_step, cfg.seed, step)
         t0 = time.time()
-        loss, norm = train_step(model, opt, params, [train_enc[i] for i in idx], cfg, rank=rank, world=world)
+        batch = (
+            [retain[i] for i in step_prompts(len(retain), cfg.retain.per_step, cfg.seed, step)]
+            if retain
+            else []
+        )
+        loss, norm, kl = train_step(
+            model, opt, params, [train_enc[i] for i in idx], cfg, rank=rank, world=world, retain=batch
+        )
         step += 1
         floor = float(np.mean([floors[i] for i in idx]))
         state["pass_loss"] += loss * len(idx)
@@ -354,6 +435,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
             "grad_norm": norm,
             "lr": opt.param_groups[0]["lr"],
             "seconds": time.time() - t0,
+            **({"retain_kl": kl} if kl is not None else {}),
         }
         if step % steps_per_pass == 0:  # end of a pass: the original study's early-stopping test
             entry["pass_loss"], entry["pass_floor"] = state["pass_loss"], sum(floors)

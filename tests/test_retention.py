@@ -1,0 +1,133 @@
+"""The retention term: KL(base ‖ tuned) along the base model's answers, against a plain computation; the
+config block; training with it on and off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_llama
+from test_training import _lora, model_dir, tiny_config  # noqa: F401  (model_dir is a fixture)
+
+from diffuse_lm.config import config_from_dict
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.retention import RetainExample, encode_examples, load_retain_prompts, retention_kl
+from diffuse_lm.training import train
+
+PROMPTS = ["Say hi.", "What is two plus two? Explain.", "Name a colour"]
+ANSWERS = ["Hello there!", "4", "Blue, like the sky on a clear day."]
+
+
+def plain_kl(model, examples: list[RetainExample]) -> torch.Tensor:
+    """Σ_tokens KL(base ‖ tuned), one unpadded sequence at a time, full-vocabulary logits everywhere."""
+    total = torch.zeros(())
+    for e in examples:
+        ids = torch.tensor([e.prompt_ids + e.response_ids])
+        n = len(e.response_ids)
+        with torch.no_grad(), model.disable_adapter():
+            base = torch.log_softmax(model(input_ids=ids).logits[0, -n - 1 : -1], -1)
+        tuned = torch.log_softmax(model(input_ids=ids).logits[0, -n - 1 : -1], -1)
+        total = total + (base.exp() * (base - tuned)).sum()
+    return total
+
+
+def test_retention_kl_equals_the_plain_computation_values_and_gradients(tokenizer):
+    examples = encode_examples(tokenizer, PROMPTS, ANSWERS)
+    assert len({len(e.prompt_ids + e.response_ids) for e in examples}) == 3  # padding is exercised
+    ref, fast = _lora(tiny_llama(len(tokenizer), seed=5)), _lora(tiny_llama(len(tokenizer), seed=5))
+    fast.load_state_dict(ref.state_dict())
+    want = plain_kl(ref, examples)
+    want.backward()
+    got, n = retention_kl(fast, examples)
+    got.backward()
+    assert n == sum(len(e.response_ids) for e in examples)
+    assert float(want.detach()) > 1e-3  # the random LoRA moved the model: a real KL, not zero
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    grads = [(p.grad, q.grad) for p, q in zip(ref.parameters(), fast.parameters(), strict=True) if p.requires_grad]
+    assert all(a is not None and b is not None for a, b in grads)
+    for a, b in grads:
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_retention_kl_is_zero_with_the_adapter_at_its_start(tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama(len(tokenizer)), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    kl, _ = retention_kl(model, encode_examples(tokenizer, PROMPTS, ANSWERS))
+    assert abs(float(kl)) < 1e-6  # LoRA B starts at zero: tuned == base
+
+
+def test_retain_prompt_files_and_their_errors(tmp_path):
+    assert len(load_retain_prompts("general")) >= 250
+    (tmp_path / "p.txt").write_text("one\n\ntwo\n")
+    assert load_retain_prompts(str(tmp_path / "p.txt")) == ["one", "two"]
+    (tmp_path / "p.yaml").write_text("- a\n- {prompt: b}\n")
+    assert load_retain_prompts(str(tmp_path / "p.yaml")) == ["a", "b"]
+    for name, text, problem in [
+        ("missing.yaml", None, "cannot read"),
+        ("bad.yaml", "- a\n  - : [", "malformed"),
+        ("map.json", '{"a": 1}', "expected a list"),
+        ("num.json", "[1, 2]", "item 0"),
+        ("empty.txt", "\n", "no prompt"),
+    ]:
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(DiffuseError, match=problem) as e:
+            load_retain_prompts(str(tmp_path / name))
+        assert name in str(e.value) and "\n" not in str(e.value)
+
+
+def _params(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run / "adapter" / "adapter_model.safetensors")
+
+
+def test_retain_off_or_zero_weight_trains_bit_identically(tmp_path, model_dir):  # noqa: F811
+    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    zero = train(
+        config_from_dict(tiny_config(tmp_path / "b", model_dir, retain={"weight": 0.0})), progress=False
+    )
+    log = lambda s: [json.loads(x) for x in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [e.get("loss") for e in log(plain)] == [e.get("loss") for e in log(zero)]
+    assert not any("retain_kl" in e for e in log(zero))
+    a, b = _params(Path(plain["output_dir"])), _params(Path(zero["output_dir"]))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_with_retention_logs_it_keeps_closer_to_base_and_resumes(tmp_path, model_dir):  # noqa: F811
+    prompts = tmp_path / "general.txt"
+    prompts.write_text("\n".join(PROMPTS + ["Tell me about cats.", "Why is ice cold?"]))
+    retain = {"weight": 5.0, "prompts": str(prompts), "max_new_tokens": 6, "per_step": 2}
+    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    cfg = tiny_config(tmp_path / "b", model_dir, retain=retain)
+    kept = train(config_from_dict(cfg), progress=False)
+    out = Path(kept["output_dir"])
+    saved = json.loads((out / "retain.json").read_text())
+    assert saved["prompts"] == prompts.read_text().splitlines() and len(saved["responses"]) == 5
+    steps = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    kls = [e["retain_kl"] for e in steps if "loss" in e]
+    assert len(kls) == kept["steps"] and kls[0] == pytest.approx(0.0, abs=1e-6) and max(kls) > 0
+    # the retention term holds the adapter closer to zero (the base model) than Eq. 5 alone
+    norm = lambda s: sum(float(v.norm()) for v in _params(Path(s["output_dir"])).values())  # noqa: E731
+    assert norm(kept) < norm(plain)
+    # a run interrupted after its checkpoint resumes to the same adapter
+    cfg2 = tiny_config(tmp_path / "c", model_dir, retain=retain)
+    short = {**cfg2, "alg_config": {**cfg2["alg_config"], "n_iters": 2}}
+    train(config_from_dict(short), progress=False)
+    resumed = train(config_from_dict(cfg2), progress=False)
+    a, b = _params(out), _params(Path(resumed["output_dir"]))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_bad_retain_config_is_one_line(tmp_path, model_dir):  # noqa: F811
+    with pytest.raises(DiffuseError, match="retain.weight"):
+        config_from_dict(tiny_config(tmp_path, model_dir, retain={"weight": -1}))
+    with pytest.raises(DiffuseError, match="unknown key 'retain.wieght'"):
+        config_from_dict(tiny_config(tmp_path, model_dir, retain={"wieght": 1}))
+    cfg = config_from_dict(tiny_config(tmp_path, model_dir, retain={"prompts": str(tmp_path / "nope.yaml")}))
+    with pytest.raises(DiffuseError, match="nope.yaml"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists()  # failed before anything was written
