@@ -476,6 +476,9 @@ def groups() -> dict[str, list[str]]:
         "paper-six": PAPER_SIX,  # the leave-one-out set of Section 5
         "rng-train": ["rng/1-10", "rng/1-100"],  # Section 4.2's training ranges, the paper's prompt
         "rng-formats": ["rng/formats"],  # Appendix B.1's five prompts over the same two ranges
+        # questions with one right answer, braced and bare (scripts/make_utility_data.py writes their files);
+        # the sub-folders, as a group that lists its own name would resolve to itself
+        "determinate": ["determinate/braced", "determinate/plain"],
     }
 
 
