@@ -44,6 +44,7 @@ TINY = replace(
     temperature_samples=2,
     utility_max_new_tokens=4,
     batch_size=4,
+    tradeoff=QUICK.tradeoff[:2],
 )
 
 
@@ -345,9 +346,13 @@ def test_leave_one_out_holds_each_task_out(tiny):
     res = leave_one_out.run(tiny.ctx)
     assert sorted(res["families"]) == ["babynames", "days", "fruits"]
     trained = tiny.ctx.trained
-    assert len(trained) == 4 and len(trained["paper-six"]["train_prompts"]) == 7
+    extra = tiny.ctx.scale.six_recipe.extra_tasks()  # the recipe's determinate questions, in every model
+    assert extra and all(t.startswith("determinate/") for t in extra)
+    assert len(trained) == 4 and trained["paper-six"]["train_prompts"][7:] == extra
     for fam in res["families"]:
         specs = trained[f"paper-six-without-{fam}"]["train_prompts"]
+        assert specs[len(specs) - len(extra) :] == extra
+        specs = specs[: len(specs) - len(extra)]
         assert len(specs) == 7 - res["n_prompts"][fam] and not any(f"{fam}-" in s for s in specs)
         for label in ("baseline", "ID", "OOD"):
             r = res["results"][fam][label]
@@ -375,24 +380,77 @@ def test_utility_grading():
     assert utility.grade("{Parisian}", ["Paris"]) == {"exact": False, "correct": False}
     assert utility.grade("{Lyon}\nor Paris", ["Paris"]) == {"exact": False, "correct": False}
     assert utility.grade("The answer is\n{5}", ["5", "five"]) == {"exact": True, "correct": True}
-    assert len(utility.load_prompts()) == 20 and len(utility.load_questions()[1]) == 40
+    instructions, questions = utility.load_questions()
+    assert len(utility.load_prompts()) == 20 and len(questions) >= 250
+    assert "{" in instructions["braced"] and "{" not in instructions["free"]
+
+
+def test_wilson_interval_closed_forms():
+    lo, hi = utility.wilson(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert utility.wilson(0, 10)[0] == 0.0 and utility.wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert utility.wilson(300, 300)[1] == pytest.approx(1.0) and utility.wilson(0, 0) == (0.0, 1.0)
+
+
+QUESTIONS = [
+    {"kind": "factual", "question": "Capital of France?", "answers": ["Paris"]},
+    {"kind": "factual", "question": "Capital of Peru?", "answers": ["Lima"]},
+    {"kind": "arithmetic", "question": "What is 2 + 3?", "answers": ["5", "five"]},
+]
 
 
 def test_utility_kl_is_zero_for_an_identity_adapter_and_positive_otherwise(tiny, monkeypatch):
     from peft import LoraConfig, get_peft_model
 
-    monkeypatch.setattr(common, "sample_texts", lambda *a, **k: ["{Paris} is the answer"])
+    monkeypatch.setattr(
+        utility, "load_questions", lambda: ({"braced": "In {braces}.", "free": "Brief."}, QUESTIONS)
+    )
     res = utility.run(tiny.ctx)
     assert res["kl"]["mean_per_token"] > 0 and len(res["kl"]["prompts"]) == 20
-    # every answer is "{Paris} is the answer": right for one factual question only
-    assert res["qa"]["accuracy"]["base"]["factual"]["exact"] == pytest.approx(1 / 20)
-    assert set(res["qa"]["accuracy"]["base"]) == {"all", "factual", "arithmetic"}
+    acc = res["qa"]["accuracy"]
+    assert set(acc["base"]) == {"braced", "free"} and set(acc["base"]["free"]) == {
+        "all",
+        "factual",
+        "arithmetic",
+    }
+    assert acc["base"]["braced"]["all"]["n"] == 3 and len(res["qa"]["items"]) == 6
+    lo, hi = acc["tuned"]["free"]["all"]["ci95"]
+    assert 0 <= lo <= acc["tuned"]["free"]["all"]["correct"] <= hi <= 1
     identity = tiny.tmp / "identity"  # LoRA B = 0: the tuned model is the base model
     lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"])
     get_peft_model(tiny_llama(len(char_tokenizer())), lora).save_pretrained(identity)
     monkeypatch.setattr(utility, "six_task_adapter", lambda ctx: identity)
     res = utility.run(tiny.ctx)
     assert res["kl"]["mean_per_token"] == pytest.approx(0.0, abs=1e-6) and res["kl"]["top1_agreement"] == 1.0
+    assert all(q["base"] == q["tuned"] for q in res["qa"]["items"])
+
+
+def test_tradeoff_points_and_recipes(tiny, monkeypatch):
+    from diffuse_lm.experiments import tradeoff
+    from diffuse_lm.experiments.scales import PAPER_RECIPE, Recipe
+
+    monkeypatch.setattr(
+        utility, "load_questions", lambda: ({"braced": "In {braces}.", "free": "Brief."}, QUESTIONS)
+    )
+    keep = Recipe("keep", retain=2.0, determinate=3)
+    tiny.ctx.scale = replace(tiny.ctx.scale, tradeoff=(PAPER_RECIPE, keep))
+    res = tradeoff.run(tiny.ctx)
+    assert res["recipes"] == [str(PAPER_RECIPE), "keep"]
+    p = res["points"]["keep"]
+    fams = p["leave_one_out"]
+    assert p["n_families"] == len(fams) and 0 <= p["families_entropy_up"] <= len(fams)
+    f = next(iter(fams))
+    assert p["ood_gain"]["entropy"][f] == pytest.approx(
+        fams[f]["OOD"]["entropy"] - fams[f]["baseline"]["entropy"]
+    )
+    # the recipe reaches training: retention config and 3 determinate questions in both formats
+    kept = [c for c in tiny.calls if c.retain is not None]
+    assert kept and all(c.retain.weight == 2.0 for c in kept)
+    extra = [t for t in kept[0].train_prompts if t.startswith("determinate/")]
+    assert len(extra) == 6 and len({t.rsplit("/", 1)[1] for t in extra}) == 3
+    assert not any(
+        c.retain for c in tiny.calls if not any(t.startswith("determinate/") for t in c.train_prompts)
+    )
 
 
 # --- report --------------------------------------------------------------------------------------

@@ -45,7 +45,9 @@ def test_retention_kl_equals_the_plain_computation_values_and_gradients(tokenize
     assert n == sum(len(e.response_ids) for e in examples)
     assert float(want.detach()) > 1e-3  # the random LoRA moved the model: a real KL, not zero
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    grads = [(p.grad, q.grad) for p, q in zip(ref.parameters(), fast.parameters(), strict=True) if p.requires_grad]
+    grads = [
+        (p.grad, q.grad) for p, q in zip(ref.parameters(), fast.parameters(), strict=True) if p.requires_grad
+    ]
     assert all(a is not None and b is not None for a, b in grads)
     for a, b in grads:
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
@@ -90,7 +92,10 @@ def test_retain_off_or_zero_weight_trains_bit_identically(tmp_path, model_dir): 
     zero = train(
         config_from_dict(tiny_config(tmp_path / "b", model_dir, retain={"weight": 0.0})), progress=False
     )
-    log = lambda s: [json.loads(x) for x in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
+
+    def log(s):
+        return [json.loads(x) for x in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]
+
     assert [e.get("loss") for e in log(plain)] == [e.get("loss") for e in log(zero)]
     assert not any("retain_kl" in e for e in log(zero))
     a, b = _params(Path(plain["output_dir"])), _params(Path(zero["output_dir"]))
@@ -110,8 +115,11 @@ def test_training_with_retention_logs_it_keeps_closer_to_base_and_resumes(tmp_pa
     steps = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     kls = [e["retain_kl"] for e in steps if "loss" in e]
     assert len(kls) == kept["steps"] and kls[0] == pytest.approx(0.0, abs=1e-6) and max(kls) > 0
+
     # the retention term holds the adapter closer to zero (the base model) than Eq. 5 alone
-    norm = lambda s: sum(float(v.norm()) for v in _params(Path(s["output_dir"])).values())  # noqa: E731
+    def norm(s):
+        return sum(float(v.norm()) for v in _params(Path(s["output_dir"])).values())
+
     assert norm(kept) < norm(plain)
     # a run interrupted after its checkpoint resumes to the same adapter
     cfg2 = tiny_config(tmp_path / "c", model_dir, retain=retain)

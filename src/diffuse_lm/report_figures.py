@@ -372,32 +372,45 @@ def utility_section(res: dict, figures: Path) -> str:
         f"the two models' most probable next token agrees at {kl['top1_agreement']:.1%} of positions.\n\n"
     )
     acc = res["qa"]["accuracy"]
+
+    def pct(a: dict) -> str:
+        return f"{a['correct']:.1%} [{a['ci95'][0]:.0%}, {a['ci95'][1]:.0%}]"
+
     rows = [
-        [
-            kind,
-            acc["base"][kind]["exact"],
-            acc["tuned"][kind]["exact"],
-            acc["base"][kind]["correct"],
-            acc["tuned"][kind]["correct"],
-        ]
-        for kind in acc["base"]
+        [fmt, kind, a["n"], pct(a), pct(acc["tuned"][fmt][kind])]
+        + ([a["exact"], acc["tuned"][fmt][kind]["exact"]] if fmt == "braced" else [None, None])
+        for fmt in acc["base"]
+        for kind, a in acc["base"][fmt].items()
     ]
     md += (
-        f"Greedy answers to {len(res['qa']['items'])} questions asked to answer in braces. *Exact*: the "
-        "braced answer is an accepted one (format and content); *correct*: the answer (braced, else the "
-        "first line) contains an accepted one, whatever the format.\n\n"
-        + table(["questions", "base exact", "tuned exact", "base correct", "tuned correct"], rows)
+        f"Greedy answers to {rows[0][2]} questions, asked once for the answer in braces (the training tasks' "
+        "format) and once free-form. *Correct*: the answer (braced, else the first line) contains an "
+        "accepted one, with its 95% Wilson interval; *exact*: the braced answer is an accepted one.\n\n"
+        + table(
+            ["format", "questions", "n", "base correct", "tuned correct", "base exact", "tuned exact"], rows
+        )
     )
     changed = [q for q in res["qa"]["items"] if q["base_grade"]["correct"] != q["tuned_grade"]["correct"]]
     if changed:
-        md += "\nQuestions whose correctness changed:\n\n" + table(
-            ["question", "base", "tuned"],
+        md += f"\nQuestions whose correctness changed ({len(changed)}; the first 30):\n\n" + table(
+            ["format", "question", "base", "tuned"],
             [
-                [q["question"], q["base"].replace("\n", " ")[:60], q["tuned"].replace("\n", " ")[:60]]
-                for q in changed
+                [
+                    q.get("format"),
+                    q["question"],
+                    q["base"].replace("\n", " ")[:60],
+                    q["tuned"].replace("\n", " ")[:60],
+                ]
+                for q in changed[:30]
             ],
         )
     return md
+
+
+def _tradeoff_section(res: dict, figures: Path) -> str:
+    from diffuse_lm.experiments.tradeoff import section
+
+    return section(res, figures)
 
 
 SECTIONS = {
@@ -408,4 +421,5 @@ SECTIONS = {
     "biographies": biographies_section,
     "temperature": temperature_section,
     "utility": utility_section,
+    "tradeoff": _tradeoff_section,
 }

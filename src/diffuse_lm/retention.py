@@ -51,7 +51,10 @@ def load_retain_prompts(spec: str) -> list[str]:
         try:
             data = yaml.safe_load(text)  # JSON is YAML
         except (yaml.YAMLError, RecursionError) as e:
-            raise DiffuseError(f"retain.prompts {spec}: malformed {path.suffix[1:].upper()} ({e})") from None
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DiffuseError(
+                f"retain.prompts {spec}: malformed {path.suffix[1:].upper()} ({why})"
+            ) from None
         if not isinstance(data, list):
             raise DiffuseError(f"retain.prompts {spec}: expected a list of prompts")
         prompts = [d.get("prompt") if isinstance(d, dict) else d for d in data]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from diffuse_lm.commands.common import write_json_atomic
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.experiments import EXPERIMENTS
+from diffuse_lm.experiments import EXPERIMENTS, IN_ALL
 
 CHOICES = [*EXPERIMENTS, "all", "report"]
 
@@ -62,7 +62,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
     pick_dtype(args.dtype, pick_device(args.device))
     if args.experiment == "report":
         return []
-    return list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+    return list(IN_ALL) if args.experiment == "all" else [args.experiment]
 
 
 def run_experiment(name: str, ctx) -> dict:

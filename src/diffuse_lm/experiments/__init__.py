@@ -12,4 +12,6 @@ EXPERIMENTS = {
     "leave-one-out": "leave_one_out",
     "biographies": "biographies",
     "utility": "utility",
+    "tradeoff": "tradeoff",
 }
+IN_ALL = [name for name in EXPERIMENTS if name != "tradeoff"]  # tradeoff trains 7 models a recipe

@@ -121,15 +121,22 @@ def train_run(cfg, progress: bool) -> dict:
 
 
 def adapter(
-    ctx: Context, name: str, train: Sequence[str], passes: int, *, parent: str | Path | None = None
+    ctx: Context,
+    name: str,
+    train: Sequence[str],
+    passes: int,
+    *,
+    parent: str | Path | None = None,
+    settings: dict | None = None,
 ) -> Path:
     """The LoRA adapter tuned on the task specs ``train`` for ``passes`` passes (continuing ``parent``
-    if given), trained once: its folder is named by a hash of the whole training config and of the tasks'
-    contents, a finished run there is reused as it is, an interrupted one resumes from its checkpoint."""
+    if given; ``settings`` are further config keys, e.g. ``retain``), trained once: its folder is named by
+    a hash of the whole training config and of the tasks' contents, a finished run there is reused as it
+    is, an interrupted one resumes from its checkpoint."""
     from diffuse_lm.config import config_from_dict
 
     tasks = load_tasks(list(train))
-    cfg = training_settings(ctx)
+    cfg = {**training_settings(ctx), **(settings or {})}
     cfg["train_prompts"] = list(train)
     early = any((t.family or t.name).split("/")[0].lower() in OPEN_ENDED for t in tasks)
     cfg["alg_config"] = {"n_iters": passes, "early_stop": early}

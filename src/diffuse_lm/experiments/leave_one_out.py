@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from diffuse_lm.experiments.common import TASKS, Context, adapter, brief, exact, sample_answers, using
+from diffuse_lm.experiments.scales import Recipe
 from diffuse_lm.tasks import Task, builtin_tasks, load_tasks
 
 USES = (
+    "six_recipe",
     "passes.six",
     "six_phrasings",
     "six_max_targets",
@@ -51,15 +53,22 @@ def six_tasks(ctx: Context) -> list[Task]:
     return [t for ts in kept if ts in small or family(ts[0]) in lost for t in ts]
 
 
-def six_task_adapter(ctx: Context) -> Path:
+def tuned(ctx: Context, name: str, tasks: list[Task], recipe: Recipe | None = None) -> Path:
+    """The adapter tuned on ``tasks`` (and the recipe's extra tasks) with the scale's six-task recipe."""
+    recipe = recipe or ctx.scale.six_recipe
+    specs = [spec(t) for t in tasks] + recipe.extra_tasks()
+    return adapter(ctx, name, specs, ctx.scale.passes["six"], settings=recipe.settings())
+
+
+def six_task_adapter(ctx: Context, recipe: Recipe | None = None) -> Path:
     """The model tuned on all six tasks: ID here, Tuned-OOD for biographies, the tuned model of utility."""
-    return adapter(ctx, "paper-six", [spec(t) for t in six_tasks(ctx)], ctx.scale.passes["six"])
+    return tuned(ctx, "paper-six", six_tasks(ctx), recipe)
 
 
-def summarize(ctx: Context, model, tokenizer, tasks: list[Task]) -> dict:
+def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool = True) -> dict:
     """Per-prompt exact and sampled metrics of one family under one model, and their means."""
     rows = [brief(r) for r in exact(model, tokenizer, tasks, ctx.scale.coverage_n)]
-    if ctx.scale.loo_samples:
+    if ctx.scale.loo_samples and sample:
         for task, row in zip(tasks, rows, strict=True):
             s = sample_answers(ctx, model, tokenizer, task, ctx.scale.loo_samples)
             row.update(
@@ -82,20 +91,26 @@ def summarize(ctx: Context, model, tokenizer, tasks: list[Task]) -> dict:
     return {**means, "prompts": rows}
 
 
-def run(ctx: Context) -> dict:
+def run(
+    ctx: Context, recipe: Recipe | None = None, *, sample: bool = True, baseline: dict | None = None
+) -> dict:
+    """Base, ID and OOD models on each family. ``baseline`` (a previous result's) skips re-measuring the
+    base model; ``sample=False`` keeps to the exact metrics."""
+    recipe = recipe or ctx.scale.six_recipe
     groups = families(six_tasks(ctx))
-    tuned_id = six_task_adapter(ctx)
+    tuned_id = six_task_adapter(ctx, recipe)
     tuned_ood = {
-        f: adapter(
+        f: tuned(
             ctx,
             f"paper-six-without-{f.lower().replace(' ', '-')}",
-            [spec(t) for g, ts in groups.items() if g != f for t in ts],
-            ctx.scale.passes["six"],
+            [t for g, ts in groups.items() if g != f for t in ts],
+            recipe,
         )
         for f in groups
     }
     out = {
         "coverage_n": ctx.scale.coverage_n,
+        "recipe": str(recipe),
         "families": list(groups),
         "n_prompts": {f: len(ts) for f, ts in groups.items()},
         "results": {},
@@ -103,6 +118,9 @@ def run(ctx: Context) -> dict:
     for f, tasks in groups.items():
         out["results"][f] = {}
         for label, path in (("baseline", None), ("ID", tuned_id), ("OOD", tuned_ood[f])):
+            if label == "baseline" and baseline is not None:
+                out["results"][f][label] = baseline[f]
+                continue
             with using(ctx, path) as (model, tokenizer):
-                out["results"][f][label] = summarize(ctx, model, tokenizer, tasks)
+                out["results"][f][label] = summarize(ctx, model, tokenizer, tasks, sample=sample)
     return out

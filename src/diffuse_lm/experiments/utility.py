@@ -1,24 +1,35 @@
 """What tuning costs in general ability. The paper checks with MT-Bench (Appendix C.4), which needs a
 GPT-4 judge; offline we measure KL(base ‖ tuned) of the next-token distributions along the base model's
-greedy answers to 20 general prompts, and exact-match accuracy of greedy answers to 40 factual and
-arithmetic questions (shipped in ``data/utility``), for the model tuned on the six tasks of Section 5."""
+greedy answers to 20 general prompts, and accuracy of greedy answers to a few hundred factual and
+arithmetic questions (shipped in ``data/utility``), each asked twice: for the answer in braces (the
+training tasks' format, where a tuned model may answer at random) and free-form; for the model tuned on the
+six tasks of Section 5. Accuracies come with 95% Wilson intervals."""
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from diffuse_lm.experiments import common
 from diffuse_lm.experiments.common import Context, using
 from diffuse_lm.experiments.leave_one_out import six_task_adapter
 
-USES = ("passes.six", "six_phrasings", "six_max_targets", "utility_max_new_tokens")
+USES = (
+    "six_recipe",
+    "passes.six",
+    "six_phrasings",
+    "six_max_targets",
+    "utility_max_new_tokens",
+    "batch_size",
+)
 QA_MAX_NEW_TOKENS = 24
+FORMATS = ("braced", "free")
 
 
 def _data(name: str):
@@ -29,10 +40,11 @@ def load_prompts() -> list[str]:
     return list(_data("prompts.yaml"))
 
 
-def load_questions() -> tuple[str, list[dict]]:
-    """The instruction appended to every question, and the questions with their accepted answers."""
+def load_questions() -> tuple[dict[str, str], list[dict]]:
+    """The instruction appended to every question in each format, and the questions with their accepted
+    answers."""
     qa = _data("qa.yaml")
-    return qa["instruction"], qa["questions"]
+    return {"braced": qa["instruction"], "free": qa["free_instruction"]}, qa["questions"]
 
 
 def normalize(text: str) -> str:
@@ -60,93 +72,116 @@ def grade(response: str, answers: list[str]) -> dict:
     }
 
 
-def greedy(model, tokenizer, text: str, max_new_tokens: int) -> str:
-    return common.sample_texts(
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion k / n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _greedy(ctx: Context, model, tokenizer, texts: list[str], max_new_tokens: int, desc: str) -> list[str]:
+    from diffuse_lm.sampling import greedy_texts
+
+    convs = [[{"role": "user", "content": t}] for t in texts]
+    return greedy_texts(
         model,
         tokenizer,
-        [{"role": "user", "content": text}],
-        1,
-        temperature=0.0,
+        convs,
         max_new_tokens=max_new_tokens,
-    )[0]
+        batch_size=ctx.scale.batch_size,
+        progress=ctx.progress,
+        desc=desc,
+    )
 
 
-@torch.no_grad()
-def next_token_logprobs(model, tokenizer, prompt: str, response: str) -> torch.Tensor:
-    """Log-softmax of the next-token distributions at the positions that predict ``response``'s tokens
-    after the templated ``prompt``: (len(response tokens), V)."""
-    from diffuse_lm.sampling import prompt_ids
+def next_token_kl(ctx: Context, model, tokenizer, prompts: list[str]) -> dict:
+    """KL(base ‖ tuned) along the base model's greedy answers to ``prompts`` (``model`` has an adapter):
+    mean and median per token, at the first token, and top-1 agreement, overall and per prompt."""
+    from diffuse_lm.retention import encode_examples, kl_rows
 
-    start = prompt_ids(tokenizer, [{"role": "user", "content": prompt}])
-    ids = start + tokenizer(response, add_special_tokens=False)["input_ids"]
-    device = next(model.parameters()).device
-    logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, len(start) - 1 : -1]
-    return torch.log_softmax(logits.float(), dim=-1)
-
-
-def kl_rows(base_lp: torch.Tensor, tuned_lp: torch.Tensor) -> torch.Tensor:
-    """KL(base ‖ tuned) at each position: Σ_v p_base(v) (log p_base(v) − log p_tuned(v))."""
-    return (base_lp.exp() * (base_lp - tuned_lp)).sum(-1)
-
-
-def run(ctx: Context) -> dict:
-    tuned_path = six_task_adapter(ctx)
-    k = ctx.scale.utility_max_new_tokens
-    instruction, questions = load_questions()
-    prompts, kls = [], []
-    qa = []
-    with using(ctx, tuned_path) as (model, tokenizer):
-        for text in load_prompts():
-            with model.disable_adapter():
-                base_answer = greedy(model, tokenizer, text, k)
-                base_lp = next_token_logprobs(model, tokenizer, text, base_answer)
-            tuned_lp = next_token_logprobs(model, tokenizer, text, base_answer)
-            tuned_answer = greedy(model, tokenizer, text, k)
-            kl = kl_rows(base_lp, tuned_lp)
-            kls.append(kl)
-            prompts.append(
-                {
-                    "prompt": text,
-                    "kl": float(kl.mean()),
-                    "first_token_kl": float(kl[0]),
-                    "top1_agreement": float((base_lp.argmax(-1) == tuned_lp.argmax(-1)).float().mean()),
-                    "base": base_answer,
-                    "tuned": tuned_answer,
-                }
-            )
-        for q in questions:
-            text = f"{q['question']} {instruction}"
-            with model.disable_adapter():
-                base_answer = greedy(model, tokenizer, text, QA_MAX_NEW_TOKENS)
-            tuned_answer = greedy(model, tokenizer, text, QA_MAX_NEW_TOKENS)
-            qa.append(
-                {
-                    **q,
-                    "base": base_answer,
-                    "tuned": tuned_answer,
-                    "base_grade": grade(base_answer, q["answers"]),
-                    "tuned_grade": grade(tuned_answer, q["answers"]),
-                }
-            )
-    all_kl = torch.cat(kls)
+    with model.disable_adapter():
+        answers = _greedy(
+            ctx, model, tokenizer, prompts, ctx.scale.utility_max_new_tokens, "utility: base answers"
+        )
+    examples = encode_examples(tokenizer, prompts, answers)
+    rows = []
+    with torch.no_grad():
+        for e in examples:
+            kl, _, agree = kl_rows(model, [e])
+            rows.append({"prompt": e.prompt, "base": e.response, "kl": kl[0], "agree": agree[0]})
+    all_kl = torch.cat([r["kl"] for r in rows])
     return {
-        "kl": {
-            "mean_per_token": float(all_kl.mean()),
-            "median_per_token": float(all_kl.median()),
-            "first_token": float(np.mean([p["first_token_kl"] for p in prompts])),
-            "top1_agreement": float(np.mean([p["top1_agreement"] for p in prompts])),
-            "tokens": int(all_kl.numel()),
-            "prompts": prompts,
-        },
-        "qa": {"accuracy": {m: accuracy(qa, m) for m in ("base", "tuned")}, "items": qa},
+        "mean_per_token": float(all_kl.mean()),
+        "median_per_token": float(all_kl.median()),
+        "first_token": float(np.mean([float(r["kl"][0]) for r in rows])),
+        "top1_agreement": float(torch.cat([r["agree"] for r in rows]).float().mean()),
+        "tokens": int(all_kl.numel()),
+        "prompts": [
+            {
+                "prompt": r["prompt"],
+                "kl": float(r["kl"].mean()),
+                "first_token_kl": float(r["kl"][0]),
+                "top1_agreement": float(r["agree"].float().mean()),
+                "base": r["base"],
+            }
+            for r in rows
+        ],
     }
 
 
+def question_answers(ctx: Context, model, tokenizer) -> list[dict]:
+    """Greedy answers of the base model and of ``model`` (with its adapter) to every question in both
+    formats, graded."""
+    instructions, questions = load_questions()
+    items = []
+    for fmt in FORMATS:
+        texts = [f"{q['question']} {instructions[fmt]}" for q in questions]
+        with model.disable_adapter():
+            base = _greedy(ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"utility: base, {fmt}")
+        tuned = _greedy(ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"utility: tuned, {fmt}")
+        for q, b, t in zip(questions, base, tuned, strict=True):
+            items.append(
+                {
+                    **q,
+                    "format": fmt,
+                    "base": b,
+                    "tuned": t,
+                    "base_grade": grade(b, q["answers"]),
+                    "tuned_grade": grade(t, q["answers"]),
+                }
+            )
+    return items
+
+
+def evaluate(ctx: Context, adapter: str | Path) -> dict:
+    """The utility results of one tuned adapter: next-token KL on the general prompts and QA accuracy."""
+    with using(ctx, adapter) as (model, tokenizer):
+        kl = next_token_kl(ctx, model, tokenizer, load_prompts())
+        items = question_answers(ctx, model, tokenizer)
+    return {"kl": kl, "qa": {"accuracy": {m: accuracy(items, m) for m in ("base", "tuned")}, "items": items}}
+
+
+def run(ctx: Context) -> dict:
+    return {"recipe": str(ctx.scale.six_recipe), **evaluate(ctx, six_task_adapter(ctx))}
+
+
 def accuracy(items: list[dict], model: str) -> dict:
-    """Exact-match and correct-answer accuracy of ``model``'s answers, overall and per kind of question."""
-    kinds = sorted({q["kind"] for q in items})
-    out = {}
-    for kind in ["all", *kinds]:
-        sel = [q for q in items if kind in ("all", q["kind"])]
-        out[kind] = {m: float(np.mean([q[f"{model}_grade"][m] for q in sel])) for m in ("exact", "correct")}
+    """Accuracy of ``model``'s answers by format ("braced", "free") and kind of question (and "all"):
+    ``correct`` with its 95% interval, and, braced, ``exact`` (right answer in the asked-for format)."""
+    out: dict = {}
+    for fmt in sorted({q.get("format", "braced") for q in items}):
+        mine = [q for q in items if q.get("format", "braced") == fmt]
+        out[fmt] = {}
+        for kind in ["all", *sorted({q["kind"] for q in mine})]:
+            sel = [q for q in mine if kind in ("all", q["kind"])]
+            k = sum(q[f"{model}_grade"]["correct"] for q in sel)
+            out[fmt][kind] = {
+                "n": len(sel),
+                "correct": k / len(sel),
+                "ci95": wilson(k, len(sel)),
+                "exact": float(np.mean([q[f"{model}_grade"]["exact"] for q in sel])),
+            }
     return out

@@ -1,0 +1,147 @@
+"""Not in the paper: diversity that transfers against utility kept, one point per training recipe.
+
+For each recipe of the scale (the paper's Eq. 5 alone, the retention term, determinate questions in the
+mix, both), the six leave-one-out models give the out-of-domain diversity gain (exact entropy, expected
+Coverage-N and mass on valid answers of each held-out task, over the base model's), and the six-task model
+gives the utility kept (accuracy on the shipped questions asked in braces and free-form, arithmetic, and
+next-token KL(base ‖ tuned) on general prompts). Not part of ``all``: it trains seven models per recipe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from diffuse_lm.experiments import leave_one_out, utility
+from diffuse_lm.experiments.common import Context
+
+USES = ("tradeoff", "passes.six", "six_phrasings", "six_max_targets", "utility_max_new_tokens")
+GAINS = ("entropy", "expected_coverage", "mass")
+
+
+def point(loo: dict, util: dict) -> dict:
+    """One recipe's summary: per held-out family the OOD model's gain over base, and the utility kept."""
+    fams = loo["families"]
+    gain = {
+        m: {f: loo["results"][f]["OOD"][m] - loo["results"][f]["baseline"][m] for f in fams} for m in GAINS
+    }
+    acc = util["qa"]["accuracy"]
+    return {
+        "ood_gain": gain,
+        "mean_entropy_gain": float(np.mean(list(gain["entropy"].values()))),
+        "mean_coverage_gain": float(np.mean(list(gain["expected_coverage"].values()))),
+        "families_entropy_up": sum(v > 0 for v in gain["entropy"].values()),
+        "families_mass_up": sum(v > 0 for v in gain["mass"].values()),
+        "n_families": len(fams),
+        "qa": {fmt: {m: acc[m][fmt] for m in ("base", "tuned")} for fmt in acc["base"]},
+        "kl_per_token": util["kl"]["mean_per_token"],
+        "top1_agreement": util["kl"]["top1_agreement"],
+    }
+
+
+def run(ctx: Context) -> dict:
+    points, baseline = {}, None
+    for recipe in ctx.scale.tradeoff:
+        loo = leave_one_out.run(ctx, recipe, sample=False, baseline=baseline)
+        baseline = {f: r["baseline"] for f, r in loo["results"].items()}
+        util = utility.evaluate(ctx, leave_one_out.six_task_adapter(ctx, recipe))
+        points[str(recipe)] = {
+            "settings": {"retain": recipe.retain, "determinate": recipe.determinate},
+            **point(loo, util),
+            "leave_one_out": loo["results"],
+        }
+    return {"recipes": list(points), "coverage_n": ctx.scale.coverage_n, "points": points}
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def _acc(p: dict, fmt: str, kind: str = "all", model: str = "tuned") -> str:
+    a = p["qa"][fmt][model][kind]
+    lo, hi = a["ci95"]
+    return f"{a['correct']:.1%} [{lo:.0%}, {hi:.0%}]"
+
+
+def section(res: dict, figures: Path) -> str:
+    """The frontier figure and its table."""
+    import matplotlib.pyplot as plt
+
+    from diffuse_lm.report_figures import _save, table
+
+    pts = res["points"]
+    first = pts[res["recipes"][0]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, p in pts.items():
+        kept = {
+            fmt: p["qa"][fmt]["tuned"]["all"]["correct"] / max(p["qa"][fmt]["base"]["all"]["correct"], 1e-9)
+            for fmt in p["qa"]
+        }
+        axes[0].scatter(kept["braced"], p["mean_entropy_gain"], s=60, label=name)
+        axes[0].scatter(
+            kept["free"],
+            p["mean_entropy_gain"],
+            s=60,
+            marker="x",
+            color=axes[0].collections[-1].get_facecolor(),
+        )
+        axes[1].scatter(p["kl_per_token"], p["mean_entropy_gain"], s=60)
+        axes[1].annotate(name.split(":")[0], (p["kl_per_token"], p["mean_entropy_gain"]), fontsize=7)
+    axes[0].axvline(0.9, color="grey", ls=":", lw=1)
+    axes[0].axhline(0, color="grey", lw=0.5)
+    axes[1].axhline(0, color="grey", lw=0.5)
+    axes[0].set(
+        xlabel="QA accuracy kept, tuned / base (o braced, x free-form)",
+        ylabel="OOD entropy gain over base (nats, mean of held-out tasks)",
+        title="(a) diversity that transfers vs accuracy kept",
+    )
+    axes[1].set(xlabel="next-token KL(base ‖ tuned) per token, general prompts", title="(b) vs drift")
+    axes[0].legend(fontsize=7)
+    md = _save(fig, figures / "tradeoff.png")
+    n = first["n_families"]
+    head = [
+        "recipe",
+        "OOD entropy gain",
+        f"tasks up (of {n}): H / mass",
+        "E[Cov] gain",
+        "braced QA",
+        "free QA",
+        "braced arithmetic",
+        "KL/token",
+    ]
+    rows = [
+        [
+            name,
+            f"{p['mean_entropy_gain']:+.3f}",
+            f"{p['families_entropy_up']} / {p['families_mass_up']}",
+            f"{p['mean_coverage_gain']:+.1f}",
+            _acc(p, "braced"),
+            _acc(p, "free"),
+            _acc(p, "braced", "arithmetic"),
+            f"{p['kl_per_token']:.3f}",
+        ]
+        for name, p in pts.items()
+    ]
+    rows.append(
+        [
+            "(base model)",
+            "",
+            "",
+            "",
+            _acc(first, "braced", model="base"),
+            _acc(first, "free", model="base"),
+            _acc(first, "braced", "arithmetic", "base"),
+            "0",
+        ]
+    )
+    md += (
+        "\nOne row per training recipe: gains of the leave-one-out OOD models over base (exact, mean over "
+        "the held-out tasks), and the six-task model's accuracy (95% Wilson interval) and drift:\n\n"
+        + table(head, rows)
+    )
+    fams = list(first["ood_gain"]["entropy"])
+    md += "\nOOD entropy gain per held-out task:\n\n" + table(
+        ["recipe", *fams],
+        [[name, *(f"{p['ood_gain']['entropy'][f]:+.2f}" for f in fams)] for name, p in pts.items()],
+    )
+    return md
