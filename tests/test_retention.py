@@ -139,3 +139,21 @@ def test_bad_retain_config_is_one_line(tmp_path, model_dir):  # noqa: F811
     with pytest.raises(DiffuseError, match="nope.yaml"):
         train(cfg, progress=False)
     assert not (tmp_path / "run" / "config.yaml").exists()  # failed before anything was written
+
+
+def test_non_finite_numbers_are_refused_and_a_diverging_run_stops_before_saving(tmp_path, model_dir):  # noqa: F811
+    for key, value in [
+        ("lr", float("inf")),
+        ("max_grad_norm", float("nan")),
+        ("retain", {"weight": float("inf")}),
+    ]:
+        with pytest.raises(DiffuseError, match=key):
+            config_from_dict(tiny_config(tmp_path, model_dir, **{key: value}))
+    cfg = tiny_config(tmp_path, model_dir, lr=1e30, max_grad_norm=None, checkpoint_every=1)
+    with pytest.raises(DiffuseError, match="not finite") as e:
+        train(config_from_dict(cfg), progress=False)
+    assert "\n" not in str(e.value)
+    out = Path(cfg["output_dir"])
+    assert not (out / "adapter").exists() and not (out / "summary.json").exists()
+    for line in (out / "train_log.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))

@@ -19,7 +19,7 @@ DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class AlgConfig(_Strict):

@@ -424,6 +424,11 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         loss, norm, kl = train_step(
             model, opt, params, [train_enc[i] for i in idx], cfg, rank=rank, world=world, retain=batch
         )
+        if not (math.isfinite(loss) and math.isfinite(norm) and (kl is None or math.isfinite(kl))):
+            raise DiffuseError(
+                f"step {step + 1}: the loss or its gradient is not finite (loss {loss}, grad norm {norm}); "
+                f"stopped before saving it: the last good checkpoint in {out} is kept (try a lower lr)"
+            )
         step += 1
         floor = float(np.mean([floors[i] for i in idx]))
         state["pass_loss"] += loss * len(idx)
