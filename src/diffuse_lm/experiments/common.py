@@ -52,6 +52,7 @@ class Context:
     progress: bool = True
     trained: dict = field(default_factory=dict)  # adapter name -> what training did (for the results)
     loaded: tuple | None = field(default=None, repr=False)  # (model, tokenizer) of the base model
+    memo: dict = field(default_factory=dict, repr=False)  # base-model results computed once a run
 
     @property
     def is_default_model(self) -> bool:

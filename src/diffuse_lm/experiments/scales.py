@@ -44,7 +44,7 @@ PAPER_RECIPE = Recipe("paper: Eq. 5 on the six tasks")
 # The recommended recipe for the embedded model: chosen on `diffuse reproduce tradeoff` (see the report).
 KEEP_RECIPE = Recipe("keep: retention λ=1 + 16 determinate questions", retain=1.0, determinate=16)
 
-TRADEOFF = (PAPER_RECIPE, Recipe("retention λ=1", retain=1.0), KEEP_RECIPE)
+TRADEOFF = (PAPER_RECIPE, KEEP_RECIPE, Recipe("retention λ=1", retain=1.0))
 
 
 @dataclass(frozen=True)

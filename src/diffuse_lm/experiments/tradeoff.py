@@ -9,12 +9,14 @@ next-token KL(base ‖ tuned) on general prompts). Not part of ``all``: it train
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from diffuse_lm.experiments import leave_one_out, utility
 from diffuse_lm.experiments.common import Context
+from diffuse_lm.files import write_json_atomic
 
 USES = ("tradeoff", "passes.six", "six_phrasings", "six_max_targets", "utility_max_new_tokens")
 GAINS = ("entropy", "expected_coverage", "mass")
@@ -41,16 +43,24 @@ def point(loo: dict, util: dict) -> dict:
 
 
 def run(ctx: Context) -> dict:
+    """Each recipe's point; a finished point is kept in ``OUT/tradeoff/`` (by the recipe and the six-task
+    adapter it measured), so an interrupted sweep resumes at the recipe it was on."""
     points, baseline = {}, None
     for recipe in ctx.scale.tradeoff:
+        six = leave_one_out.six_task_adapter(ctx, recipe)
+        done = ctx.out / "tradeoff" / f"{six.parent.name}.json"
+        if done.exists():
+            points[str(recipe)] = json.loads(done.read_text())
+            continue
         loo = leave_one_out.run(ctx, recipe, sample=False, baseline=baseline)
         baseline = {f: r["baseline"] for f, r in loo["results"].items()}
-        util = utility.evaluate(ctx, leave_one_out.six_task_adapter(ctx, recipe))
+        util = utility.evaluate(ctx, six)
         points[str(recipe)] = {
             "settings": {"retain": recipe.retain, "determinate": recipe.determinate},
             **point(loo, util),
             "leave_one_out": loo["results"],
         }
+        write_json_atomic(done, points[str(recipe)])
     return {"recipes": list(points), "coverage_n": ctx.scale.coverage_n, "points": points}
 
 

@@ -139,8 +139,13 @@ def question_answers(ctx: Context, model, tokenizer) -> list[dict]:
     items = []
     for fmt in FORMATS:
         texts = [f"{q['question']} {instructions[fmt]}" for q in questions]
-        with model.disable_adapter():
-            base = _greedy(ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"utility: base, {fmt}")
+        key = ("utility-base", fmt, tuple(texts))
+        if key not in ctx.memo:  # the base model's answers do not depend on the adapter
+            with model.disable_adapter():
+                ctx.memo[key] = _greedy(
+                    ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"utility: base, {fmt}"
+                )
+        base = ctx.memo[key]
         tuned = _greedy(ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"utility: tuned, {fmt}")
         for q, b, t in zip(questions, base, tuned, strict=True):
             items.append(
