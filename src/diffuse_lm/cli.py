@@ -13,11 +13,22 @@ from diffuse_lm import __version__
 from diffuse_lm.errors import DiffuseError
 
 COMMANDS = ["measure", "tasks", "reproduce", "sample", "stats", "synth", "train"]
+MAX_MESSAGE = 280  # characters of an error message shown (values quoted in it are cut shorter still)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code), no usage dump
         self.exit(2, f"diffuse: error: {message} (see {self.prog} --help)\n")
+
+
+def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
+    """The message on one line of at most ``limit`` characters, its middle cut if need be (the start names the
+    file, the end the problem): a path or value with line breaks in it, or a long one, stays one short line."""
+    text = " ".join(message.splitlines())
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) // 2
+    return f"{text[:head]} … {text[len(text) - (limit - 3 - head) :]}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DiffuseError as e:
-        print(f"diffuse: error: {e}", file=sys.stderr)
+        print(f"diffuse: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("diffuse: interrupted", file=sys.stderr)

@@ -1,5 +1,24 @@
-"""The one exception the CLI turns into a one-line message and exit code 2."""
+"""The one exception the CLI turns into a one-line message and exit code 2, and the helper that keeps it short."""
+
+from __future__ import annotations
+
+import reprlib
+
+SHOWN_CHARS = 80  # an input value quoted in a message is cut to this many characters
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = _repr.maxlong = SHOWN_CHARS - 20  # room for brackets around a string
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 4
 
 
 class DiffuseError(Exception):
     """Bad user input (a file, a flag, a config key, a model path): shown as one line, never a traceback."""
+
+
+def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters: a message quotes a hostile input, never prints it whole."""
+    try:
+        text = _repr.repr(value)
+    except (ValueError, RecursionError):  # an int past Python's digit limit, a nesting past the stack
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -48,11 +48,18 @@ def quiet_transformers(verbose: bool = False) -> None:
 
 
 def cache_dir() -> Path:
-    """``$DIFFUSE_CACHE``, else ``$XDG_CACHE_HOME/diffuse-lm``, else ``~/.cache/diffuse-lm``."""
+    """``$DIFFUSE_CACHE``, else ``$XDG_CACHE_HOME/diffuse-lm``, else ``~/.cache/diffuse-lm``; one that is
+    a file (or lies under one) is a one-line error, not a traceback from the first ``mkdir``."""
     if os.environ.get("DIFFUSE_CACHE"):
-        return Path(os.environ["DIFFUSE_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg) / "diffuse-lm"
+        folder, name = Path(os.environ["DIFFUSE_CACHE"]), "DIFFUSE_CACHE"
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        folder, name = Path(xdg) / "diffuse-lm", "the model cache"
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "" if existing == folder else f" {existing}"
+        raise DiffuseError(f"{name} {folder}:{where} is a file, not a folder; set DIFFUSE_CACHE to a folder")
+    return folder
 
 
 def default_gguf_path() -> Path:
@@ -180,7 +187,12 @@ def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> P
     """
     if _cache_valid(folder, source):
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DiffuseError(
+            f"{folder.parent}: cannot create the model cache ({e.strerror}); set DIFFUSE_CACHE"
+        ) from None
     with _locked(folder.parent / f".{folder.name}.lock"):
         if _cache_valid(folder, source):
             return folder

@@ -21,9 +21,11 @@ def meta_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".meta.json")
 
 
-def _parse_samples(data: bytes, where: Path) -> tuple[dict[int, dict], int]:
+def _parse_samples(
+    data: bytes, where: Path, conflicts: set[int] | None = None
+) -> tuple[dict[int, dict], int]:
     """Records by index (the first of duplicates wins) and the byte length of the complete lines; bytes
-    after the last newline are a line torn by a kill."""
+    after the last newline are a line torn by a kill. Indices repeated with another text go to ``conflicts``."""
     end = data.rfind(b"\n") + 1
     records: dict[int, dict] = {}
     for k, line in enumerate(data[:end].split(b"\n"), 1):
@@ -37,19 +39,28 @@ def _parse_samples(data: bytes, where: Path) -> tuple[dict[int, dict], int]:
             ok = False
         if not ok:
             raise DiffuseError(f"{where}: line {k} is not a sample record (index, text); not a samples file?")
-        records.setdefault(index, rec)
+        first = records.setdefault(index, rec)
+        if conflicts is not None and first["text"] != rec["text"]:
+            conflicts.add(index)
     return records, end
 
 
 def read_samples(path: str | Path) -> list[dict]:
     """The records of a samples file, by index; a torn last line is skipped (``diffuse sample`` repairs it)."""
+    return read_samples_checked(path)[0]
+
+
+def read_samples_checked(path: str | Path) -> tuple[list[dict], list[int]]:
+    """:func:`read_samples`, and the indices that occur again with a different text (the first is kept), so
+    that a reader can say the file was edited or mixed rather than count one of them silently."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise DiffuseError(f"{path}: cannot read ({e.strerror})") from None
-    records, _ = _parse_samples(data, path)
-    return [records[i] for i in sorted(records)]
+    conflicts: set[int] = set()
+    records, _ = _parse_samples(data, path, conflicts)
+    return [records[i] for i in sorted(records)], sorted(conflicts)
 
 
 def read_meta(path: str | Path) -> dict | None:

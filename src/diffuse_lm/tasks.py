@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from diffuse_lm.errors import DiffuseError
+from diffuse_lm.errors import DiffuseError, shorten
 
 TASK_SUFFIXES = (".json", ".yaml", ".yml")
 KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
+MAX_ALIASED_NODES = 100_000  # YAML values that aliases may add to a task file: more is an alias bomb
 
 
 class TaskError(DiffuseError):
@@ -67,23 +69,25 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         raise fail(f"expected a mapping of task keys, got {type(data).__name__}")
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
-        raise fail(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
+        raise fail(f"unknown key {shorten(unknown[0])} (known: {', '.join(sorted(KNOWN_KEYS))})")
     request = data.get("request")
     if not isinstance(request, str) or not request.strip():
         raise fail("missing request (a non-empty string)")
 
     targets = data.get("targets")
-    if not isinstance(targets, list) or not targets:
+    if targets is not None and not isinstance(targets, list):
+        raise fail(f"targets must be a list of strings, got {type(targets).__name__} {shorten(targets)}")
+    if not targets:
         raise fail("empty targets (need a non-empty list of strings)")
     for i, t in enumerate(targets):
         if not isinstance(t, str):
-            raise fail(f"target {i + 1} is {type(t).__name__} {t!r}, not a string (quote it in YAML)")
+            raise fail(f"target {i + 1} is {type(t).__name__} {shorten(t)}, not a string (quote it in YAML)")
         if not t:
             raise fail(f"target {i + 1} is an empty string")
     seen: set[str] = set()
     for t in targets:
         if t in seen:
-            raise fail(f"duplicate target {t!r}")
+            raise fail(f"duplicate target {shorten(t)}")
         seen.add(t)
 
     raw_weights = data.get("weights")
@@ -96,15 +100,14 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
             raise fail(f"weights has length {len(raw_weights)}, targets has {len(targets)}")
         for i, w in enumerate(raw_weights):
             if not isinstance(w, int | float) or isinstance(w, bool):
-                raise fail(f"weight {i + 1} is {w!r}, not a number")
-            if math.isnan(w) or math.isinf(w):
+                raise fail(f"weight {i + 1} is {shorten(w)}, not a number")
+            if isinstance(w, float) and not math.isfinite(w):
                 raise fail(f"weight {i + 1} is {w} (weights must be finite)")
             if w < 0:
-                raise fail(f"weight {i + 1} is negative ({w})")
-        total = float(sum(raw_weights))
-        if total <= 0:
+                raise fail(f"weight {i + 1} is negative ({shorten(w)})")
+        if max(raw_weights) == 0:
             raise fail("weights are all zero")
-        weights = np.asarray(raw_weights, dtype=np.float64) / total
+        weights = _normalised(raw_weights)
 
     response = data.get("response", "")
     responses = [response] if isinstance(response, str) else response
@@ -119,7 +122,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         ordered = sorted(targets)
         for a, b in zip(ordered, ordered[1:], strict=False):
             if b.startswith(a):
-                raise fail(f"with eos: false, target {a!r} is a prefix of {b!r}")
+                raise fail(f"with eos: false, target {shorten(a)} is a prefix of {shorten(b)}")
 
     for key in ("system", "name", "family", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
@@ -139,6 +142,44 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
     )
 
 
+def _normalised(raw: list[int | float]) -> np.ndarray:
+    """Finite, non-negative weights (not all zero) divided by their largest, then by their sum, in exact
+    arithmetic first: ``[1e308] * 10`` does not sum to inf and an int like ``10**400`` does not overflow."""
+    top = Fraction(max(raw))
+    scaled = np.array([float(Fraction(w) / top) for w in raw], dtype=np.float64)
+    return scaled / scaled.sum()  # the sum is >= 1 (the largest is 1)
+
+
+class _AliasBomb(yaml.YAMLError):
+    """YAML aliases that would expand to far more values than any task has."""
+
+
+class _TaskYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases that would expand past :data:`MAX_ALIASED_NODES` values (an
+    alias bomb) while composing, before any object is built or walked."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._seen = 0  # values composed, aliases counted at their expanded size
+        self._aliased = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node), 1)
+            self._seen += size
+            self._aliased += size
+            if self._aliased > MAX_ALIASED_NODES:
+                raise _AliasBomb(f"aliases expand to more than {MAX_ALIASED_NODES:,} values")
+            return node
+        start = self._seen
+        self._seen += 1
+        node = super().compose_node(parent, index)
+        self._sizes[id(node)] = self._seen - start
+        return node
+
+
 def read_task_file(path: str | Path) -> Task:
     """Load and validate one JSON or YAML task file."""
     path = Path(path)
@@ -149,12 +190,19 @@ def read_task_file(path: str | Path) -> Task:
     except OSError as e:
         raise TaskError(f"{path}: cannot read task file ({e.strerror or e.__class__.__name__})") from None
     is_json = path.suffix.lower() == ".json"
+    kind = "JSON" if is_json else "YAML"
     try:
-        data = json.loads(text) if is_json else yaml.safe_load(text)
+        data = json.loads(text) if is_json else yaml.load(text, Loader=_TaskYamlLoader)
     except json.JSONDecodeError as e:
         raise TaskError(f"{path}: malformed JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except _AliasBomb as e:
+        raise TaskError(f"{path}: refused YAML: {e} (an alias bomb?)") from None
     except yaml.YAMLError as e:
         raise TaskError(f"{path}: malformed YAML ({_yaml_problem(e)})") from None
+    except RecursionError:
+        raise TaskError(f"{path}: {kind} nested too deeply to be a task file") from None
+    except ValueError as e:  # e.g. an integer past Python's 4,300-digit limit
+        raise TaskError(f"{path}: malformed {kind} ({str(e).split(';')[0][:120]})") from None
     if data is None:
         raise TaskError(f"{path}: empty task file")
     return task_from_dict(data, source=str(path), name=path.stem)

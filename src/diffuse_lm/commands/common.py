@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
@@ -36,13 +38,39 @@ def load_from_args(args: argparse.Namespace):
     )
 
 
-def check_writable(path: str | Path) -> None:
-    """Fail before the slow work, not after it, when an output file cannot be written."""
+def check_writable(path: str | Path, *, inputs: Iterable[str | Path | None] = ()) -> None:
+    """Fail before the slow work, not after it, when an output file cannot be written or is one of the
+    command's ``inputs`` (writing it would destroy them). Writability is tried, not guessed: a file is created
+    and removed where the output will go, which also catches read-only mounts, /proc and over-long names."""
     path = Path(path)
-    if path.is_dir():
-        raise DiffuseError(f"{path}: is a folder, expected a file name for the output")
-    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise DiffuseError(f"{path}: cannot write there ({parent} is not a writable folder)")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise DiffuseError(f"{path}: cannot write (file is read-only)")
+    try:
+        if path.is_dir():
+            raise DiffuseError(f"{path}: is a folder, expected a file name for the output")
+        for source in inputs:
+            if source is not None and _same_file(path, Path(source)):
+                raise DiffuseError(f"{path}: is an input of this command; writing it would destroy it")
+        if path.exists() and not path.is_file():
+            raise DiffuseError(f"{path}: is not a regular file (a device?); give a file name for the output")
+        existing = [p for p in [path.parent, *path.parent.parents] if p.exists()]
+        parent = existing[0] if existing else Path(".")
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise DiffuseError(f"{path}: cannot write there ({parent} is not a writable folder)")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise DiffuseError(f"{path}: cannot write (file is read-only)")
+        # The first part of the path still to be made, named as the output's temporary file will be.
+        first_missing = path.relative_to(parent).parts[0] if parent != Path(".") else path.parts[0]
+        fd, probe = tempfile.mkstemp(prefix=first_missing + ".", suffix=".tmp", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DiffuseError(f"{path}: cannot write there ({e.strerror or e.__class__.__name__})") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Are ``a`` and ``b`` the same file (through links), or the same path for files not yet made?"""
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     tasks = load_tasks(args.tasks)  # validate input before the (slow) model load
     if args.output:
-        check_writable(args.output)
+        check_writable(args.output, inputs=[t.path for t in tasks])
     model, tokenizer = load_from_args(args)
     result = measure_tasks(model, tokenizer, tasks, progress=True)
     if args.output:  # written first: a broken pipe on the table must not lose it

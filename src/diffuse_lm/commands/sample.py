@@ -99,6 +99,7 @@ def default_max_new_tokens(tokenizer, task) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from diffuse_lm.commands.stats import exact_row, print_stats
+    from diffuse_lm.samples_file import meta_path
     from diffuse_lm.sampling import VLLMModel, sample_stats, sample_to_jsonl
     from diffuse_lm.tasks import load_tasks
 
@@ -119,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
         + [{"role": "user", "content": args.prompt}]
     )
     check_sampling_args(args)
-    check_writable(args.output)
+    check_writable(args.output, inputs=[task and task.path])
     if args.stats_output:
-        check_writable(args.stats_output)
+        check_writable(args.stats_output, inputs=[task and task.path, args.output, meta_path(args.output)])
 
     model, tokenizer = load_for_sampling(args)
     max_new = args.max_new_tokens or default_max_new_tokens(tokenizer, task)

@@ -22,7 +22,10 @@ def register(sub) -> None:
         help="valid rate, coverage, entropy and top answers of a samples file",
         description="Metrics of sampled generations (a `diffuse sample` JSONL). With a task "
         "(--task, or the one the file was sampled for), answers are checked against its "
-        "targets and the sampled distribution is printed beside the exact one.",
+        "targets and the sampled distribution is printed beside the exact one. Records whose "
+        "index is outside 0..n-1 (n from the file's .meta.json) are left out, and an index "
+        "that occurs twice with different texts counts once (the first); both are reported "
+        "as a warning line on stderr.",
     )
     p.add_argument("file", metavar="FILE.jsonl", help="samples written by `diffuse sample`")
     p.add_argument("--task", help="task to check answers against (default: the file's own, if known)")
@@ -130,18 +133,49 @@ def print_stats(
     con.print(table)
 
 
+def checked_records(path: str, meta: dict | None) -> list[dict]:
+    """The records of a samples file with index in ``0..n-1`` (``n`` from its sidecar; without one, any
+    index >= 0), warning on stderr about those left out and about indices repeated with another text."""
+    from diffuse_lm.samples_file import read_samples_checked
+
+    records, conflicts = read_samples_checked(path)
+    n = (meta or {}).get("n")
+    n = n if isinstance(n, int) and not isinstance(n, bool) else None
+    kept = [r for r in records if r["index"] >= 0 and (n is None or r["index"] < n)]
+    if len(kept) < len(records):
+        span = f"outside 0..{n - 1} (the file's n is {n})" if n is not None else "below 0"
+        out = sorted({r["index"] for r in records} - {r["index"] for r in kept})
+        print(f"warning: {path}: left out the records with an index {span}: {_some(out)}", file=sys.stderr)
+    if conflicts:
+        print(
+            f"warning: {path}: indices repeated with different texts (the first of each is counted): "
+            f"{_some(conflicts)}",
+            file=sys.stderr,
+        )
+    return kept
+
+
+def _some(indices: list[int], shown: int = 5) -> str:
+    """The first few of ``indices``, for a message of bounded length."""
+    more = f", … {len(indices) - shown} more" if len(indices) > shown else ""
+    return ", ".join(str(i) for i in indices[:shown]) + more
+
+
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.sampling import read_meta, read_samples, sample_stats
+    from diffuse_lm.samples_file import meta_path
+    from diffuse_lm.sampling import read_meta, sample_stats
 
     if args.top < 1:
         raise DiffuseError(f"--top {args.top}: must be >= 1")
     if args.output:
-        check_writable(args.output)
-    records = read_samples(args.file)
+        check_writable(args.output, inputs=[args.file, meta_path(args.file)])
+    meta = read_meta(args.file)
+    records = checked_records(args.file, meta)
     if not records:
         raise DiffuseError(f"{args.file}: holds no samples")
-    meta = read_meta(args.file)
     task = resolve_task(args.task, meta)
+    if args.output and task is not None:
+        check_writable(args.output, inputs=[task.path])
     if task is not None and meta and meta.get("messages") not in (None, task.messages()):
         print(f"note: task {task.name} has another prompt than the one these samples answer", file=sys.stderr)
     stats = sample_stats(records, task, top=args.top)

@@ -36,6 +36,7 @@ CSV_COLUMNS = (
     "problems",
     "text",
 )
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # first characters a spreadsheet may read as a formula
 
 
 def register(sub) -> None:
@@ -58,7 +59,8 @@ def register(sub) -> None:
         "--format",
         choices=("jsonl", "csv"),
         default="jsonl",
-        help="records as JSONL (always written), and as CSV with csv",
+        help="records as JSONL (always written), and as CSV with csv (a text cell starting with "
+        "= + - @, a tab or CR gets a leading ' so that spreadsheets do not run it as a formula)",
     )
     add_sampling_args(b, max_new_tokens_help=f"default {BIOGRAPHY_MAX_NEW_TOKENS}")
     add_model_args(b)
@@ -77,6 +79,14 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
+def csv_safe(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a carriage
+    return) gets a leading single quote, as the usual CSV-injection guidance says; other values pass."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_records(records: list[dict], folder: Path, *, as_csv: bool) -> list[Path]:
     """``biographies.jsonl`` (and ``biographies.csv``) in ``folder``; returns the paths written."""
     out = [folder / "biographies.jsonl"]
@@ -87,7 +97,10 @@ def write_records(records: list[dict], folder: Path, *, as_csv: bool) -> list[Pa
         def write_csv(f) -> None:
             w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             w.writeheader()
-            w.writerows({**r, "problems": "; ".join(r["problems"])} for r in records)
+            w.writerows(
+                {k: csv_safe(v) for k, v in {**r, "problems": "; ".join(r["problems"])}.items()}
+                for r in records
+            )
 
         _write_atomic(out[1], write_csv)
     return out

@@ -1,0 +1,300 @@
+"""Hostile input through the CLI in-process (issue 12): every bad task file, output path and cache setting is
+exit code 2 and one line on stderr of under 300 characters, never a traceback, and changes nothing outside the
+run's own files. No test here loads a model: the loaders are replaced by one that fails the test."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffuse_lm.cli import main
+from diffuse_lm.commands.common import load_from_args as REAL_LOAD_FROM_ARGS
+from diffuse_lm.tasks import MAX_ALIASED_NODES, TaskError, read_task_file
+
+GOOD_TASK = '{"request": "Pick a letter.", "targets": ["a", "b", "c"]}'
+
+
+def _alias_bomb(levels: int = 6, width: int = 10) -> str:
+    """A few hundred bytes of YAML whose first target expands to ``width ** levels`` strings."""
+    anchors = [f"&l0 [{', '.join(['lol'] * width)}]"]
+    anchors += [f"&l{k} [{', '.join([f'*l{k - 1}'] * width)}]" for k in range(1, levels)]
+    return f"description: [{', '.join(anchors)}]\nrequest: x\ntargets: [*l{levels - 1}, b]\n"
+
+
+DEEP = 5000
+BAD_TASK_FILES = [
+    # item 5: weights that overflow, and numbers no float can hold
+    (
+        "wneg-huge.json",
+        '{"request": "x", "targets": ["a", "b"], "weights": [-1' + "0" * 400 + ", 1]}",
+        "weight 1 is negative",
+    ),
+    ("winf.yaml", "request: x\ntargets: [a, b]\nweights: [.inf, .inf]\n", "must be finite"),
+    ("wdigits.json", '{"request": "x", "targets": ["a"], "weights": [' + "1" * 5000 + "]}", "malformed JSON"),
+    ("wdigits.yaml", "request: x\ntargets: [a]\nweights: [" + "1" * 5000 + "]\n", "malformed YAML"),
+    # deep nesting and an alias bomb
+    ("deep.json", '{"request": "x", "targets": ' + "[" * DEEP + "]" * DEEP + "}", "nested too deeply"),
+    ("deep.yaml", "request: x\ntargets: " + "[" * DEEP + "]" * DEEP + "\n", "nested too deeply"),
+    ("bomb.yaml", _alias_bomb(), "aliases expand"),
+    # a string where a list belongs
+    ("tstring.json", '{"request": "x", "targets": "{1}"}', "targets must be a list"),
+    ("tstring.yaml", 'request: x\ntargets: "{1}"\n', "targets must be a list"),
+    # long values are quoted cut short, never whole
+    ("tlong.json", json.dumps({"request": "x", "targets": [["x" * 1000]]}), "target 1 is list"),
+    ("tdup.json", json.dumps({"request": "x", "targets": ["y" * 1000, "y" * 1000]}), "duplicate target"),
+    ("klong.json", json.dumps({"request": "x", "targets": ["a"], "k" * 1000: 1}), "unknown key"),
+    ("wlong.json", json.dumps({"request": "x", "targets": ["a"], "weights": ["1" * 1000]}), "not a number"),
+    # a file name with a line break still gives one line
+    ("new\nline.json", '{"request": "x"}', "empty targets"),
+]
+
+
+@pytest.fixture(autouse=True)
+def no_model(monkeypatch):
+    """Any model load fails the test: hostile input must be refused before it."""
+    from diffuse_lm.cli import build_parser
+    from diffuse_lm.commands import common, measure, sample
+
+    build_parser()  # every command module imported now, so none binds the replacement below for good
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(measure, "load_from_args", loaded)
+    monkeypatch.setattr(sample, "load_for_sampling", loaded)
+    monkeypatch.setattr(common, "load_from_args", loaded)
+
+
+def cli_error(capsys, argv: list[str], *needles: str) -> str:
+    """Run the CLI; assert exit 2 and one short line on stderr holding ``needles``; return that line."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err[:500]
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err[:500]
+    line = lines[0]
+    assert line.startswith("diffuse: error: ") and len(line) < 300, line[:500]
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name,content,problem", BAD_TASK_FILES, ids=[b[0] for b in BAD_TASK_FILES])
+def test_bad_task_file_is_one_short_line(tmp_path, capsys, name, content, problem):
+    path = tmp_path / name
+    path.write_text(content)
+    before = snapshot(tmp_path)
+    line = cli_error(capsys, ["measure", str(path), "--output", str(tmp_path / "m.json")], problem)
+    assert name.replace("\n", " ") in line  # the file is named
+    assert snapshot(tmp_path) == before
+
+
+def test_alias_bomb_is_refused_while_composing_but_small_aliases_load(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb(levels=6))  # 10**6 strings; the limit is far below
+    assert MAX_ALIASED_NODES < 10**6
+    with pytest.raises(TaskError, match="aliases expand to more than"):
+        read_task_file(bomb)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("request: &q Pick one.\ndescription: *q\ntargets: &t [a, b]\nresponse: ['']\n")
+    task = read_task_file(ok)
+    assert task.description == "Pick one." and task.targets == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    "weights,expected",
+    [
+        ([1e308] * 10, [0.1] * 10),  # summed in floats: inf, and every weight 0
+        ([10**400, 10**400, 0], [0.5, 0.5, 0.0]),  # float(10**400) overflows
+        ([10**400, 3 * 10**400], [0.25, 0.75]),
+        ([1e308, 1e-308], [1.0, 0.0]),
+        ([2, 1, 1], [0.5, 0.25, 0.25]),
+    ],
+)
+def test_weights_are_normalised_by_their_largest_first(tmp_path, weights, expected):
+    path = tmp_path / "w.json"
+    targets = [f"t{i}" for i in range(len(weights))]
+    path.write_text(json.dumps({"request": "x", "targets": targets, "weights": weights}))
+    task = read_task_file(path)
+    np.testing.assert_allclose(task.weights, expected, rtol=1e-12, atol=0)
+    assert np.isfinite(task.weights).all() and task.weights.sum() == pytest.approx(1.0)
+
+
+# --- outputs that are inputs, or cannot be written ---------------------------------------------------
+
+
+@pytest.fixture
+def task_file(tmp_path) -> Path:
+    path = tmp_path / "tasks" / "letters.json"
+    path.parent.mkdir()
+    path.write_text(GOOD_TASK)
+    return path
+
+
+@pytest.fixture
+def samples_file(tmp_path) -> Path:
+    """A samples file of 3 records (n = 3) with its sidecar, as `diffuse sample` writes them."""
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps({"index": i, "text": "{a}"}) + "\n" for i in range(3)))
+    (tmp_path / "s.jsonl.meta.json").write_text(json.dumps({"format": "diffuse-samples/1", "n": 3}))
+    return path
+
+
+def output_cases(tmp_path: Path, task: Path, samples: Path) -> dict[str, tuple[list[str], str]]:
+    link = tmp_path / "link.json"
+    link.symlink_to(task)
+    return {
+        "measure-output-is-task": (["measure", str(task), "--output", str(task)], "is an input"),
+        "measure-output-in-task-folder": (
+            ["measure", str(task.parent), "--output", str(task.parent / "letters.json")],
+            "is an input",
+        ),
+        "measure-output-links-to-task": (["measure", str(task), "--output", str(link)], "is an input"),
+        "sample-output-is-task": (["sample", str(task), "--output", str(task)], "is an input"),
+        "sample-stats-output-is-task": (
+            ["sample", str(task), "--output", str(tmp_path / "new.jsonl"), "--stats-output", str(task)],
+            "is an input",
+        ),
+        "sample-stats-output-is-samples": (
+            ["sample", str(task), "--output", str(samples), "--stats-output", str(samples)],
+            "is an input",
+        ),
+        "stats-output-is-samples": (["stats", str(samples), "--no-exact", "-o", str(samples)], "is an input"),
+        "stats-output-is-sidecar": (
+            ["stats", str(samples), "--no-exact", "-o", str(samples) + ".meta.json"],
+            "is an input",
+        ),
+        "stats-output-is-task": (
+            ["stats", str(samples), "--no-exact", "--task", str(task), "-o", str(task)],
+            "is an input",
+        ),
+        "output-name-too-long": (
+            ["measure", str(task), "--output", str(tmp_path / ("x" * 300 + ".json"))],
+            "cannot write there",
+        ),
+        "output-folder-name-too-long": (
+            ["measure", str(task), "--output", str(tmp_path / ("x" * 300) / "m.json")],
+            "cannot write there",
+        ),
+        "output-is-a-device": (["measure", str(task), "--output", os.devnull], "not a regular file"),
+    }
+
+
+OUTPUT_CASES = [
+    "measure-output-is-task",
+    "measure-output-in-task-folder",
+    "measure-output-links-to-task",
+    "sample-output-is-task",
+    "sample-stats-output-is-task",
+    "sample-stats-output-is-samples",
+    "stats-output-is-samples",
+    "stats-output-is-sidecar",
+    "stats-output-is-task",
+    "output-name-too-long",
+    "output-folder-name-too-long",
+    "output-is-a-device",
+]
+
+
+@pytest.mark.parametrize("case", OUTPUT_CASES)
+def test_bad_output_is_refused_before_any_work(tmp_path, capsys, task_file, samples_file, case):
+    argv, problem = output_cases(tmp_path, task_file, samples_file)[case]
+    before = snapshot(tmp_path)
+    cli_error(capsys, argv, problem)
+    assert snapshot(tmp_path) == before  # nothing written, the probe file removed
+    assert Path(os.devnull).is_char_device()
+
+
+def test_a_good_output_passes_the_check_and_leaves_no_trace(tmp_path, task_file):
+    from diffuse_lm.commands.common import check_writable
+
+    before = snapshot(tmp_path)
+    check_writable(tmp_path / "m.json", inputs=[task_file])
+    check_writable(tmp_path / "new" / "sub" / "m.json", inputs=[task_file])
+    assert snapshot(tmp_path) == before and not (tmp_path / "new").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_output_where_no_file_can_be_made_is_refused_before_the_model_load(capsys, task_file):
+    # /proc passes a permission check (as root, every folder does) but holds no new files.
+    cli_error(
+        capsys, ["measure", str(task_file), "--output", "/proc/diffuse-test-output.json"], "cannot write"
+    )
+
+
+# --- the model cache ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("under", ["", "sub"], ids=["is-a-file", "under-a-file"])
+def test_diffuse_cache_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch, under):
+    from diffuse_lm import models
+    from diffuse_lm.commands import measure
+
+    monkeypatch.setattr(models, "_dequantize_gguf", lambda *a: pytest.fail("the cache was built"))
+    (tmp_path / "cachefile").write_text("not a folder")
+    before = snapshot(tmp_path)
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cachefile" / under))
+    monkeypatch.setattr(measure, "load_from_args", REAL_LOAD_FROM_ARGS)  # the real loader, up to the cache
+    cli_error(capsys, ["measure", "rng/1-10"], "DIFFUSE_CACHE", "cachefile")
+    assert snapshot(tmp_path) == before
+
+
+# --- diffuse stats: indices outside 0..n-1, duplicates with another text ---------------------------
+
+
+def test_stats_leaves_out_indices_outside_the_sampled_range_and_says_so(tmp_path, capsys, samples_file):
+    with samples_file.open("a") as f:
+        for i in (3, 4, -1):
+            f.write(json.dumps({"index": i, "text": "{z}"}) + "\n")
+    out = tmp_path / "stats.json"
+    assert main(["stats", str(samples_file), "--no-exact", "--output", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    stats = json.loads(out.read_text())["stats"]
+    assert stats["n"] == 3 and stats["counts"] == {"a": 3}
+    assert len(err) == 1 and err[0].startswith("warning: ") and "outside 0..2" in err[0], err
+    assert "-1, 3, 4" in err[0]
+
+
+def test_stats_reports_an_index_repeated_with_another_text(tmp_path, capsys, samples_file):
+    with samples_file.open("a") as f:
+        f.write(json.dumps({"index": 1, "text": "{b}"}) + "\n")  # another text: reported
+        f.write(json.dumps({"index": 2, "text": "{a}"}) + "\n")  # same text again: harmless
+    out = tmp_path / "stats.json"
+    assert main(["stats", str(samples_file), "--no-exact", "--output", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert json.loads(out.read_text())["stats"]["n"] == 3
+    assert len(err) == 1 and err[0].startswith("warning: ") and "repeated with different texts" in err[0], err
+    assert err[0].endswith(": 1")
+
+
+# --- biographies.csv: spreadsheet formula injection -------------------------------------------------
+
+
+def test_biographies_csv_cells_that_start_a_formula_are_escaped(tmp_path):
+    from diffuse_lm.commands.synth import write_records
+
+    hostile = ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    records = [
+        {"index": i, "first_name": h, "birth_year": -44, "valid": False, "problems": [h], "text": h}
+        for i, h in enumerate(hostile)
+    ]
+    records.append({"index": 9, "first_name": "Ada", "valid": True, "problems": [], "text": "Ada, a-b"})
+    write_records(records, tmp_path, as_csv=True)
+    with open(tmp_path / "biographies.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row, h in zip(rows, hostile, strict=False):
+        assert row["first_name"] == row["text"] == row["problems"] == "'" + h
+        assert row["birth_year"] == "-44"  # a number, not text: left as it is
+    assert rows[-1]["first_name"] == "Ada" and rows[-1]["text"] == "Ada, a-b"
+    jsonl = [json.loads(x) for x in (tmp_path / "biographies.jsonl").read_text().splitlines()]
+    assert jsonl[0]["text"] == hostile[0]  # the JSONL keeps the text as generated
