@@ -2,8 +2,9 @@
 targets are) against the original study's plain loop (every target fed with the full prompt, full-vocabulary
 logits at every position), on the default model, LoRA as in the paper, one process, runs alternated.
 
-Also: the same loop with packing off (padded rows on the shared prompt cache), and what bf16 autocast
-does to the loss and to the step time. The last line is ``training: speedup_vs_plain=<x> peak_rss_mb=<y>``
+Also: the same loop with packing off (padded rows on the shared prompt cache), with the retention term on
+(2 general prompts a step, the base model's 48-token answers), and what bf16 autocast does to the loss and
+to the step time. The last line is ``training: speedup_vs_plain=<x> peak_rss_mb=<y>``
 for RNG 1-10 (y: peak RSS of a process while it runs our loop, model included, its loading not counted).
 Run: python benchmarks/training.py [--rounds N] [--tasks rng-1-10]
 """
@@ -35,7 +36,7 @@ TASKS = {"rng-1-10": RNG10, "rng-1-100": RNG100}
 
 
 def setup(task_name: str):
-    """Default model + paper LoRA, its encoded task, an AdamW over the LoRA weights, a config."""
+    """Default model + paper LoRA, its encoded task, an AdamW over the LoRA weights, a config, the tokenizer."""
     from peft import LoraConfig, get_peft_model
 
     from diffuse_lm.config import PAPER_TARGET_MODULES, config_from_dict
@@ -53,7 +54,7 @@ def setup(task_name: str):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-6, eps=1e-5)
     cfg = config_from_dict({"train_prompts": ["-"], "output_dir": "-", "alg_config": {"batch_size": 32}})
-    return model, enc, params, opt, cfg
+    return model, enc, params, opt, cfg, tokenizer
 
 
 def plain_step(model, opt, params, enc, batch_size: int = 32) -> float:
@@ -81,10 +82,18 @@ def plain_step(model, opt, params, enc, batch_size: int = 32) -> float:
     return total
 
 
-def our_step(model, opt, params, enc, cfg) -> float:
+def our_step(model, opt, params, enc, cfg, retain=()) -> float:
     from diffuse_lm.training import train_step
 
-    return train_step(model, opt, params, [enc], cfg)[0]
+    return train_step(model, opt, params, [enc], cfg, retain=retain)[0]
+
+
+def retain_batch(model, tokenizer, n: int = 2) -> list:
+    """The retention examples of one step: ``n`` shipped general prompts and the base model's answers."""
+    from diffuse_lm.retention import base_responses, encode_examples, load_retain_prompts
+
+    prompts = load_retain_prompts("general")[:n]
+    return encode_examples(tokenizer, prompts, base_responses(model, tokenizer, prompts, 48, cache=None))
 
 
 def unpacked(fn):
@@ -108,11 +117,17 @@ def timed(fn) -> float:
 
 
 def time_task(task_name: str, rounds: int) -> dict:
-    """Median seconds per step of each loop (and of ours under bf16 autocast), alternated round by round."""
-    model, enc, params, opt, cfg = setup(task_name)
+    """Median seconds per step of each loop (and of ours under bf16 autocast, and with the retention term),
+    alternated round by round."""
+    from diffuse_lm.config import RetainSettings
+
+    model, enc, params, opt, cfg, tokenizer = setup(task_name)
     bf16 = cfg.model_copy(update={"mixed_precision": "bf16"})
+    retain_cfg = cfg.model_copy(update={"retain": RetainSettings(weight=1.0)})
+    retain = retain_batch(model, tokenizer)
     loops = {
         "ours": lambda: our_step(model, opt, params, enc, cfg),
+        "ours_retain": lambda: our_step(model, opt, params, enc, retain_cfg, retain),
         "ours_bf16": lambda: our_step(model, opt, params, enc, bf16),
         "ours_unpacked": unpacked(lambda: our_step(model, opt, params, enc, cfg)),
         "plain": lambda: plain_step(model, opt, params, enc),
@@ -154,7 +169,7 @@ def peak_rss_mb(loop: str, task_name: str, steps: int = 2) -> float:
 def _memory_child(loop: str, task_name: str, steps: int) -> None:
     import psutil
 
-    model, enc, params, opt, cfg = setup(task_name)
+    model, enc, params, opt, cfg, _ = setup(task_name)
     proc, peak, done = psutil.Process(), [0], threading.Event()
 
     def poll() -> None:
@@ -193,6 +208,7 @@ def main() -> None:
         print(
             f"{task_name} ({t['targets']} targets): s/step ours {t['ours']:.3f}, plain {t['plain']:.3f} "
             f"(x{t['plain'] / t['ours']:.1f}); ours unpacked {t['ours_unpacked']:.3f}; "
+            f"ours + retention term {t['ours_retain']:.3f}; "
             f"ours+bf16 autocast {t['ours_bf16']:.3f}; peak RSS MB ours "
             f"{mem['ours']:.0f}, plain {mem['plain']:.0f}; loss fp32 {err['fp32']:.5f} bf16 {err['bf16']:.5f} "
             f"(rel. err {err['rel_err']:.1e}; largest log p error {err['max_logprob_err']:.3f})"
