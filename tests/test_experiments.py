@@ -385,13 +385,6 @@ def test_utility_grading():
     assert "{" in instructions["braced"] and "{" not in instructions["free"]
 
 
-def test_wilson_interval_closed_forms():
-    lo, hi = utility.wilson(5, 10)
-    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
-    assert utility.wilson(0, 10)[0] == 0.0 and utility.wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
-    assert utility.wilson(300, 300)[1] == pytest.approx(1.0) and utility.wilson(0, 0) == (0.0, 1.0)
-
-
 QUESTIONS = [
     {"kind": "factual", "question": "Capital of France?", "answers": ["Paris"]},
     {"kind": "factual", "question": "Capital of Peru?", "answers": ["Lima"]},

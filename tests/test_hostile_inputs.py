@@ -1,16 +1,19 @@
-"""Hostile input through the CLI in-process (issue 12): every bad task file, output path and cache setting is
-exit code 2 and one line on stderr of under 300 characters, never a traceback, and changes nothing outside the
-run's own files. No test here loads a model: the loaders are replaced by one that fails the test."""
+"""Hostile input through the CLI in-process (issue 12): every bad task file, output path, cache setting, model
+and adapter folder is exit code 2 and one line on stderr of under 300 characters, never a traceback, and changes
+nothing outside the run's own files. The loaders are replaced by one that fails the test, so bad input must be
+refused before any model load; only the bad model folders (tiny models) go through the real loader."""
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import char_tokenizer, tiny_llama
 
 from diffuse_lm.cli import main
 from diffuse_lm.commands.common import load_from_args as REAL_LOAD_FROM_ARGS
@@ -298,3 +301,114 @@ def test_biographies_csv_cells_that_start_a_formula_are_escaped(tmp_path):
     assert rows[-1]["first_name"] == "Ada" and rows[-1]["text"] == "Ada, a-b"
     jsonl = [json.loads(x) for x in (tmp_path / "biographies.jsonl").read_text().splitlines()]
     assert jsonl[0]["text"] == hostile[0]  # the JSONL keeps the text as generated
+
+
+# --- the samples-file lock, before the model load ---------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["sample", "synth"])
+def test_a_samples_file_being_written_is_refused_before_the_model_load(
+    tmp_path, capsys, monkeypatch, task_file, command
+):
+    from diffuse_lm.commands import synth
+
+    monkeypatch.setattr(synth, "load_for_sampling", lambda *a, **k: pytest.fail("a model was loaded"))
+    if command == "sample":
+        out = tmp_path / "s.jsonl"
+        argv = ["sample", str(task_file), "--output", str(out)]
+    else:
+        out = tmp_path / "bios" / "generations.jsonl"
+        out.parent.mkdir()
+        argv = ["synth", "biographies", "--n", "2", "--output", str(out.parent)]
+    out.write_text("")
+    before = snapshot(tmp_path)
+    with open(out, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # another `diffuse sample` writing it
+        cli_error(capsys, argv, "another process is writing it right now")
+    assert snapshot(tmp_path) == before
+
+
+# --- bad model and adapter folders ------------------------------------------------------------------
+
+
+def _save_tiny(folder: Path, hidden: int = 32, tokenizer: bool = True) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = char_tokenizer()
+    if hidden == 32:
+        model = tiny_llama(len(tok))
+    else:
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=hidden,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        )
+    model.save_pretrained(folder)
+    if tokenizer:
+        tok.save_pretrained(folder)
+    return folder
+
+
+def _adapter_of(base: Path, folder: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj"])
+    )
+    model.save_pretrained(folder)
+    return folder
+
+
+def _damage(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def bad_model_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
+    """Build the folders of one case; return the arguments after the task and the problem to see."""
+    models_dir = tmp_path / "models"
+    good = _save_tiny(models_dir / "good")
+    if case == "model-without-tokenizer":
+        return ["--model", str(_save_tiny(models_dir / "notok", tokenizer=False))], "no tokenizer files in"
+    if case == "model-weights-truncated":
+        folder = _save_tiny(models_dir / "trunc")
+        _damage(folder / "model.safetensors", 1000)
+        return ["--model", str(folder)], "weights file is truncated or corrupt"
+    if case == "model-weights-header-overwritten":
+        folder = _save_tiny(models_dir / "header")
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(b"\xff" * 8 + data[8:])
+        return ["--model", str(folder)], "weights file is truncated or corrupt"
+    if case == "adapter-for-another-base-model":
+        adapter = _adapter_of(_save_tiny(models_dir / "wide", hidden=64), models_dir / "wide-adapter")
+        return ["--model", str(good), "--adapter", str(adapter)], "made for another base model"
+    if case == "adapter-weights-truncated":
+        adapter = _adapter_of(good, models_dir / "adapter")
+        _damage(adapter / "adapter_model.safetensors", 50)
+        return ["--model", str(good), "--adapter", str(adapter)], "SafetensorError"
+    raise AssertionError(case)
+
+
+BAD_MODEL_CASES = [
+    "model-without-tokenizer",
+    "model-weights-truncated",
+    "model-weights-header-overwritten",
+    "adapter-for-another-base-model",
+    "adapter-weights-truncated",
+]
+
+
+@pytest.mark.parametrize("case", BAD_MODEL_CASES)
+def test_a_bad_model_or_adapter_folder_is_one_short_line(tmp_path, capsys, monkeypatch, task_file, case):
+    from diffuse_lm.commands import measure
+
+    args, problem = bad_model_case(tmp_path, case)
+    monkeypatch.setattr(measure, "load_from_args", REAL_LOAD_FROM_ARGS)
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["measure", str(task_file), "--output", str(tmp_path / "m.json"), *args], problem)
+    assert snapshot(tmp_path) == before

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from diffuse_lm import metrics as M
-from diffuse_lm.measure import task_result, top_answers
+from diffuse_lm.measuring import task_result, top_answers
 from diffuse_lm.tasks import task_from_dict
 
 

@@ -287,3 +287,68 @@ def test_quiet_transformers_silences_progress_bars_unless_verbose():
     finally:
         (hf_logging.enable_progress_bar if before[0] else hf_logging.disable_progress_bar)()
         hf_logging.set_verbosity(before[1])
+
+
+# --- issue 12: faults and clearer errors --------------------------------------------------------------
+
+
+def test_a_build_killed_midway_leaves_a_temp_folder_the_next_build_removes(tmp_path):
+    source = tmp_path / "src"
+    source.write_bytes(b"x")
+    stale = tmp_path / "c" / ".m.tmp-abc123"  # what a kill -9 during the build leaves
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half of 517 MB")
+    other = tmp_path / "c" / ".other.tmp-abc123"  # another cache entry's build: not ours to touch
+    other.mkdir()
+    build = Builder()
+    folder = cached_build(tmp_path / "c" / "m", source, build)
+    assert build.calls == 1 and models._cache_valid(folder, source)
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".m.lock", ".other.tmp-abc123", "m"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header", "garbage"])
+def test_a_truncated_or_corrupt_model_safetensors_is_one_line(tmp_path, damage):
+    save_tiny(tmp_path / "m")
+    weights_file = tmp_path / "m" / "model.safetensors"
+    data = weights_file.read_bytes()
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "header": b"\xff" * 8 + data[8:],  # the header length overwritten
+        "garbage": os.urandom(256),
+    }[damage]
+    weights_file.write_bytes(damaged)
+    with pytest.raises(DiffuseError, match=r"weights file is truncated or corrupt \(SafetensorError") as err:
+        load_model(str(tmp_path / "m"))
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_folder_without_a_tokenizer_says_so(tmp_path):
+    tiny_llama(len(char_tokenizer())).save_pretrained(tmp_path / "m")  # weights and config only
+    with pytest.raises(DiffuseError, match=rf"no tokenizer files in {tmp_path / 'm'}"):
+        load_model(str(tmp_path / "m"))
+
+
+def test_an_adapter_for_another_base_model_names_the_size_mismatch(tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    save_tiny(tmp_path / "base")  # hidden size 32
+    tok = char_tokenizer()
+    wider = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
+    lora = get_peft_model(wider, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    lora.save_pretrained(tmp_path / "adapter")
+    with pytest.raises(DiffuseError, match="made for another base model") as err:
+        load_model(str(tmp_path / "base"), adapter=str(tmp_path / "adapter"))
+    message = str(err.value)
+    assert "model.layers.0.self_attn.q_proj.lora_A.weight: shape [2, 64] in the adapter, [2, 32]" in message
+    assert "and 7 more" in message and "\n" not in message and len(message) < 250, message

@@ -331,3 +331,82 @@ def test_default_model_greedy_matches_transformers_and_samples_ignore_batching(d
     a = generate(model, tokenizer, messages, 4, max_new_tokens=10, batch_size=4)
     assert a == generate(model, tokenizer, messages, 4, max_new_tokens=10, batch_size=2)
     assert len(set(a)) > 1
+
+
+# --- issue 12: a resumed run gives the samples of an uninterrupted one -----------------------------------
+
+
+def _stopping_model(tok, *, batch_dependent: bool):
+    """A tiny model whose rows end at their end-of-turn token after about ten tokens (so rows leave their
+    batch at different steps); ``batch_dependent`` adds to each row's logits (by up to 0.5) a function of the
+    batch size and of the row's place in the batch: what float kernels do by a few ulps on a real model,
+    where it changed 3 of 200 resumed samples, made large enough to change most on a tiny one."""
+    model = tiny_llama(len(tok))
+    head = torch.nn.Linear(32, len(tok), bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[tok.convert_tokens_to_ids("<|im_end|>")] = 2.5
+    model.lm_head = head
+
+    def hook(module, args, kwargs, output):
+        b, v = output.logits.shape[0], output.logits.shape[-1]
+        place = torch.arange(b, dtype=torch.float32)[:, None, None]
+        output.logits = output.logits + 0.5 * torch.sin(torch.arange(v) * (b + 1) + place)
+        return output
+
+    if batch_dependent:
+        model.register_forward_hook(hook, with_kwargs=True)
+    return model
+
+
+@pytest.mark.parametrize("batch_dependent", [False, True], ids=["tiny", "batch-dependent-numerics"])
+def test_interrupted_and_resumed_sampling_equals_an_uninterrupted_run_sample_by_sample(
+    tok, tmp_path, batch_dependent
+):
+    model = _stopping_model(tok, batch_dependent=batch_dependent)
+    kw = {"max_new_tokens": 32, "batch_size": 32, "responses": ("", "{")}
+    ref = sample_to_jsonl(model, tok, MESSAGES, 300, tmp_path / "ref.jsonl", **kw)
+    assert 0 < sum(r["stopped"] for r in ref) < 300 and len({r["text"] for r in ref}) > 100
+    out = tmp_path / "s.jsonl"
+    sample_to_jsonl(model, tok, MESSAGES, 300, out, **kw)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:100]))  # killed after 100 of 300 samples, a batch in flight
+    resumed = sample_to_jsonl(model, tok, MESSAGES, 300, out, **kw)
+    differ = [i for i in range(300) if resumed[i]["text"] != ref[i]["text"]]
+    assert differ == [], f"{len(differ)} resumed samples differ: {differ[:10]}"
+    assert sorted(r["index"] for r in read_samples(out)) == list(range(300))
+    assert len(out.read_text().splitlines()) == 300  # regenerated rows already on file are not written again
+
+
+def test_no_past_key_values_deprecation_warning_and_older_transformers_keep_their_keyword(tok):
+    import inspect
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from diffuse_lm.models import cache_kwargs
+    from diffuse_lm.scoring import score_task
+
+    model = tiny_llama(len(tok))
+    task = task_from_dict({"request": "Pick", "targets": ["{1}", "{22}", "{333}", "{4444}"]}, source="t")
+    enc = encode_task(tok, task)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate(model, tok, MESSAGES, 3, max_new_tokens=4, batch_size=2)
+        greedy_texts(model, tok, CONVERSATIONS[:3], max_new_tokens=4, batch_size=2)
+        with torch.no_grad():
+            for pack in (True, False):  # packed rows and padded rows, both on the shared prompt cache
+                score_task(model, enc, max_batch_targets=2, pack=pack)
+        lora = get_peft_model(tiny_llama(len(tok)), LoraConfig(r=2, target_modules=["q_proj"]))
+        generate(lora, tok, MESSAGES, 2, max_new_tokens=4)
+    deprecated = [str(w.message) for w in caught if "past_key_values" in str(w.message)]
+    assert deprecated == []
+
+    class Older(torch.nn.Module):  # a forward from before transformers renamed the keyword
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None):
+            return input_ids
+
+    assert list(cache_kwargs(Older(), "kv")) == ["past_key_values"]
+    want = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+    assert list(cache_kwargs(model, "kv")) == list(cache_kwargs(lora, "kv")) == [want]

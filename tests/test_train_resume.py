@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -18,6 +19,7 @@ from safetensors.torch import load_file
 from test_training import save_tiny_model, tiny_config
 
 from diffuse_lm.config import config_from_dict
+from diffuse_lm.errors import DiffuseError
 from diffuse_lm.training import train
 
 KILL_AFTER = 13  # steps logged before the kill: past the checkpoints at 5 and 10, not on one
@@ -83,3 +85,212 @@ def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_does(tmp_path):
     for key in want:
         torch.testing.assert_close(got[key], want[key], atol=1e-6, rtol=1e-5)
     assert resumed["before"] == json.loads((out / "before.json").read_text())
+
+
+# --- issue 12: a run's folder, its checkpoints and faults while it writes -------------------------------
+
+
+def _run_cfg(tmp_path: Path, model_dir: Path, n_iters: int, **over) -> dict:
+    """Two prompts a pass, checkpoints every 3 steps: n_iters=3 leaves checkpoints at steps 3 and 6."""
+    return tiny_config(tmp_path, model_dir, alg_config={"n_iters": n_iters, "batch_size": 2}, **over)
+
+
+def _adapter(summary: dict) -> dict[str, torch.Tensor]:
+    return load_file(Path(summary["adapter_dir"]) / "adapter_model.safetensors")
+
+
+def _assert_same_adapter(a: dict, b: dict) -> None:
+    """The same adapter up to float rounding (the reference ran with the default torch threads, not one)."""
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+
+
+def _kls(measured: dict) -> list[float]:
+    return [t["kl"] for t in measured["tasks"]]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model_dir) -> dict:
+    """An uninterrupted run of 8 steps, the one every resumed run below must end as."""
+    cfg = _run_cfg(tmp_path_factory.mktemp("reference"), tiny_model_dir, 4)
+    return train(config_from_dict(cfg), progress=False)
+
+
+def test_a_folder_holding_other_files_is_refused_and_overwrite_deletes_only_run_files(
+    tmp_path, tiny_model_dir, reference, capsys
+):
+    cfg = _run_cfg(tmp_path, tiny_model_dir, 4)
+    out = Path(cfg["output_dir"])
+    (out / "adapter").mkdir(parents=True)
+    (out / "adapter" / "mine.bin").write_bytes(b"someone's adapter")
+    (out / "checkpoint-mine").mkdir()
+    (out / "checkpoint-mine" / "notes.txt").write_text("keep me")
+    (out / ".work-tmp-1").mkdir()
+    (out / "notes.txt").write_text("keep me too")
+    stray = {"model": "another run", "tasks": []}
+    (out / "before.json").write_text(json.dumps(stray))
+    before = _snapshot(out)
+    with pytest.raises(DiffuseError, match="holds files of no run of this config") as e:
+        train(config_from_dict(cfg), progress=False)
+    assert "--overwrite" in str(e.value) and "\n" not in str(e.value)
+    assert _snapshot(out) == before  # nothing deleted, nothing written
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    from diffuse_lm.cli import main
+
+    assert main(["train", str(path), "-q", "--no-plot"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds files of no run" in err[0] and len(err[0]) < 300, err
+    assert _snapshot(out) == before
+
+    assert main(["train", str(path), "-q", "--no-plot", "--overwrite"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["before"] != stray and _kls(summary["before"]) == _kls(reference["before"])  # not reused
+    _assert_same_adapter(_adapter(summary), _adapter(reference))
+    assert not (out / "adapter" / "mine.bin").exists()  # adapter/ is a run's name: replaced
+    kept = {"checkpoint-mine/notes.txt", ".work-tmp-1", "notes.txt"}
+    assert {k for k in kept if (out / k).exists()} == kept  # everything else is left as it was
+    # the folder is this run's now: a rerun returns it, without --overwrite
+    assert train(config_from_dict(cfg), progress=False)["steps"] == 8
+
+
+def test_another_configs_run_is_replaced_only_with_overwrite(tmp_path, tiny_model_dir, reference):
+    train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 1, lr=0.5)), progress=False)
+    cfg = config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 4))
+    with pytest.raises(DiffuseError, match="lr=0.5"):
+        train(cfg, progress=False)
+    summary = train(cfg, progress=False, overwrite=True)
+    assert _kls(summary["before"]) == _kls(reference["before"]) and summary["steps"] == 8
+    _assert_same_adapter(_adapter(summary), _adapter(reference))
+
+
+def test_checkpoints_carry_checksums_and_a_corrupt_latest_falls_back_to_the_previous(
+    tmp_path, tiny_model_dir, reference, capsys
+):
+    short = train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 3)), progress=False)
+    out = Path(short["output_dir"])
+    pointer = json.loads((out / "checkpoint.json").read_text())
+    assert [c["dir"] for c in pointer["checkpoints"]] == ["checkpoint-000006", "checkpoint-000003"]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000003", "checkpoint-000006"]
+    assert set(pointer["checkpoints"][0]["sha256"]) >= {"adapter_model.safetensors", "optimizer.safetensors"}
+
+    latest = out / "checkpoint-000006" / "adapter_model.safetensors"
+    data = bytearray(latest.read_bytes())
+    data[-64:] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()  # same size
+    latest.write_bytes(bytes(data))
+    capsys.readouterr()
+    resumed = train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 4)), progress=False)
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1, err
+    assert "checkpoint-000006 is corrupt (adapter_model.safetensors" in warning[0]
+    assert "resuming from checkpoint-000003" in warning[0]
+    assert resumed["steps"] == 8
+    _assert_same_adapter(_adapter(resumed), _adapter(reference))
+    assert sorted(_losses(out)) == list(range(1, 9))
+    for step, loss in _losses(Path(reference["output_dir"])).items():
+        assert _losses(out)[step] == pytest.approx(loss, rel=1e-5), step
+
+
+def test_no_intact_checkpoint_is_a_one_line_error(tmp_path, tiny_model_dir):
+    train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 3)), progress=False)
+    out = tmp_path / "run"
+    for name in ("checkpoint-000003", "checkpoint-000006"):
+        path = out / name / "optimizer.safetensors"
+        path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(DiffuseError, match="no intact checkpoint") as e:
+        train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 4)), progress=False)
+    assert "checkpoint-000006 is corrupt" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_truncated_checkpoint_file_without_checksums_is_a_one_line_error(tmp_path, tiny_model_dir):
+    """A pointer written before checksums existed: the SafetensorError is one line, not a traceback."""
+    train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 3)), progress=False)
+    out = tmp_path / "run"
+    (out / "checkpoint.json").write_text(json.dumps({"step": 6, "dir": "checkpoint-000006"}))
+    path = out / "checkpoint-000006" / "optimizer.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DiffuseError, match="checkpoint-000006 is unreadable"):
+        train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 4)), progress=False)
+
+
+def test_a_dangling_checkpoint_pointer_falls_back_or_says_it_starts_again(
+    tmp_path, tiny_model_dir, reference, capsys
+):
+    import shutil
+
+    train(config_from_dict(_run_cfg(tmp_path / "a", tiny_model_dir, 3)), progress=False)
+    out = tmp_path / "a" / "run"
+    shutil.rmtree(out / "checkpoint-000006")
+    capsys.readouterr()
+    resumed = train(config_from_dict(_run_cfg(tmp_path / "a", tiny_model_dir, 4)), progress=False)
+    warning = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert len(warning) == 1 and "checkpoint-000006 is missing" in warning[0], warning
+    assert "resuming from checkpoint-000003" in warning[0]
+    _assert_same_adapter(_adapter(resumed), _adapter(reference))
+
+    train(config_from_dict(_run_cfg(tmp_path / "b", tiny_model_dir, 3)), progress=False)
+    out = tmp_path / "b" / "run"
+    for name in ("checkpoint-000003", "checkpoint-000006"):
+        shutil.rmtree(out / name)
+    capsys.readouterr()
+    again = train(config_from_dict(_run_cfg(tmp_path / "b", tiny_model_dir, 4)), progress=False)
+    warning = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert len(warning) == 1 and "starts again from step 0" in warning[0], warning
+    assert "steps 1-6" in warning[0]
+    assert again["steps"] == 8 and sorted(_losses(out)) == list(range(1, 9))
+    _assert_same_adapter(_adapter(again), _adapter(reference))
+
+
+@pytest.mark.parametrize("fault", ["disk-full", "read-only"])
+def test_a_write_failing_mid_run_is_one_line_and_the_last_checkpoint_stays_intact(
+    tmp_path, tiny_model_dir, reference, monkeypatch, fault
+):
+    import errno
+
+    import safetensors.torch
+
+    from diffuse_lm import training
+
+    if fault == "disk-full":  # the second checkpoint (step 6) fails half-written
+        real, calls = safetensors.torch.save_file, []
+
+        def save_file(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+        needle = "No space left on device"
+    else:  # the folder turns read-only after step 4: the log line of step 5 cannot be written
+        real_log = training._log
+
+        def log(out, entry):
+            if entry.get("step", 0) >= 5:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out / "train_log.jsonl"))
+            real_log(out, entry)
+
+        monkeypatch.setattr(training, "_log", log)
+        needle = "Permission denied"
+    cfg = _run_cfg(tmp_path, tiny_model_dir, 4)
+    with pytest.raises(DiffuseError, match=needle) as e:
+        train(config_from_dict(cfg), progress=False)
+    assert "checkpoint of step 3 is intact" in str(e.value) and "\n" not in str(e.value)
+    out = Path(cfg["output_dir"])
+    pointer = json.loads((out / "checkpoint.json").read_text())
+    assert pointer["dir"] == "checkpoint-000003" and not list(out.glob(".*-tmp-*"))
+    monkeypatch.undo()
+    resumed = train(config_from_dict(cfg), progress=False)
+    _assert_same_adapter(_adapter(resumed), _adapter(reference))

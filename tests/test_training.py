@@ -180,7 +180,7 @@ def test_run_moves_towards_p_star_and_leaves_its_files(tmp_path, model_dir):
     evals = [e for e in log if "eval" in e]
     assert [e["step"] for e in evals] == [2, 4, 6, 8] and set(evals[0]["eval"]) == {"digits", "letters"}
     assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == 0.02
-    assert not list(out.glob(".*tmp*")) and len(list(out.glob("checkpoint-*"))) == 1
+    assert not list(out.glob(".*tmp*")) and len(list(out.glob("checkpoint-*"))) == 2  # the last two kept
 
 
 def test_adapter_loads_in_plain_peft_and_in_diffuse_measure(tmp_path, model_dir):

@@ -12,6 +12,11 @@ from diffuse_lm.errors import DiffuseError
 
 def write_json_atomic(path: str | Path, data) -> None:
     """Write JSON through a temporary file and rename, so a kill never leaves half a file."""
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text through a temporary file and rename, so a kill never leaves half a file."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,9 +24,8 @@ def write_json_atomic(path: str | Path, data) -> None:
     except OSError as e:
         raise DiffuseError(f"{path}: cannot write ({e.strerror})") from None
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:

@@ -17,9 +17,11 @@ def _logsumexp(x: np.ndarray) -> float:
 
 
 def renormalize(logprobs: np.ndarray) -> np.ndarray:
-    """The model's distribution restricted to the target set: p(y) / Σ p(y')."""
+    """The model's distribution restricted to the target set: p(y) / Σ p(y'); all zeros when every target
+    has probability 0 (log-probability -inf, e.g. cut by min-p), so KL is infinite and entropy 0."""
     logprobs = np.asarray(logprobs, dtype=np.float64)
-    return np.exp(logprobs - _logsumexp(logprobs))
+    total = _logsumexp(logprobs)
+    return np.exp(logprobs - total) if np.isfinite(total) else np.zeros_like(logprobs)
 
 
 def mass(logprobs: np.ndarray) -> float:
@@ -73,6 +75,16 @@ def distribution_metrics(logprobs: np.ndarray, weights: np.ndarray, *, coverage_
 
 
 # --- metrics of samples (Section 2.2) -------------------------------------------------------------
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% for the default ``z``) of a proportion ``k / n``; (0, 1) for n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def empirical_distribution(answers: Iterable[str]) -> dict[str, float]:

@@ -6,10 +6,13 @@ de-quantizes it to float on load (slow); the result is cached as safetensors so 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -196,6 +199,7 @@ def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> P
     with _locked(folder.parent / f".{folder.name}.lock"):
         if _cache_valid(folder, source):
             return folder
+        _remove_stale_builds(folder)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
             build(tmp)
@@ -207,6 +211,14 @@ def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> P
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _remove_stale_builds(folder: Path) -> None:
+    """Delete the temporary folders of builds of ``folder`` killed midway (a kill -9 skips the cleanup;
+    each holds a half-written model). Called under the build lock, so no live build is among them."""
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
+        log.info("removing %s, left by an interrupted build", stale)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextmanager
@@ -303,7 +315,7 @@ def load_model(
     (``HF_HUB_OFFLINE``) or when the hub cannot be reached; a model that cannot be found is a one-line
     :class:`DiffuseError`.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if adapter:
         _check_adapter(Path(adapter))  # before the slow part
@@ -323,11 +335,15 @@ def load_model(
         kw["local_files_only"], why = True, " (the hub is not reachable)"
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, use_safetensors=True, **kw)
     except (OSError, ValueError, KeyError) as e:
         if why:
             raise DiffuseError(f"--model {path}: not found in the local Hugging Face cache{why}") from None
-        raise DiffuseError(f"--model {path}: cannot load ({_first_line(e)})") from None
+        if local and Path(path).is_dir() and not _has_tokenizer_files(Path(path)):
+            raise DiffuseError(
+                f"no tokenizer files in {path} (--model: a model folder needs tokenizer.json or the like)"
+            ) from None
+        raise DiffuseError(f"--model {path}: cannot load its tokenizer ({_first_line(e)})") from None
+    lm = _load_weights(path, torch_dtype, kw, why)
     lm.to(dev)
     if adapter:
         lm = attach_adapter(lm, adapter, trainable=trainable_adapter)
@@ -336,6 +352,31 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token
     lm.name_or_path_display = DEFAULT_MODEL_NAME if model in (None, "", DEFAULT_MODEL) else str(model)
     return lm, tokenizer
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def _has_tokenizer_files(folder: Path) -> bool:
+    """Does a model folder hold any of the files a tokenizer loads from?"""
+    return any((folder / name).exists() for name in TOKENIZER_FILES) or any(folder.glob("*.tiktoken"))
+
+
+def _load_weights(path: str, dtype: torch.dtype, kw: dict, why: str):
+    """``AutoModelForCausalLM`` from safetensors; a missing, truncated or corrupt weights file is one line."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, **kw)
+    except SafetensorError as e:
+        raise DiffuseError(
+            f"--model {path}: a weights file is truncated or corrupt (SafetensorError: {_first_line(e)})"
+        ) from None
+    except (OSError, ValueError, KeyError) as e:
+        if why:
+            raise DiffuseError(f"--model {path}: not found in the local Hugging Face cache{why}") from None
+        raise DiffuseError(f"--model {path}: cannot load ({_first_line(e)})") from None
 
 
 def _check_adapter(adapter: Path) -> None:
@@ -358,9 +399,53 @@ def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
     try:
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     except Exception as e:  # peft raises many kinds for a mismatched adapter
+        mismatch = _size_mismatch(str(e))
+        if mismatch:
+            raise DiffuseError(f"--adapter {adapter}: made for another base model ({mismatch})") from None
         raise DiffuseError(
             f"--adapter {adapter}: cannot attach ({e.__class__.__name__}: {_first_line(e)})"
         ) from None
+
+
+_MISMATCH = re.compile(
+    r"size mismatch for (\S+?): copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
+    r"the shape in current model is torch\.Size\((\[[^\]]*\])\)"
+)
+
+
+def _size_mismatch(message: str) -> str | None:
+    """The first of torch's "size mismatch" lines of a state-dict error, shortened: which weight, its shape
+    in the adapter and in the model, and how many more mismatch; None when there is none."""
+    found = _MISMATCH.findall(message)
+    if not found:
+        return None
+    name, theirs, ours = found[0]
+    name = re.sub(r"^(base_model\.model\.)+", "", name).replace(".default.", ".")
+    more = f", and {len(found) - 1} more" if len(found) > 1 else ""
+    return f"{name}: shape {theirs} in the adapter, {ours} in the model{more}"
+
+
+def cache_kwargs(module, cache) -> dict:
+    """The KV-cache keyword of ``module``'s forward (a model, a PEFT model or a decoder) bound to ``cache``:
+    ``cache`` where the installed transformers names it so (it deprecates ``past_key_values``, with a warning,
+    and drops it in a later release), ``past_key_values`` where it predates the rename (earlier 5.x)."""
+    base = module.get_base_model() if hasattr(module, "get_base_model") else module
+    return {_cache_keyword(type(base)): cache}
+
+
+@functools.cache
+def _cache_keyword(cls: type) -> str:
+    try:
+        params = inspect.signature(cls.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache a forward with ``use_cache=True`` returned: ``out.cache``, or ``out.past_key_values``
+    before the rename (read so that the newer releases' deprecation warning does not fire)."""
+    return out["cache"] if "cache" in out else out.past_key_values
 
 
 def model_label(model) -> str:

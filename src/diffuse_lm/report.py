@@ -7,7 +7,7 @@ import os
 from rich.console import Console
 from rich.table import Table
 
-from diffuse_lm.measure import top_answers
+from diffuse_lm.measuring import top_answers
 
 PIPE_WIDTH = 160  # columns when writing to a file or pipe, where rich would otherwise assume 80
 

@@ -82,6 +82,21 @@ def _write_meta(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def check_not_locked(output: str | Path) -> None:
+    """Fail before the slow model load, not after it, when another process is writing ``output`` now (it holds
+    the lock :func:`open_samples` takes); a file that cannot be opened is left to the writability check."""
+    try:
+        f = open(output, "rb")  # noqa: SIM115 - closed below; a read-only descriptor can take a flock too
+    except OSError:
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DiffuseError(f"{output}: another process is writing it right now") from None
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _describe(key: str, value) -> str:
     return "a different prompt" if key in ("messages", "responses") else f"{key}={value!r}"
 

@@ -2,15 +2,25 @@
 paper), batched, reproducible per sample, and written to a resumable JSONL file.
 
 Sample ``i`` draws its random numbers from its own generator seeded by ``(seed, i)`` (inverse-CDF
-sampling, one uniform per token), so it is the same sample whatever the batch it ran in, whether or not
-the run was resumed. All rows of a batch share one prompt: it runs once and its KV cache is expanded to
-the batch, so no padding is needed; finished rows leave the batch at their end-of-turn token.
+sampling, one uniform per token). All rows of a batch share one prompt: it runs once and its KV cache is
+expanded to the batch, so no padding is needed; finished rows leave the batch at their end-of-turn token.
+
+What is promised: a resumed run writes exactly the samples an uninterrupted run with the same settings,
+``--batch-size`` and machine would have written. The batch of sample ``i`` is fixed by its index (block
+``(i // len(responses)) // batch_size`` of its response prefix), and a batch cut short by a kill is
+generated again whole, its rows already on file discarded, so every row is computed in the same company,
+through the same rows leaving. This matters because float kernels give a row slightly different logits in
+batches of other sizes or at another place in the batch; a token whose uniform falls within that rounding of
+a boundary of the cumulative distribution then differs (3 of 200 resumed samples did, before). With another
+``--batch-size``, another device, dtype or thread count, samples are drawn from the same distribution and
+nearly all are identical, but not all are promised to be.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,13 +31,14 @@ import torch
 
 from diffuse_lm.encoding import end_of_turn_ids, prompt_messages, render_prompt
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.models import model_label
+from diffuse_lm.models import cache_kwargs, model_label, output_cache
 from diffuse_lm.parsing import answer_of, sample_stats, task_answers
 from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
 from diffuse_lm.tasks import Task
 
 __all__ = [
     "generate",
+    "generate_records",
     "greedy_texts",
     "sample_to_jsonl",
     "sample_stats",
@@ -47,12 +58,15 @@ class SampleConfig:
     top_k: int = 0
     max_new_tokens: int = 32
     seed: int = 0
+    min_p: float = 0.0  # last, so positional construction keeps its meaning
 
     def check(self) -> SampleConfig:
         if not self.temperature >= 0:
             raise DiffuseError(f"--temperature {self.temperature}: must be >= 0 (0 is greedy)")
         if not 0 < self.top_p <= 1:
             raise DiffuseError(f"--top-p {self.top_p}: must be in (0, 1]")
+        if not 0 <= self.min_p <= 1:
+            raise DiffuseError(f"--min-p {self.min_p}: must be in [0, 1] (0 turns it off)")
         if self.top_k < 0:
             raise DiffuseError(f"--top-k {self.top_k}: must be >= 0 (0 turns it off)")
         if self.max_new_tokens < 1:
@@ -83,14 +97,32 @@ def stop_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Min-p sampling's rule on logits (..., V): drop every token less probable than ``min_p`` times the most
+    probable one (p / p_max < min_p, i.e. logit < max logit + log min_p); the rest renormalise in the softmax."""
+    threshold = logits.max(-1, keepdim=True).values + math.log(min_p)
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Top-p (nucleus) sampling's rule on logits (..., V): keep the smallest set of most probable tokens whose
+    mass reaches ``top_p`` -- the set :func:`pick_tokens` keeps -- and drop the rest (-inf)."""
+    probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
+    drop = probs.cumsum(-1) - probs >= top_p  # in sorted order, as pick_tokens computes it
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
 def pick_tokens(logits: torch.Tensor, u: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
-    """Next token of each row (B, V) -> (B,) by inverse-CDF sampling with uniforms ``u`` (B,)."""
+    """Next token of each row (B, V) -> (B,) by inverse-CDF sampling with uniforms ``u`` (B,).
+    Rules apply in the order temperature, top-k, min-p, top-p."""
     if cfg.temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / cfg.temperature
     if 0 < cfg.top_k < logits.shape[-1]:
         kth = logits.topk(cfg.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.min_p > 0:
+        logits = min_p_filter(logits, cfg.min_p)
     probs = torch.softmax(logits, dim=-1)
     order = None
     if cfg.top_p < 1:  # keep the smallest set of most probable tokens whose mass reaches top_p
@@ -106,7 +138,7 @@ def pick_tokens(logits: torch.Tensor, u: torch.Tensor, cfg: SampleConfig) -> tor
 def _prefill(model, prompt: list[int]):
     device = next(model.parameters()).device
     out = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
-    kv = [(layer[0], layer[1]) for layer in out.past_key_values]
+    kv = [(layer[0], layer[1]) for layer in output_cache(out)]
     return kv, out.logits[0, -1].float()
 
 
@@ -149,7 +181,7 @@ def _transformers_rows(
             cache.batch_select_indices(idx)
             chosen = chosen[idx]
             active = [active[j] for j in keep]
-        out = model(input_ids=chosen[:, None], past_key_values=cache, use_cache=True)
+        out = model(input_ids=chosen[:, None], use_cache=True, **cache_kwargs(model, cache))
         logits = out.logits[:, -1]
 
 
@@ -213,7 +245,8 @@ def _vllm_rows(
 ) -> Iterator[tuple[int, list[int], bool]]:
     from vllm import SamplingParams
 
-    top_k = {"top_k": cfg.top_k} if cfg.top_k else {}
+    extra = {"top_k": cfg.top_k} if cfg.top_k else {}
+    extra |= {"min_p": cfg.min_p} if cfg.min_p else {}
     params = [
         SamplingParams(
             temperature=cfg.temperature,
@@ -222,7 +255,7 @@ def _vllm_rows(
             seed=s,
             stop_token_ids=sorted(stop),
             skip_special_tokens=True,
-            **top_k,
+            **extra,
         )
         for s in seeds
     ]
@@ -246,27 +279,34 @@ def _samples(
     *,
     responses: Sequence[str] = ("",),
     batch_size: int = 16,
+    n: int | None = None,
 ) -> Iterator[dict]:
     """Yield one record per index as soon as it is generated. Sample ``i`` continues the response prefix
-    ``responses[i % len(responses)]``; indices are grouped by prefix so a batch shares one prompt."""
+    ``responses[i % len(responses)]``; indices are grouped by prefix so a batch shares one prompt, and each
+    batch is the block of ``0..n-1`` (``n``: the run's sample count, default ``max(indices) + 1``) that
+    :func:`_batches` gives, generated whole even when only some of its indices are asked for (module
+    docstring: that is what makes a resumed run equal an uninterrupted one)."""
     if batch_size < 1:
         raise DiffuseError(f"--batch-size {batch_size}: must be >= 1")
     vllm = isinstance(model, VLLMModel)
     stop = set(end_of_turn_ids(tokenizer)) if vllm else stop_ids(model, tokenizer)
+    wanted = set(indices)
+    n = max(wanted, default=-1) + 1 if n is None else n
     for v, prefix in enumerate(responses):
-        group = [i for i in indices if i % len(responses) == v]
-        if not group:
+        batches = _batches(wanted, v, len(responses), batch_size, n)
+        if not batches:
             continue
         prompt = prompt_ids(tokenizer, messages, prefix)
         prefill = None if vllm else _prefill(model, prompt)
-        for b in range(0, len(group), batch_size):
-            batch = group[b : b + batch_size]
+        for batch in batches:
             seeds = [sample_seed(cfg.seed, i) for i in batch]
             if vllm:
                 rows = _vllm_rows(model, prompt, seeds, cfg, stop)
             else:
                 rows = _transformers_rows(model, prefill, seeds, cfg, stop)
             for row, ids, stopped in rows:
+                if batch[row] not in wanted:  # a row of a batch cut short, already on file
+                    continue
                 text = prefix + _decode(tokenizer, ids)
                 yield {
                     "index": batch[row],
@@ -277,6 +317,14 @@ def _samples(
                     "stopped": stopped,
                     "n_tokens": len(ids),
                 }
+
+
+def _batches(wanted: set[int], prefix: int, n_prefixes: int, batch_size: int, n: int) -> list[list[int]]:
+    """The batches of response prefix ``prefix`` that hold a ``wanted`` index, each whole: the indices
+    ``prefix, prefix + n_prefixes, …`` below ``n``, cut into consecutive blocks of ``batch_size``."""
+    blocks = sorted({(i // n_prefixes) // batch_size for i in wanted if i % n_prefixes == prefix})
+    step = n_prefixes * batch_size
+    return [list(range(prefix + b * step, min(n, prefix + (b + 1) * step), n_prefixes)) for b in blocks]
 
 
 def _decode(tokenizer, ids: list[int]) -> str:
@@ -290,7 +338,7 @@ def _progress(total: int, initial: int, enabled: bool, desc: str = "sampling", u
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
 
 
-def generate(
+def generate_records(
     model,
     tokenizer,
     messages: list[dict],
@@ -299,22 +347,30 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     top_k: int = 0,
+    min_p: float = 0.0,
     max_new_tokens: int = 32,
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = False,
     responses: Sequence[str] = ("",),
-) -> list[str]:
-    """``n`` sampled generations (decoded text) of ``messages``, in sample order; reproducible by seed."""
-    cfg = SampleConfig(temperature, top_p, top_k, max_new_tokens, seed).check()
-    texts: list[str | None] = [None] * n
+) -> list[dict]:
+    """``n`` sampled generations of ``messages`` as records (``text``, ``n_tokens``: tokens generated before
+    the end-of-turn token, ``stopped``: whether it came, ``seed``), in sample order; reproducible by seed."""
+    cfg = SampleConfig(temperature, top_p, top_k, max_new_tokens, seed, min_p).check()
+    records: list[dict | None] = [None] * n
     with _progress(n, 0, progress) as bar:
         for rec in _samples(
             model, tokenizer, messages, range(n), cfg, responses=responses, batch_size=batch_size
         ):
-            texts[rec["index"]] = rec["text"]
+            records[rec["index"]] = rec
             bar.update(1)
-    return texts  # type: ignore[return-value]
+    return records  # type: ignore[return-value]
+
+
+def generate(model, tokenizer, messages: list[dict], n: int, **kw) -> list[str]:
+    """``n`` sampled generations (decoded text) of ``messages``, in sample order; reproducible by seed.
+    Settings as :func:`generate_records`."""
+    return [rec["text"] for rec in generate_records(model, tokenizer, messages, n, **kw)]
 
 
 @torch.inference_mode()
@@ -359,8 +415,8 @@ def greedy_texts(
                     input_ids=ids,
                     attention_mask=mask,
                     position_ids=positions,
-                    past_key_values=cache,
                     use_cache=True,
+                    **cache_kwargs(model, cache),
                     logits_to_keep=1,
                 )
                 chosen = out.logits[:, -1].argmax(-1)
@@ -437,14 +493,15 @@ def sample_to_jsonl(
         "messages": messages,
         "responses": list(responses),
         "backend": backend,
-        **asdict(cfg),
+        # min_p only when set: files sampled before it existed resume
+        **{k: v for k, v in asdict(cfg).items() if k != "min_p" or v},
     }
     info = {"task": {"name": task.name, "path": task.path} if task else None, **(meta or {})}
     answers, braces = task_answers(task) if task is not None else (None, True)
     valid_set = set(answers or ())
     with open_samples(Path(output), identity, info, n) as (records, append):
         missing = [i for i in range(n) if i not in records]
-        kw = {"responses": responses, "batch_size": batch_size}
+        kw = {"responses": responses, "batch_size": batch_size, "n": n}
         samples = _samples(model, tokenizer, messages, missing, cfg, **kw) if missing else ()
         with _progress(n, n - len(missing), progress and bool(missing)) as bar:
             for rec in samples:

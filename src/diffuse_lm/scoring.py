@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from diffuse_lm.encoding import EncodedTask
+from diffuse_lm.models import cache_kwargs, output_cache
 
 DEFAULT_BATCH_TOKENS = 8192  # sequence positions (prompt + target) held in one micro-batch
 MAX_PACK_TOKENS = 512  # longest packed row of target tokens (with the prompt, if it leads the row)
@@ -27,6 +28,8 @@ PACKABLE = frozenset(
 )
 
 OnBatch = Callable[[list[int], torch.Tensor], torch.Tensor | None]
+# A sampling rule on next-token logits (..., V) -> (..., V): ÷ temperature, min-p's cut (-inf drops a token).
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _unwrap(model):
@@ -35,8 +38,9 @@ def _unwrap(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _head_logprobs(lm, hidden: torch.Tensor) -> torch.Tensor:
-    """Log-softmax of the LM head on ``hidden`` (..., H) -> (..., V), float32, with family logit tweaks."""
+def _head_logprobs(lm, hidden: torch.Tensor, transform: Transform | None = None) -> torch.Tensor:
+    """Log-softmax of the LM head on ``hidden`` (..., H) -> (..., V), float32, with family logit tweaks,
+    then ``transform`` (a sampling rule applied to the logits a sampler sees; -inf drops a token)."""
     logits = lm.get_output_embeddings()(hidden).float()
     cfg = lm.config
     if getattr(cfg, "logit_scale", None):  # Cohere
@@ -46,6 +50,8 @@ def _head_logprobs(lm, hidden: torch.Tensor) -> torch.Tensor:
     if getattr(cfg, "final_logit_softcapping", None):  # Gemma 2
         cap = cfg.final_logit_softcapping
         logits = torch.tanh(logits / cap) * cap
+    if transform is not None:
+        logits = transform(logits)
     return F.log_softmax(logits, dim=-1)
 
 
@@ -94,7 +100,7 @@ def can_pack(model, length: int = 0) -> bool:
 
 
 def _packed_logprobs(
-    lm, kv, first, prompt_ids: list[int], targets: list[list[int]], starts: list[int]
+    lm, kv, first, prompt_ids: list[int], targets: list[list[int]], starts: list[int], transform=None
 ) -> torch.Tensor:
     """Sequence log-probabilities of one micro-batch of targets packed into one row (module docstring).
     With ``kv`` the prompt is cached and the row holds only the targets; with ``kv=None`` the prompt leads
@@ -131,24 +137,24 @@ def _packed_logprobs(
             input_ids=torch.tensor([lead + inputs], device=device),
             position_ids=torch.tensor([list(range(len(lead))) + positions], device=device),
             attention_mask=mask[None, None],
-            past_key_values=cache,
             use_cache=False,
+            **cache_kwargs(lm.get_decoder(), cache),
         ).last_hidden_state[0]
         if kv is None:
-            first = _head_logprobs(lm, hidden[p - 1])
+            first = _head_logprobs(lm, hidden[p - 1], transform)
             hidden = hidden[p:]
     starts_t = torch.tensor(starts, device=device)
     t0 = torch.tensor([t[0] for t in targets], device=device)
     total = torch.where(starts_t == 0, first[t0], torch.zeros((), device=device))
     if rows:
-        logp = _head_logprobs(lm, hidden[torch.tensor(rows, device=device)])
+        logp = _head_logprobs(lm, hidden[torch.tensor(rows, device=device)], transform)
         token_logp = logp.gather(1, torch.tensor(tokens, device=device)[:, None]).squeeze(1)
         total = total.index_add(0, torch.tensor(who, device=device), token_logp)
     return total
 
 
 def _batch_logprobs(
-    lm, kv, first: torch.Tensor, targets: list[list[int]], starts: list[int], prompt_len: int
+    lm, kv, first: torch.Tensor, targets: list[list[int]], starts: list[int], prompt_len: int, transform=None
 ) -> torch.Tensor:
     """Sequence log-probabilities of one micro-batch of targets that all continue the cached prompt."""
     device = first.device
@@ -168,11 +174,14 @@ def _batch_logprobs(
         positions = torch.arange(prompt_len, prompt_len + longest - 1, device=device).expand(n, -1)
         # Right padding needs no attention mask: causal attention never lets a real token see a later pad.
         hidden = lm.get_decoder()(
-            input_ids=ids[:, :-1], past_key_values=cache, position_ids=positions, use_cache=True
+            input_ids=ids[:, :-1],
+            position_ids=positions,
+            use_cache=True,
+            **cache_kwargs(lm.get_decoder(), cache),
         ).last_hidden_state  # (n, longest-1, H)
         j = torch.arange(1, longest, device=device)  # index of the token each position predicts
         keep = (j[None, :] < lengths[:, None]) & (j[None, :] >= starts_t[:, None])  # (n, longest-1)
-        logp = _head_logprobs(lm, hidden[keep])  # (N, V): only where a target token is predicted
+        logp = _head_logprobs(lm, hidden[keep], transform)  # (N, V): only where a target token is predicted
         token_logp = logp.gather(1, ids[:, 1:][keep][:, None]).squeeze(1)
         rows = torch.arange(n, device=device)[:, None].expand(-1, longest - 1)[keep]
         total = total.index_add(0, rows, token_logp)
@@ -187,6 +196,7 @@ def score_task(
     max_batch_targets: int | None = None,
     on_batch: OnBatch | None = None,
     pack: bool | None = None,
+    transform: Transform | None = None,
 ) -> torch.Tensor:
     """log p(target_i | prompt) for every target of ``enc``, in target order, shape (n_targets,).
 
@@ -194,6 +204,8 @@ def score_task(
     returns a loss, that loss is backpropagated right away (see module docstring) and the result is
     detached. Without ``on_batch``, the result carries the whole graph when gradients are enabled.
     ``pack`` packs each micro-batch into one row (default: where :func:`can_pack`, i.e. where it is exact).
+    ``transform`` is applied to the logits of every predicting position before the softmax: the result is
+    then the probability of sampling each target under that rule (``-inf`` where a token is dropped).
     """
     lm = _unwrap(model)
     p = len(enc.prompt_ids)
@@ -215,8 +227,8 @@ def score_task(
     if not one_row:
         prompt = torch.tensor([enc.prompt_ids], device=lm.get_input_embeddings().weight.device)
         out = lm.get_decoder()(input_ids=prompt, use_cache=True)
-        kv = [(layer[0], layer[1]) for layer in out.past_key_values]
-        first = _head_logprobs(lm, out.last_hidden_state[0, -1])  # (V,)
+        kv = [(layer[0], layer[1]) for layer in output_cache(out)]
+        first = _head_logprobs(lm, out.last_hidden_state[0, -1], transform)  # (V,)
     if detached_prompt:
         roots = [t for pair in kv for t in pair] + [first]
         # A root without a graph (a cache computed by frozen weights only, e.g. LoRA on q/v leaves layer 0's
@@ -228,9 +240,9 @@ def score_task(
     for batch in batches:
         targets, starts = [enc.target_ids[i] for i in batch], [enc.starts[i] for i in batch]
         if packed:
-            logp = _packed_logprobs(lm, kv, first, enc.prompt_ids, targets, starts)
+            logp = _packed_logprobs(lm, kv, first, enc.prompt_ids, targets, starts, transform)
         else:
-            logp = _batch_logprobs(lm, kv, first, targets, starts, p)
+            logp = _batch_logprobs(lm, kv, first, targets, starts, p, transform)
         if on_batch is not None:
             loss = on_batch(batch, logp)
             if backward_each and loss is not None and loss.requires_grad:

@@ -7,7 +7,9 @@ takes one step. Under ``torchrun`` every process takes a share of
 each prompt's targets and the LoRA gradients are summed across processes before clipping, so the loss
 curve is the single-process one. A run lives in ``output_dir``: the final adapter in ``adapter/`` (PEFT,
 safetensors), ``config.yaml``, ``train_log.jsonl``, before/after measurements, ``summary.json`` and the
-latest checkpoint (``checkpoint-NNNNNN/`` named by ``checkpoint.json``), from which a rerun resumes.
+last two checkpoints (``checkpoint-NNNNNN/``, named with their checksums by ``checkpoint.json``), from which a
+rerun resumes. A run deletes only files it writes, and a folder holding other files but no ``config.yaml`` of a
+run is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,12 +29,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from diffuse_lm.checkpoints import latest_state, load_checkpoint, private_dir, save_checkpoint
+from diffuse_lm.checkpoints import (
+    CHECKPOINT_DIR,
+    POINTER,
+    latest_state,
+    latest_step,
+    load_checkpoint,
+    private_dir,
+    save_checkpoint,
+)
 from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.encoding import EncodedTask, encode_tasks
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import write_json_atomic
-from diffuse_lm.measure import measure_tasks
+from diffuse_lm.measuring import measure_tasks
 from diffuse_lm.metrics import entropy
 from diffuse_lm.retention import (
     RetainExample,
@@ -46,6 +56,21 @@ from diffuse_lm.tasks import load_tasks
 
 ADAPTER_DIR = "adapter"
 RETAIN_FILE = "retain.json"  # the general prompts and the base model's answers of the retention term
+# The files a run writes (bar its checkpoints): all that ``overwrite`` ever deletes of an earlier run.
+RUN_FILES = (
+    "config.yaml",
+    "train_log.jsonl",
+    "summary.json",
+    POINTER,
+    RETAIN_FILE,
+    "before.json",
+    "before_train.json",
+    "after.json",
+    "after_train.json",
+    "before_after.png",
+    ADAPTER_DIR,
+)
+TEMP_PREFIXES = (".probe-tmp-", ".config-tmp-", ".adapter-tmp-", ".checkpoint-tmp-")  # left only by a kill
 # Keys a resumed run may change; any other difference from the saved config is an error.
 RESUMABLE = {
     "alg_config.n_iters",
@@ -185,13 +210,18 @@ def _check_same_run(out: Path, cfg: TrainConfig) -> None:
             for k2, v2 in (flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v}).items()
         }
 
-    saved = flat(yaml.safe_load((out / "config.yaml").read_text()) or {})
-    now = flat(cfg.model_dump(mode="json"))
+    try:
+        saved = yaml.safe_load((out / "config.yaml").read_text()) or {}
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise DiffuseError(f"{out / 'config.yaml'}: unreadable ({e.__class__.__name__})") from None
+    if not isinstance(saved, dict):
+        raise DiffuseError(f"{out / 'config.yaml'}: not a run's config")
+    saved, now = flat(saved), flat(cfg.model_dump(mode="json"))
     for key in sorted(set(saved) | set(now)):
         if key not in RESUMABLE and saved.get(key) != now.get(key):
             raise DiffuseError(
                 f"{out}: holds a run with {key}={saved.get(key)!r}, not {now.get(key)!r}; "
-                "use another output_dir or delete this one"
+                "use another output_dir, or --overwrite to replace that run"
             )
 
 
@@ -293,6 +323,19 @@ def _truncate_log(out: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+def _write_step(
+    out: Path, model, opt, state: dict, entry: dict, cfg: TrainConfig, total_steps: int, evaluate
+) -> None:
+    """Main process, after a step: its log line, an evaluation every ``eval_every`` steps (``evaluate()``
+    gives its row) and a checkpoint every ``checkpoint_every`` steps and at the end."""
+    step = state["step"]
+    _log(out, entry)
+    if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
+        _log(out, {"step": step, "eval": evaluate()})
+    if step == total_steps or state["stopped"] or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+        save_checkpoint(out, model, opt, state)
+
+
 def _finished(out: Path, total_steps: int) -> dict | None:
     """The summary of a finished run in ``out`` (all steps done, or stopped early), if there is one."""
     try:
@@ -307,8 +350,33 @@ def _total_steps(cfg: TrainConfig, n_prompts: int) -> int:
     return cfg.alg_config.n_iters * math.ceil(n_prompts / cfg.alg_config.prompts_per_step)
 
 
-def _open_output_dir(out: Path, cfg: TrainConfig, n_prompts: int) -> dict | None:
-    """Check ``out`` can hold this run; returns the summary if it already holds this run, finished."""
+def _is_run_file(path: Path) -> bool:
+    """Is ``path`` a file or folder that a training run writes into its output_dir?"""
+    name = path.name
+    return name in RUN_FILES or bool(CHECKPOINT_DIR.fullmatch(name)) or name.startswith(TEMP_PREFIXES)
+
+
+def _foreign(out: Path) -> list[str]:
+    """Names in ``out`` that no run writes (and temporary leftovers are not): files of someone else."""
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIXES))
+
+
+def _clear_run_files(out: Path) -> None:
+    """``overwrite``: delete what an earlier run wrote in ``out`` (only those names), so none of it is reused."""
+    for path in out.iterdir():
+        if _is_run_file(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def _open_output_dir(
+    out: Path, cfg: TrainConfig, n_prompts: int, overwrite: bool = False
+) -> tuple[dict | None, bool]:
+    """Check ``out`` can hold this run. Returns the summary if it already holds this run, finished, and
+    whether an earlier run's files there must be cleared first (``overwrite`` of another run, or of a folder
+    holding other files: without ``overwrite`` both are refused, so a run never deletes what it did not write)."""
     if out.exists() and not out.is_dir():
         raise DiffuseError(f"output_dir {out}: is a file, not a folder")
     try:
@@ -318,14 +386,55 @@ def _open_output_dir(out: Path, cfg: TrainConfig, n_prompts: int) -> dict | None
     except OSError as e:
         raise DiffuseError(f"output_dir {out}: cannot write there ({e.strerror or e})") from None
     if (out / "config.yaml").exists():
-        _check_same_run(out, cfg)
-        return _finished(out, _total_steps(cfg, n_prompts))
-    return None
+        try:
+            _check_same_run(out, cfg)
+        except DiffuseError:
+            if not overwrite:
+                raise
+            return None, True
+        return _finished(out, _total_steps(cfg, n_prompts)), False
+    foreign = _foreign(out)
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DiffuseError(
+            f"output_dir {out}: holds files of no run of this config ({shown}); use an empty or new "
+            "folder, or --overwrite to train there anyway (it replaces only a run's own files)"
+        )
+    return None, bool(foreign)
 
 
-def _start(out: Path, cfg: TrainConfig, step: int, measure: dict) -> None:
-    """Main process, before the first step: config, log, and the 'before' measurements (once a run)."""
-    (out / "config.yaml").write_text(config_to_yaml(cfg))
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """A full disk or a folder turned read-only while the run writes: one line, not a traceback; the last
+    checkpoint is intact (a checkpoint is published only once written whole)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        why = getattr(e, "strerror", None) or str(e).strip().splitlines()[0][:80] or e.__class__.__name__
+        step = latest_step(out)
+        kept = f"the checkpoint of step {step} is intact" if step else "no checkpoint was written yet"
+        raise DiffuseError(f"output_dir {out}: cannot write ({why}); {kept}, rerun to resume") from None
+
+
+def _claim(out: Path, cfg: TrainConfig) -> None:
+    """Main process, once the model has loaded and before any other file is written: ``config.yaml``, which
+    marks the folder as this run's (so a rerun resumes it), and the removal of temporary leftovers of a kill."""
+    for stale in out.iterdir():
+        if stale.name.startswith(TEMP_PREFIXES) and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        elif stale.name.startswith(TEMP_PREFIXES):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config-tmp-", dir=out)  # whole or absent: other processes read it
+    with os.fdopen(fd, "w") as f:
+        f.write(config_to_yaml(cfg))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out / "config.yaml")
+
+
+def _start(out: Path, step: int, measure: dict) -> None:
+    """Main process, before the first step: the log, and the 'before' measurements (once a run)."""
     _truncate_log(out, step)
     for name, fn in measure.items():
         if not (out / f"{name}.json").exists():
@@ -357,9 +466,11 @@ def _finish(out: Path, model, measure: dict, info: dict) -> dict:
     return summary
 
 
-def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -> dict:
     """Run (or resume, or return the finished) training run of ``cfg`` in ``cfg.output_dir``; returns
-    the summary: output_dir, adapter_dir, steps, final_loss, floor, before/after measurements and more."""
+    the summary: output_dir, adapter_dir, steps, final_loss, floor, before/after measurements and more.
+    ``overwrite`` trains in a folder that holds other files or another config's run, replacing that run's
+    files (other files are left alone); without it such a folder is refused."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -368,10 +479,14 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     eval_tasks = load_tasks(cfg.eval_prompts)
     retaining = cfg.retain is not None and cfg.retain.weight > 0
     retain_prompts = load_retain_prompts(cfg.retain.prompts) if retaining else []
-    if (done := _open_output_dir(out, cfg, len(train_tasks))) is not None:
+    done, clear = _open_output_dir(out, cfg, len(train_tasks), overwrite)
+    if done is not None:
         return done
     acc = Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
+    if clear and main:
+        with _writing(out):
+            _clear_run_files(out)
     torch.manual_seed(cfg.seed)
     model, tokenizer = _setup_model(cfg, cfg.device if world == 1 else str(acc.device))
     label = model.name_or_path_display
@@ -382,6 +497,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     steps_per_pass = math.ceil(len(train_enc) / cfg.alg_config.prompts_per_step)
     floors = [loss_floor(e.weights) for e in train_enc]
 
+    def evaluate() -> dict:  # the eval row logged every eval_every steps
+        return _eval_row(_measure(model, tokenizer, eval_tasks, label, cfg))
+
     def measurements(name: str) -> dict:  # file-name suffix -> measuring function
         fns = {"": lambda: _measure(model, tokenizer, eval_tasks, name, cfg)}
         if cfg.test_prompts and sorted(cfg.test_prompts) != sorted(cfg.train_prompts):
@@ -389,19 +507,21 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         return fns
 
     if main:
-        for stale in out.glob(".*-tmp-*"):  # left by a kill mid-write
-            shutil.rmtree(stale, ignore_errors=True)
+        with _writing(out):
+            _claim(out, cfg)
     acc.wait_for_everyone()
     retain: list[RetainExample] = []
     if retaining and main:
-        retain = _retain_examples(out, model, tokenizer, cfg, retain_prompts, main, progress)
+        with _writing(out):
+            retain = _retain_examples(out, model, tokenizer, cfg, retain_prompts, main, progress)
     acc.wait_for_everyone()
     if retaining and not main:
         retain = _retain_examples(out, model, tokenizer, cfg, retain_prompts, main, progress)
-    state = load_checkpoint(out, model, opt) if (out / "config.yaml").exists() else None
+    state = load_checkpoint(out, model, opt, warn=main)
     state = state or {"step": 0, "pass_loss": 0.0, "last_pass_loss": None, "stopped": False}
     if main:
-        _start(out, cfg, state["step"], {f"before{k}": f for k, f in measurements(label).items()})
+        with _writing(out):
+            _start(out, state["step"], {f"before{k}": f for k, f in measurements(label).items()})
     acc.wait_for_everyone()
 
     bar = tqdm(
@@ -451,17 +571,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", floor=f"{floor:.3f}")
         if main:
-            _log(out, entry)
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
-                _log(
-                    out, {"step": step, "eval": _eval_row(_measure(model, tokenizer, eval_tasks, label, cfg))}
-                )
-            if (
-                step == total_steps
-                or state["stopped"]
-                or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
-            ):
-                save_checkpoint(out, model, opt, state)
+            with _writing(out):
+                _write_step(out, model, opt, state, entry, cfg, total_steps, evaluate)
     bar.close()
 
     if main:
@@ -475,6 +586,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
             "train_seconds": time.time() - t_start,
             "world_size": world,
         }
-        _finish(out, model, measurements(f"{label} + LoRA ({out.name})"), info)
+        with _writing(out):
+            _finish(out, model, measurements(f"{label} + LoRA ({out.name})"), info)
     acc.wait_for_everyone()
     return json.loads((out / "summary.json").read_text())

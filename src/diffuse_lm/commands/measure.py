@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.measure import measure_tasks
+    from diffuse_lm.measuring import measure_tasks
     from diffuse_lm.report import print_measure_table
     from diffuse_lm.tasks import load_tasks
 

@@ -99,7 +99,7 @@ def default_max_new_tokens(tokenizer, task) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from diffuse_lm.commands.stats import exact_row, print_stats
-    from diffuse_lm.samples_file import meta_path
+    from diffuse_lm.samples_file import check_not_locked, meta_path
     from diffuse_lm.sampling import VLLMModel, sample_stats, sample_to_jsonl
     from diffuse_lm.tasks import load_tasks
 
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output, inputs=[task and task.path])
     if args.stats_output:
         check_writable(args.stats_output, inputs=[task and task.path, args.output, meta_path(args.output)])
+    check_not_locked(args.output)  # before the model load, which takes a while
 
     model, tokenizer = load_for_sampling(args)
     max_new = args.max_new_tokens or default_max_new_tokens(tokenizer, task)

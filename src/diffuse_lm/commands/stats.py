@@ -61,7 +61,7 @@ def resolve_task(spec: str | None, meta: dict | None):
 
 def exact_row(model, tokenizer, task) -> dict:
     """The ``measure`` row of ``task`` (exact probabilities of its targets at temperature 1)."""
-    from diffuse_lm.measure import measure_tasks
+    from diffuse_lm.measuring import measure_tasks
 
     return measure_tasks(model, tokenizer, [task])["tasks"][0]
 

@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         plot_birthplaces,
         report_markdown,
     )
+    from diffuse_lm.samples_file import check_not_locked
     from diffuse_lm.sampling import sample_to_jsonl
 
     check_sampling_args(args)
@@ -128,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise DiffuseError(f"--output {folder}: cannot create ({e.strerror})") from None
     if not os.access(folder, os.W_OK):
         raise DiffuseError(f"--output {folder}: not writable")
+    check_not_locked(folder / "generations.jsonl")  # before the model load, which takes a while
 
     model, tokenizer = load_for_sampling(args)
     messages = [{"role": "user", "content": BIOGRAPHY_PROMPT}]

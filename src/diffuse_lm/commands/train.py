@@ -7,6 +7,8 @@ import os
 import warnings
 from pathlib import Path
 
+from diffuse_lm.errors import DiffuseError
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -15,7 +17,8 @@ def register(sub) -> None:
         description="Fine-tune a LoRA adapter so that the model's distribution over each training task's "
         "targets matches the wanted one. Writes to output_dir: adapter/ (PEFT, safetensors), summary.json, "
         "before.json and after.json (measurements), train_log.jsonl, config.yaml, before_after.png and the "
-        "latest checkpoint; rerunning on the same output_dir resumes from that checkpoint. "
+        "last two checkpoints (verified by checksum); rerunning on the same output_dir resumes from the latest "
+        "intact one. A folder holding other files or another config's run is refused unless --overwrite. "
         "Several processes: torchrun --nproc_per_node N -m diffuse_lm.cli train CONFIG.",
         epilog="example: diffuse train configs/smollm2-135m/rng-1-10.yaml alg_config.n_iters=10 lr=1e-3",
     )
@@ -25,6 +28,12 @@ def register(sub) -> None:
         nargs="*",
         metavar="KEY=VALUE",
         help="override config keys, dotted for nested ones (alg_config.n_iters=5)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train in an output_dir that holds other files or another config's run: that run's files "
+        "(adapter/, checkpoints, logs, measurements) are replaced, other files are left alone",
     )
     p.add_argument("--no-plot", action="store_true", help="skip the before/after PNG")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or tables")
@@ -41,14 +50,17 @@ def run(args: argparse.Namespace) -> int:
     quiet_transformers(verbose)
     if not verbose:
         warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes from the libraries
-    summary = train(cfg, progress=not args.quiet)
+    summary = train(cfg, progress=not args.quiet, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process reports
         return 0
     out = Path(summary["output_dir"])
     if not args.no_plot:
         from diffuse_lm.plots import plot_before_after
 
-        plot_before_after(summary["before"], summary["after"], out / "before_after.png")
+        try:
+            plot_before_after(summary["before"], summary["after"], out / "before_after.png")
+        except OSError as e:
+            raise DiffuseError(f"{out / 'before_after.png'}: cannot write ({e.strerror or e})") from None
     if not args.quiet:
         print_summary(summary)
     return 0

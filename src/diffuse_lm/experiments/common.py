@@ -173,7 +173,7 @@ def adapter(
 
 def exact(model, tokenizer, tasks: list[Task], coverage_n: int) -> list[dict]:
     """Exact metrics of each task (the ``measure`` rows) plus the expected Coverage-``coverage_n``."""
-    from diffuse_lm.measure import measure_tasks
+    from diffuse_lm.measuring import measure_tasks
 
     rows = measure_tasks(model, tokenizer, tasks)["tasks"]
     for row in rows:

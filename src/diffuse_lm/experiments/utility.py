@@ -7,7 +7,6 @@ six tasks of Section 5. Accuracies come with 95% Wilson intervals."""
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from importlib import resources
@@ -19,6 +18,7 @@ import yaml
 
 from diffuse_lm.experiments.common import Context, using
 from diffuse_lm.experiments.leave_one_out import six_task_adapter
+from diffuse_lm.metrics import wilson_interval
 
 USES = (
     "six_recipe",
@@ -70,16 +70,6 @@ def grade(response: str, answers: list[str]) -> dict:
         "exact": braced is not None and given in accepted,
         "correct": any(re.search(rf"(^|\s){re.escape(a)}($|\s)", given) for a in accepted),
     }
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion k / n."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _greedy(ctx: Context, model, tokenizer, texts: list[str], max_new_tokens: int, desc: str) -> list[str]:
@@ -186,7 +176,7 @@ def accuracy(items: list[dict], model: str) -> dict:
             out[fmt][kind] = {
                 "n": len(sel),
                 "correct": k / len(sel),
-                "ci95": wilson(k, len(sel)),
+                "ci95": wilson_interval(k, len(sel)),
                 "exact": float(np.mean([q[f"{model}_grade"]["exact"] for q in sel])),
             }
     return out

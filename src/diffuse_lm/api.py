@@ -1,0 +1,180 @@
+"""The Python API: what the ``diffuse`` commands do, as calls on objects you hold (a model, tasks), returning
+records you can turn into JSON or a pandas DataFrame. Import it from the package: ``from diffuse_lm import
+measure, sample, train, load_model, make_task``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from diffuse_lm.tasks import Task, load_tasks, task_from_dict
+
+
+def make_task(
+    request: str,
+    targets: Sequence[str],
+    weights: Sequence[float] | None = None,
+    *,
+    name: str = "task",
+    system: str | None = None,
+    eos: bool = True,
+) -> Task:
+    """A task built in code: the prompt, its valid answers and the wanted weights (uniform by default),
+    validated exactly as a task file is."""
+    data: dict[str, Any] = {"request": request, "targets": list(targets), "eos": eos, "name": name}
+    if weights is not None:
+        data["weights"] = [float(w) for w in weights]
+    if system is not None:
+        data["system"] = system
+    return task_from_dict(data, source=f"task {name!r}", name=name)
+
+
+def _tasks(tasks: Task | str | Sequence[Task | str]) -> list[Task]:
+    """Tasks from Task objects, built-in names, files or folders (or a mix)."""
+    items = [tasks] if isinstance(tasks, Task | str) else list(tasks)
+    out: list[Task] = []
+    for t in items:
+        out.extend([t] if isinstance(t, Task) else load_tasks([t]))
+    return out
+
+
+@dataclass
+class Measurement:
+    """Exact metrics of each task under one model (the ``diffuse measure`` JSON): mass on the valid answers,
+    KL to the wanted distribution, entropy, … and every target's probability."""
+
+    model: str
+    tasks: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "tasks": self.tasks}
+
+    def to_pandas(self, *, targets: bool = False):
+        """One row a task (``targets=False``) or one row a target, as a pandas DataFrame."""
+        import pandas as pd
+
+        if targets:
+            return pd.DataFrame([{"task": t["name"], **row} for t in self.tasks for row in t["targets"]])
+        return pd.DataFrame([{k: v for k, v in t.items() if k != "targets"} for t in self.tasks])
+
+    def __getitem__(self, name: str) -> dict:
+        return next(t for t in self.tasks if t["name"] == name)
+
+
+def measure(
+    model, tokenizer, tasks: Task | str | Sequence[Task | str], *, progress: bool = False
+) -> Measurement:
+    """Score every target of every task by teacher forcing (no sampling) and compute the metrics."""
+    from diffuse_lm.measuring import measure_tasks
+
+    result = measure_tasks(model, tokenizer, _tasks(tasks), progress=progress)
+    return Measurement(result["model"], result["tasks"])
+
+
+def sample(
+    model,
+    tokenizer,
+    task: Task | str,
+    n: int,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> list[dict]:
+    """``n`` generations for ``task`` (pure sampling by default, as in the paper), each with its parsed
+    answer and whether it is one of the task's targets: ``{"index", "text", "answer", "valid"}``."""
+    from diffuse_lm.parsing import answer_of, task_answers
+    from diffuse_lm.sampling import generate
+
+    (task,) = _tasks(task)[:1]
+    texts = generate(
+        model,
+        tokenizer,
+        task.messages(),
+        n,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        responses=task.responses,
+    )
+    valid, braces = task_answers(task)
+    valid = set(valid)
+    answers = [answer_of(t, braces=braces) for t in texts]
+    return [
+        {"index": i, "text": t, "answer": a, "valid": a in valid}
+        for i, (t, a) in enumerate(zip(texts, answers, strict=True))
+    ]
+
+
+def train(config: Any = None, /, *, progress: bool = False, **keys: Any) -> dict:
+    """Tune a LoRA adapter with the distribution-matching loss (and the retention term, if configured).
+    ``config`` is a :class:`TrainConfig`, a dict of config keys or a YAML file; ``keys`` set (dotted) keys
+    on top, e.g. ``train(train_prompts=["rng/1-10"], output_dir="run", lr=1e-3)``. Returns the run's
+    summary (``adapter_dir``, steps, loss, before/after measurements)."""
+    from pathlib import Path
+
+    from diffuse_lm.config import TrainConfig, config_from_dict, load_config
+    from diffuse_lm.training import train as run
+
+    for key in ("train_prompts", "test_prompts"):  # tasks built in code go into the run as task files
+        if key in keys:
+            keys[key] = _task_specs(keys[key])
+    overrides = [f"{k}={_yaml(v)}" for k, v in keys.items()]
+    if isinstance(config, TrainConfig):
+        cfg = config_from_dict(config.model_dump(mode="json"), overrides=overrides)
+    elif isinstance(config, str | Path):
+        cfg = load_config(config, overrides)
+    else:
+        cfg = config_from_dict(dict(config or {}), source="train()", overrides=overrides)
+    return run(cfg, progress=progress)
+
+
+def task_to_dict(task: Task) -> dict:
+    """A task as task-file data (what ``task_from_dict`` reads back to an equal task)."""
+    data = {"name": task.name, "request": task.request, "targets": list(task.targets)}
+    data["weights"] = [float(w) for w in task.weights]
+    data["response"] = list(task.responses)
+    data["eos"] = task.eos
+    for key in ("system", "family", "description"):
+        if getattr(task, key) is not None:
+            data[key] = getattr(task, key)
+    return data
+
+
+def _task_specs(items: Any) -> list[str]:
+    """Task specs for a config: names and paths as they are, Task objects as task files named by their
+    content under ``$DIFFUSE_CACHE/tasks/`` (written once, never changed, so a run can resume from them)."""
+    import hashlib
+    import json
+
+    from diffuse_lm.files import write_json_atomic
+    from diffuse_lm.models import cache_dir
+
+    specs = []
+    for item in [items] if isinstance(items, Task | str) else list(items):
+        if isinstance(item, Task):
+            data = task_to_dict(item)
+            digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+            path = cache_dir() / "tasks" / f"{item.name.replace('/', '-')}-{digest}.json"
+            if not path.exists():
+                write_json_atomic(path, data)
+            item = str(path)
+        specs.append(item)
+    return specs
+
+
+def _yaml(value: Any) -> str:
+    import json
+
+    return json.dumps(value.tolist() if isinstance(value, np.ndarray) else value)

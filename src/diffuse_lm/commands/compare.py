@@ -1,0 +1,87 @@
+"""``diffuse compare``: the model's distribution over each task's valid answers under several ways of
+getting diversity (temperature, min-p, top-p, a system prompt, verbalized sampling, a tuned adapter)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffuse_lm.commands.common import add_model_args, check_writable, load_from_args
+from diffuse_lm.errors import DiffuseError
+
+DEFAULT_METHODS = "base,temperature:1.5,min_p:0.1,top_p:0.9,system-prompt,verbalized:5"
+FILES = ("compare.json", "compare.md", "compare.png")
+
+
+def register(sub) -> None:
+    from diffuse_lm.compare import METHODS
+
+    methods = "; ".join(f"{m.usage} ({m.kind}): {m.about}" for m in METHODS.values())
+    p = sub.add_parser(
+        "compare",
+        help="compare ways of getting diverse answers (temperature, min-p, prompts, a tuned adapter)",
+        description="Measure each method's distribution over each task's valid answers: exactly by teacher "
+        "forcing where the method allows it, from samples with 95% intervals where it does not. Writes "
+        "DIR/compare.json (everything), DIR/compare.md (a table) and DIR/compare.png. With --adapter, "
+        "every method runs on the tuned model.",
+    )
+    p.add_argument("tasks", nargs="+", metavar="TASK", help="task file, folder, or built-in task/group name")
+    p.add_argument(
+        "--methods",
+        default=DEFAULT_METHODS,
+        help=f"comma-separated methods (default: {DEFAULT_METHODS}). Known: {methods.replace('%', '%%')}",
+    )
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the three files")
+    p.add_argument("--samples", type=int, default=100, help="generations per task for sampled methods")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples and the bootstrap (default 0)")
+    p.add_argument("--coverage-n", type=int, default=1000, help="N of the expected Coverage-N (default 1000)")
+    p.add_argument("--batch-size", type=int, default=16, help="generations run together (default 16)")
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffuse_lm.compare import compare_tasks, markdown_table, parse_methods, plot_compare
+    from diffuse_lm.files import write_json_atomic, write_text_atomic
+    from diffuse_lm.tasks import load_tasks
+
+    # Everything that can be wrong with the input fails here, before the (slow) model load.
+    specs = parse_methods(args.methods)
+    if args.adapter and any(s.method.name == "tuned" for s in specs):
+        raise DiffuseError(
+            "--adapter with a tuned:PATH method: give adapters one way (--methods base,tuned:PATH)"
+        )
+    for flag, value in (
+        ("--samples", args.samples),
+        ("--coverage-n", args.coverage_n),
+        ("--batch-size", args.batch_size),
+    ):
+        if value < 1:
+            raise DiffuseError(f"{flag} {value}: must be >= 1")
+    if args.seed < 0:
+        raise DiffuseError(f"--seed {args.seed}: must be >= 0")
+    tasks = load_tasks(args.tasks)
+    out = Path(args.output)
+    for name in FILES:
+        check_writable(out / name, inputs=[t.path for t in tasks])
+
+    model, tokenizer = load_from_args(args)
+    result = compare_tasks(
+        model,
+        tokenizer,
+        tasks,
+        specs,
+        samples=args.samples,
+        seed=args.seed,
+        coverage_n=args.coverage_n,
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    result["adapter"] = args.adapter
+    table = markdown_table(result)
+    write_json_atomic(out / "compare.json", result)  # written first: a broken pipe must not lose them
+    write_text_atomic(out / "compare.md", table)
+    plot_compare(result, out / "compare.png")
+    print(table, end="")
+    print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    return 0

@@ -1,0 +1,17 @@
+"""Min-p sampling (Nguyen et al., 2024): at every step, tokens less probable than P times the most probable
+one are dropped and the rest renormalised. Exact by teacher forcing; a target that needs a dropped token
+has probability 0."""
+
+from functools import partial
+
+from diffuse_lm.compare.method import Method, number
+from diffuse_lm.sampling import min_p_filter
+
+METHOD = Method(
+    name="min_p",
+    usage="min_p:P",
+    kind="exact",
+    about="min-p sampling, 0 < P <= 1",
+    parse=number("min_p", "P", lambda p: 0 < p <= 1, "in (0, 1]"),
+    transform=lambda p: partial(min_p_filter, min_p=p),
+)
