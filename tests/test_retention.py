@@ -67,6 +67,11 @@ def test_retain_prompt_files_and_their_errors(tmp_path):
     assert load_retain_prompts(str(tmp_path / "p.txt")) == ["one", "two"]
     (tmp_path / "p.yaml").write_text("- a\n- {prompt: b}\n")
     assert load_retain_prompts(str(tmp_path / "p.yaml")) == ["a", "b"]
+    # task specs give their requests; a list joins its sources in order, without repeats
+    both = load_retain_prompts(["general", "determinate/braced", "general"])
+    assert len(both) == len(load_retain_prompts("general")) + 60 and both[-1].startswith("What")
+    (tmp_path / "t.json").write_text('{"request": "Pick one.", "targets": ["a", "b"]}')
+    assert load_retain_prompts(str(tmp_path / "t.json")) == ["Pick one."]
     for name, text, problem in [
         ("missing.yaml", None, "cannot read"),
         ("bad.yaml", "- a\n  - : [", "malformed"),

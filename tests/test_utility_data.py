@@ -183,3 +183,15 @@ def test_generator_reproduces_the_shipped_files():
             pytest.skip(f"{pkg} is not installed (pip install -e '.[data]')")
     done = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_random_mix_tasks_stay_outside_the_six_families():
+    from diffuse_lm.tasks import load_tasks
+
+    mix = load_tasks(["random-mix"])
+    assert len(mix) == 12 and all(t.uniform and len(t.targets) >= 2 for t in mix)
+    six = {x.strip("{}").lower() for t in load_tasks(["paper-six"]) for x in t.targets}
+    shared = {x.strip("{}").lower() for t in mix for x in t.targets} & six
+    assert shared == {"orange"}  # the colour, which is also a fruit's name: the only word the two share
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_random_mix.py"
+    assert subprocess.run([sys.executable, str(script), "--check"]).returncode == 0

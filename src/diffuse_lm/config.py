@@ -46,7 +46,9 @@ class RetainSettings(_Strict):
     along the base model's greedy answers to general prompts, ``per_step`` of them each optimizer step."""
 
     weight: float = Field(1.0, ge=0, description="λ: weight of the retention term (0: off)")
-    prompts: str = Field("general", description="built-in prompt set or a YAML/JSON/text file of prompts")
+    prompts: str | list[str] = Field(
+        "general", description="built-in prompt set, a YAML/JSON/text file of prompts, task specs, or a list"
+    )
     max_new_tokens: int = Field(48, gt=0, description="length of the base model's greedy answers")
     per_step: int = Field(2, gt=0, description="general prompts per optimizer step")
 

@@ -34,19 +34,34 @@ class RetainExample:
     response_ids: list[int]
 
 
-def load_retain_prompts(spec: str) -> list[str]:
-    """Prompts of a built-in set (``general``) or a file: YAML/JSON list of strings (or of mappings with a
-    ``prompt`` key), or a text file with one prompt a line."""
+def load_retain_prompts(spec: str | list[str]) -> list[str]:
+    """Prompts of one or more sources, in order, without repeats: a built-in set (``general``), a file of
+    prompts (YAML/JSON list of strings or of mappings with a ``prompt`` key, or text with one prompt a line),
+    or task specs (built-in names, groups, folders, task files), whose requests are used."""
+    if isinstance(spec, list):
+        if not spec:
+            raise DiffuseError("retain.prompts: an empty list")
+        return list(dict.fromkeys(p for one in spec for p in load_retain_prompts(one)))
     if spec in BUILTIN_SETS:
         text = (resources.files("diffuse_lm") / "data" / "retain" / BUILTIN_SETS[spec]).read_text()
         return list(yaml.safe_load(text))
     path = Path(spec)
+    if not path.is_file():
+        from diffuse_lm.tasks import load_tasks
+
+        try:
+            return [t.request for t in load_tasks([spec])]
+        except DiffuseError:
+            known = ", ".join(BUILTIN_SETS)
+            raise DiffuseError(
+                f"retain.prompts {spec}: cannot read (no such file, prompt set ({known}) or task)"
+            ) from None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        known = ", ".join(BUILTIN_SETS)
-        why = getattr(e, "strerror", None) or e
-        raise DiffuseError(f"retain.prompts {spec}: cannot read ({why}; built-in sets: {known})") from None
+        raise DiffuseError(
+            f"retain.prompts {spec}: cannot read ({getattr(e, 'strerror', None) or e})"
+        ) from None
     if path.suffix in (".yaml", ".yml", ".json"):
         try:
             data = yaml.safe_load(text)  # JSON is YAML
@@ -55,6 +70,10 @@ def load_retain_prompts(spec: str) -> list[str]:
             raise DiffuseError(
                 f"retain.prompts {spec}: malformed {path.suffix[1:].upper()} ({why})"
             ) from None
+        if isinstance(data, dict) and "request" in data:  # a task file: its request
+            from diffuse_lm.tasks import load_tasks
+
+            return [t.request for t in load_tasks([spec])]
         if not isinstance(data, list):
             raise DiffuseError(f"retain.prompts {spec}: expected a list of prompts")
         prompts = [d.get("prompt") if isinstance(d, dict) else d for d in data]

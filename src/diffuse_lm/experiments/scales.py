@@ -9,13 +9,16 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class Recipe:
-    """How the six-task models are tuned. The paper's: Eq. 5 on the six tasks alone. This project's adds
-    the retention term (weight ``retain``) and ``determinate`` questions with one right answer, each asked
-    in braces and plainly, to the training mix, so the model stays right where there is a right answer."""
+    """How the six-task models are tuned. The paper's: Eq. 5 on the six tasks alone. This project's add the
+    retention term (weight ``retain``, on the prompts of ``retain_prompts``), ``determinate`` questions with
+    one right answer (Eq. 5 with a point mass, each asked in braces and plainly) and the ``random_mix`` tasks
+    (small random choices outside the six families) to the training mix."""
 
     name: str
     retain: float = 0.0  # λ of the retention term (0: off)
     determinate: int = 0  # determinate questions mixed in (each in both formats)
+    random_mix: bool = False  # the random-mix tasks mixed in
+    retain_prompts: tuple[str, ...] = ("general",)
     retain_per_step: int = 2
     retain_max_new_tokens: int = 48
 
@@ -24,27 +27,38 @@ class Recipe:
         if not self.retain:
             return {}
         r = {"weight": self.retain, "per_step": self.retain_per_step}
+        if self.retain_prompts != ("general",):  # the config's default stays out (the adapters' cache key)
+            r["prompts"] = list(self.retain_prompts)
         return {"retain": {**r, "max_new_tokens": self.retain_max_new_tokens}}
 
     def extra_tasks(self) -> list[str]:
-        """Built-in task names mixed into training: the first ``determinate`` questions, both formats."""
-        if not self.determinate:
-            return []
+        """Built-in task names mixed into training: the random-mix tasks, the first ``determinate``
+        questions in both formats."""
         from diffuse_lm.tasks import builtin_tasks
 
         names = sorted(n for n in builtin_tasks() if n.startswith("determinate/"))
         ids = sorted({n.rsplit("/", 1)[1] for n in names})[: self.determinate]
-        return [n for n in names if n.rsplit("/", 1)[1] in ids]
+        mix = sorted(n for n in builtin_tasks() if n.startswith("random-mix/")) if self.random_mix else []
+        return mix + [n for n in names if n.rsplit("/", 1)[1] in ids]
 
     def __str__(self) -> str:
         return self.name
 
 
 PAPER_RECIPE = Recipe("paper: Eq. 5 on the six tasks")
-# The recommended recipe for the embedded model: chosen on `diffuse reproduce tradeoff` (see the report).
-KEEP_RECIPE = Recipe("keep: retention λ=1 + 16 determinate questions", retain=1.0, determinate=16)
-
-TRADEOFF = (PAPER_RECIPE, KEEP_RECIPE, Recipe("retention λ=1", retain=1.0))
+DETERMINATE_RECIPE = Recipe("retention λ=1 + 16 determinate questions", retain=1.0, determinate=16)
+# The recommended recipe for the embedded model, chosen on `diffuse reproduce tradeoff` (see the report):
+# retention on general prompts and on questions asked like the random tasks (base answers, not fixed
+# targets), and more kinds of random task in the mix.
+KEEP_RECIPE = Recipe(
+    "keep: retention λ=1 on general prompts and questions + random-mix tasks",
+    retain=1.0,
+    random_mix=True,
+    retain_prompts=("general", "determinate"),
+    retain_per_step=6,
+)
+RECIPES = {"paper": PAPER_RECIPE, "determinate": DETERMINATE_RECIPE, "keep": KEEP_RECIPE}
+TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE)
 
 
 @dataclass(frozen=True)
