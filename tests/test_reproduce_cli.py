@@ -20,6 +20,10 @@ tiny = test_experiments.tiny  # a fixture shared with the experiments
         (["reproduce", "table9"], "unknown experiment 'table9'"),
         (["reproduce", "table1", "--scale", "huge"], "--scale huge: expected one of quick, paper"),
         (["reproduce", "table1", "--seed", "-1"], "--seed -1: must be >= 0"),
+        (
+            ["reproduce", "utility", "--recipe", "magic"],
+            "--recipe magic: expected one of paper, determinate, keep",
+        ),
         (["reproduce", "table1", "--dtype", "int3"], "--dtype int3"),
         pytest.param(
             ["reproduce", "all", "--device", "cuda"],
@@ -66,3 +70,5 @@ def test_run_writes_results_skips_finished_and_reports(tiny, capsys, monkeypatch
     assert "already in" in capsys.readouterr().out
     assert main([*argv, "--force"]) == 0 and len(tiny.calls) == 4  # rerun, adapters from the cache
     assert main([*argv[:-1], "4"]) == 0 and len(tiny.calls) == 6  # another seed is another run
+    assert record["recipe"] == str(ctx.scale.six_recipe)
+    assert main([*argv[:-1], "4", "--recipe", "paper"]) == 0 and len(tiny.calls) == 8  # another recipe too

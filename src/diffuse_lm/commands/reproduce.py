@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from diffuse_lm.commands.common import write_json_atomic
@@ -34,6 +35,11 @@ def register(sub) -> None:
         help="quick (fewer samples and passes; `all` in under an hour on a 2-core CPU with the "
         "default model) or paper (the paper's settings)",
     )
+    p.add_argument(
+        "--recipe",
+        help="how the six-task models train: paper (Eq. 5 alone), determinate or keep (default: the "
+        "scale's: keep at quick scale, paper at paper scale; see README, Keeping the model useful)",
+    )
     p.add_argument("--out", default="results/reproduce", help="folder for results, adapters and the report")
     p.add_argument("--seed", type=int, default=0, help="seed of training, sampling and random ranges")
     p.add_argument("--adapters", help="folder of cached trained adapters (default: OUT/adapters)")
@@ -52,6 +58,10 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise DiffuseError(f"unknown experiment {args.experiment!r} (choose from: {', '.join(CHOICES)})")
     if args.scale not in SCALES:
         raise DiffuseError(f"--scale {args.scale}: expected one of {', '.join(SCALES)}")
+    from diffuse_lm.experiments.scales import RECIPES
+
+    if args.recipe is not None and args.recipe not in RECIPES:
+        raise DiffuseError(f"--recipe {args.recipe}: expected one of {', '.join(RECIPES)}")
     if args.seed < 0:
         raise DiffuseError(f"--seed {args.seed}: must be >= 0")
     out = Path(args.out)
@@ -79,6 +89,7 @@ def run_experiment(name: str, ctx) -> dict:
         "experiment": name,
         "model": ctx.model,
         "scale": ctx.scale.name,
+        "recipe": str(ctx.scale.six_recipe),
         "seed": ctx.seed,
         "device": ctx.device,
         "dtype": ctx.dtype,
@@ -96,18 +107,21 @@ def _same_run(path: Path, ctx) -> bool:
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    return (old.get("model"), old.get("scale"), old.get("seed")) == (ctx.model, ctx.scale.name, ctx.seed)
+    now = (ctx.model, ctx.scale.name, ctx.seed, str(ctx.scale.six_recipe))
+    return (old.get("model"), old.get("scale"), old.get("seed"), old.get("recipe")) == now
 
 
 def run(args: argparse.Namespace) -> int:
     from diffuse_lm.experiments.common import Context
-    from diffuse_lm.experiments.scales import SCALES
+    from diffuse_lm.experiments.scales import RECIPES, SCALES
 
     names = check_args(args)
     out = Path(args.out)
     ctx = Context(
         model=args.model,
-        scale=SCALES[args.scale],
+        scale=SCALES[args.scale]
+        if args.recipe is None
+        else replace(SCALES[args.scale], six_recipe=RECIPES[args.recipe]),
         seed=args.seed,
         out=out,
         adapters=Path(args.adapters) if args.adapters else None,
