@@ -412,3 +412,14 @@ def test_a_bad_model_or_adapter_folder_is_one_short_line(tmp_path, capsys, monke
     before = snapshot(tmp_path)
     cli_error(capsys, ["measure", str(task_file), "--output", str(tmp_path / "m.json"), *args], problem)
     assert snapshot(tmp_path) == before
+
+
+def test_alias_bomb_and_deep_nesting_in_a_training_config_are_one_line(tmp_path, capsys):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("x: &a [1, 2]\n" + _alias_bomb() + "train_prompts: [rng/1-10]\noutput_dir: o\n")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("train_prompts: " + "[" * 5000 + "]" * 5000 + "\noutput_dir: o\n")
+    for path, problem in ((bomb, "aliases expand"), (deep, "nested too deeply")):
+        assert main(["train", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and err.count("\n") == 1 and len(err) < 300

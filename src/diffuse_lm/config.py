@@ -158,10 +158,14 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DiffuseError(f"{path}: cannot read config ({getattr(e, 'strerror', None) or e})") from None
+    from diffuse_lm.tasks import bounded_yaml_load
+
     try:
-        data = yaml.safe_load(text)
+        data = bounded_yaml_load(text)
     except yaml.YAMLError as e:
-        raise DiffuseError(f"{path}: malformed YAML ({str(e).splitlines()[0]})") from None
+        raise DiffuseError(f"{path}: malformed or refused YAML ({str(e).splitlines()[0][:200]})") from None
+    except RecursionError:
+        raise DiffuseError(f"{path}: YAML nested too deeply to be a config") from None
     return config_from_dict(data, source=str(path), overrides=overrides)
 
 

@@ -64,7 +64,9 @@ def load_retain_prompts(spec: str | list[str]) -> list[str]:
         ) from None
     if path.suffix in (".yaml", ".yml", ".json"):
         try:
-            data = yaml.safe_load(text)  # JSON is YAML
+            from diffuse_lm.tasks import bounded_yaml_load
+
+            data = bounded_yaml_load(text)  # JSON is YAML
         except (yaml.YAMLError, RecursionError) as e:
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise DiffuseError(

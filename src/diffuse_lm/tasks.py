@@ -180,6 +180,12 @@ class _TaskYamlLoader(yaml.SafeLoader):
         return node
 
 
+def bounded_yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` that refuses alias bombs (:class:`yaml.YAMLError`) before building anything: for
+    every YAML file a user hands in (task files, configs, prompt lists)."""
+    return yaml.load(text, Loader=_TaskYamlLoader)
+
+
 def read_task_file(path: str | Path) -> Task:
     """Load and validate one JSON or YAML task file."""
     path = Path(path)

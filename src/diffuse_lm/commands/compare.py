@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=100, help="generations per task for sampled methods")
     p.add_argument("--seed", type=int, default=0, help="seed of the samples and the bootstrap (default 0)")
     p.add_argument("--coverage-n", type=int, default=1000, help="N of the expected Coverage-N (default 1000)")
-    p.add_argument("--batch-size", type=int, default=16, help="generations run together (default 16)")
+    p.add_argument("--batch-size", type=int, default=64, help="generations run together (default 64)")
     add_model_args(p)
     p.set_defaults(func=run)
 

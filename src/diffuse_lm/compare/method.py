@@ -54,9 +54,8 @@ class Method:
     usage: str  # as written in --methods, e.g. "temperature:T"
     kind: Literal["exact", "sampled"]
     about: str  # one line for --help
-    parse: Callable[
-        [str | None], Any
-    ]  # the parameter after ':' (None when absent) -> value; DiffuseError if bad
+    # The parameter after ':' (None when there is none) -> the value hooks get; a DiffuseError if bad.
+    parse: Callable[[str | None], Any]
     transform: Callable[[Any], Transform | None] = _no_transform
     prompt: Callable[[Task, Any], Task] = _same_task
     attach: Callable[[Any, Any], AbstractContextManager] = _same_model
