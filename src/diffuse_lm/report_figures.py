@@ -110,6 +110,10 @@ def table(head: list[str], rows: list[list]) -> str:
 
 
 def _save(fig, path: Path) -> str:
+    if fig.legends:  # a figure legend placed by its section keeps the layout it set
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return f"![{path.stem}](figures/{path.name})\n"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

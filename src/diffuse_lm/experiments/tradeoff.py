@@ -81,7 +81,7 @@ def section(res: dict, figures: Path) -> str:
 
     pts = res["points"]
     first = pts[res["recipes"][0]]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     for name, p in pts.items():
         kept = {
             fmt: p["qa"][fmt]["tuned"]["all"]["correct"] / max(p["qa"][fmt]["base"]["all"]["correct"], 1e-9)
@@ -102,11 +102,12 @@ def section(res: dict, figures: Path) -> str:
     axes[1].axhline(0, color="grey", lw=0.5)
     axes[0].set(
         xlabel="QA accuracy kept, tuned / base (o braced, x free-form)",
-        ylabel="OOD entropy gain over base (nats, mean of held-out tasks)",
+        ylabel="OOD entropy gain (nats, mean over held-out tasks)",
         title="(a) diversity that transfers vs accuracy kept",
     )
     axes[1].set(xlabel="next-token KL(base ‖ tuned) per token, general prompts", title="(b) vs drift")
-    axes[0].legend(fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=len(pts))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     md = _save(fig, figures / "tradeoff.png")
     n = first["n_families"]
     head = [
