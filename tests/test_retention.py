@@ -162,3 +162,14 @@ def test_non_finite_numbers_are_refused_and_a_diverging_run_stops_before_saving(
     assert not (out / "adapter").exists() and not (out / "summary.json").exists()
     for line in (out / "train_log.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_train_log_lines_are_strict_json():
+    from diffuse_lm.training import _strict
+
+    entry = {"step": 1, "eval": {"t": {"kl": float("inf"), "mass": 0.5}}, "x": [float("nan"), 1.0]}
+    assert json.loads(json.dumps(_strict(entry), allow_nan=False)) == {
+        "step": 1,
+        "eval": {"t": {"kl": None, "mass": 0.5}},
+        "x": [None, 1.0],
+    }

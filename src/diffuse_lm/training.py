@@ -302,9 +302,18 @@ def _eval_row(result: dict) -> dict:
     return {t["name"]: {k: t[k] for k in keys} for t in result["tasks"]}
 
 
+def _strict(value):
+    """``value`` with every non-finite float as null, so every line is JSON that strict readers accept."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _log(out: Path, entry: dict) -> None:
     with open(out / "train_log.jsonl", "a") as f:
-        f.write(json.dumps(entry) + "\n")
+        f.write(json.dumps(_strict(entry), allow_nan=False) + "\n")
 
 
 def _truncate_log(out: Path, step: int) -> None:
