@@ -102,7 +102,8 @@ def question_key(text: str) -> str:
 
 
 def grade_key(text: str) -> str:
-    """The utility grader's normalisation (diffuse_lm.experiments.utility.normalize)."""
+    """The utility grader's normalisation: diffuse_lm.experiments.utility.normalize, copied so this script
+    runs without the package installed; tests/test_utility_data.py checks the two agree."""
     t = unicodedata.normalize("NFKC", text).lower()
     t = re.sub(r"[^\w\s]", "", t)
     t = re.sub(r"^(the|a|an)\s+", "", t.strip())

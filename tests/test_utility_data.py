@@ -195,3 +195,15 @@ def test_random_mix_tasks_stay_outside_the_six_families():
     assert shared == {"orange"}  # the colour, which is also a fruit's name: the only word the two share
     script = Path(__file__).resolve().parents[1] / "scripts" / "make_random_mix.py"
     assert subprocess.run([sys.executable, str(script), "--check"]).returncode == 0
+
+
+def test_generator_normalises_answers_as_the_grader_does():
+    from diffuse_lm.experiments.utility import normalize
+
+    spec = importlib.util.spec_from_file_location(
+        "mud", Path(__file__).resolve().parents[1] / "scripts" / "make_utility_data.py"
+    )
+    mud = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mud)
+    for text in ["The Pacific Ocean.", "  H₂O ", "an Apple!", "Washington, D.C.", "Côte d'Ivoire"]:
+        assert mud.grade_key(text) == normalize(text)

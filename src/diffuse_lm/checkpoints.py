@@ -7,7 +7,6 @@ the latest is missing or does not match, so bytes damaged on disk are never trai
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import write_json_atomic
+from diffuse_lm.files import sha256_file, write_json_atomic
 
 POINTER = "checkpoint.json"
 KEEP = 2  # checkpoints kept: the latest and one to fall back to
@@ -33,17 +32,9 @@ def private_dir(out: Path, prefix: str) -> Path:
     return tmp
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _digests(folder: Path) -> dict[str, str]:
     """sha256 of every file in a checkpoint folder, by name: what a resumed run verifies."""
-    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def _write_files(tmp: Path, model, opt, state: dict) -> None:
@@ -121,7 +112,7 @@ def _problem(out: Path, entry: dict) -> str | None:
         return "missing"
     for name, digest in (entry.get("sha256") or {}).items():
         try:
-            if _sha256(folder / name) != digest:
+            if sha256_file(folder / name) != digest:
                 return f"corrupt ({name} does not match its checksum)"
         except OSError as e:
             return f"corrupt ({name}: {e.strerror or e})"

@@ -7,7 +7,6 @@ de-quantizes it to float on load (slow); the result is cached as safetensors so 
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import logging
@@ -26,6 +25,7 @@ from urllib.parse import urlparse
 import torch
 
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +112,9 @@ def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
 # --- a folder built once from a source file, verified before every use ---------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _file_entry(path: Path, digest: str | None = None) -> dict:
     stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest or _sha256(path)}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest or sha256_file(path)}
 
 
 def _same_file(path: Path, entry: dict) -> dict | None:
@@ -132,7 +124,7 @@ def _same_file(path: Path, entry: dict) -> dict | None:
     if stat.st_size == entry["size"] and stat.st_mtime_ns == entry["mtime_ns"]:
         return entry
     resized = entry["size"] >= 0 and stat.st_size != entry["size"]  # -1: size not recorded
-    if resized or _sha256(path) != entry["sha256"]:
+    if resized or sha256_file(path) != entry["sha256"]:
         return None
     return _file_entry(path, entry["sha256"])
 
