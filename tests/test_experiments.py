@@ -500,3 +500,16 @@ def test_every_builtin_task_the_experiments_name_exists():
     ]
     assert all(load_tasks([spec]) for spec in specs)
     assert len(load_tasks([common.TASKS["rng"]])) == 1 and len(load_tasks([common.TASKS["babynames"]])) == 1
+
+
+def test_compare_experiment_puts_tuned_beside_the_other_methods(tiny):
+    from diffuse_lm.experiments import compare
+
+    res = compare.run(tiny.ctx)
+    assert set(res) == {"six tasks", "RNG"}
+    for result in res.values():
+        methods = [m["method"] for m in result["methods"]]
+        assert methods[:6] == compare.METHODS.split(",") and methods[6].startswith("tuned:")
+        assert len(result["rows"]) == len(methods) * len(result["tasks"])
+    md = compare.section(res, tiny.tmp)
+    assert "| tuned | exact |" in md and (tiny.tmp / "compare_rng.png").stat().st_size > 1000

@@ -417,6 +417,12 @@ def _tradeoff_section(res: dict, figures: Path) -> str:
     return section(res, figures)
 
 
+def _compare_section(res: dict, figures: Path) -> str:
+    from diffuse_lm.experiments.compare import section
+
+    return section(res, figures)
+
+
 SECTIONS = {
     "table1": table1_section,
     "fig1": fig1_section,
@@ -426,4 +432,5 @@ SECTIONS = {
     "temperature": temperature_section,
     "utility": utility_section,
     "tradeoff": _tradeoff_section,
+    "compare": _compare_section,
 }

@@ -54,6 +54,8 @@ CLAIMS = {
     "temperature": "Footnote 6: untuned models must be sampled at a temperature above 10 to match the "
     "entropy of the tuned models of Section 4.2.",
     "utility": "Appendix C.4: MT-Bench scores of baseline and six-task-tuned models differ minimally.",
+    "compare": "Footnote 6 compares tuning with temperature only; this compares it with min-p, top-p, a "
+    "system prompt and verbalized sampling too (not in the paper).",
     "tradeoff": "Not in the paper. Section 5 and Appendix C.4 together claim both at once: diversity that "
     "transfers to held-out tasks, and general ability unchanged.",
 }
