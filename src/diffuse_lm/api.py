@@ -74,40 +74,16 @@ def measure(
     return Measurement(result["model"], result["tasks"])
 
 
-def sample(
-    model,
-    tokenizer,
-    task: Task | str,
-    n: int,
-    *,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    max_new_tokens: int = 32,
-    seed: int = 0,
-    batch_size: int = 16,
-    progress: bool = False,
-) -> list[dict]:
+def sample(model, tokenizer, task: Task | str, n: int, **settings: Any) -> list[dict]:
     """``n`` generations for ``task`` (pure sampling by default, as in the paper), each with its parsed
-    answer and whether it is one of the task's targets: ``{"index", "text", "answer", "valid"}``."""
+    answer and whether it is one of the task's targets: ``{"index", "text", "answer", "valid"}``.
+    ``settings`` are those of :func:`diffuse_lm.sampling.generate_records` (temperature, top_p, top_k,
+    min_p, max_new_tokens, seed, batch_size, progress)."""
     from diffuse_lm.parsing import answer_of, task_answers
     from diffuse_lm.sampling import generate
 
     (task,) = _tasks(task)[:1]
-    texts = generate(
-        model,
-        tokenizer,
-        task.messages(),
-        n,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        batch_size=batch_size,
-        progress=progress,
-        responses=task.responses,
-    )
+    texts = generate(model, tokenizer, task.messages(), n, responses=task.responses, **settings)
     valid, braces = task_answers(task)
     valid = set(valid)
     answers = [answer_of(t, braces=braces) for t in texts]
