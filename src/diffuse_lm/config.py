@@ -1,11 +1,17 @@
 """The ``diffuse train`` config: a validated YAML file that accepts the original study's keys unchanged
 (``model``, ``train_prompts``, ``test_prompts``, ``alg_config``, ``output_dir``, ``load_model``, ``ckpt_dir``)
 plus this project's own, with the paper's settings (Appendix A) as defaults. Task specs (``train_prompts``,
-``test_prompts``) are whatever ``load_tasks`` accepts: files and folders relative to the working directory,
-or built-in task and group names."""
+``test_prompts``) are whatever ``load_tasks`` accepts: files and folders, or built-in task and group names.
+A relative path in a config file (task specs, ``ckpt_dir``, ``retain.prompts``) is looked up next to the config
+first, then in the working directory, so a config runs from any folder; ``output_dir`` is relative to the
+working directory (where the run's files go), as are paths given as ``key=value`` overrides.
+
+The configs under the repository's ``configs/`` ship inside the package (``diffuse configs list``): a config
+argument that is no file is looked up among them by name (``smollm2-135m/rng-1-10``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -151,9 +157,61 @@ def config_from_dict(data: Any, *, source: str = "config", overrides: list[str] 
         raise DiffuseError(_error_line(source, e)) from None
 
 
+def configs_dir() -> Path:
+    """The shipped configs: ``diffuse_lm/configs`` in an installed wheel, the repository's ``configs/`` in a
+    checkout (an editable install), which is their source."""
+    packaged = Path(__file__).parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
+
+
+def builtin_configs() -> dict[str, Path]:
+    """Shipped configs by name (their path under ``configs/`` without ``.yaml``), sorted."""
+    root = configs_dir()
+    return {str(p.relative_to(root).with_suffix("").as_posix()): p for p in sorted(root.rglob("*.yaml"))}
+
+
+def find_config(spec: str | Path) -> Path:
+    """A config file: ``spec`` itself when it exists, else the shipped config of that name."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    name = str(spec).removeprefix("configs/").removesuffix(".yaml")
+    known = builtin_configs()
+    if name in known:
+        return known[name]
+    raise DiffuseError(
+        f"{spec}: cannot read config (no such file, nor a shipped config: see diffuse configs list)"
+    )
+
+
+def _relative_to_config(data: dict, base: Path) -> None:
+    """Rewrite relative paths of a config file that exist next to it (``base``) so that they resolve from
+    the working directory; other strings (built-in names, paths from the working directory) stay."""
+
+    def fix(spec: Any) -> Any:
+        if not isinstance(spec, str) or not spec.strip() or Path(spec).is_absolute():
+            return spec
+        candidate = base / spec
+        if not candidate.exists():
+            return spec
+        rel = os.path.relpath(candidate)
+        return rel if not rel.startswith("..") else str(candidate.resolve())
+
+    for key in ("train_prompts", "test_prompts"):
+        value = data.get(key)
+        data[key] = [fix(v) for v in value] if isinstance(value, list) else fix(value)
+    if "ckpt_dir" in data:
+        data["ckpt_dir"] = fix(data["ckpt_dir"])
+    retain = data.get("retain")
+    if isinstance(retain, dict) and "prompts" in retain:
+        p = retain["prompts"]
+        retain["prompts"] = [fix(v) for v in p] if isinstance(p, list) else fix(p)
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Read and validate a YAML training config; ``overrides`` are ``key=value`` strings (dotted keys)."""
-    path = Path(path)
+    """Read and validate a YAML training config (a file, or a shipped config's name); ``overrides`` are
+    ``key=value`` strings (dotted keys). Relative paths in the file resolve next to it first."""
+    path = find_config(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -166,6 +224,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
         raise DiffuseError(f"{path}: malformed or refused YAML ({str(e).splitlines()[0][:200]})") from None
     except RecursionError:
         raise DiffuseError(f"{path}: YAML nested too deeply to be a config") from None
+    if isinstance(data, dict):
+        _relative_to_config(data, path.parent)
     return config_from_dict(data, source=str(path), overrides=overrides)
 
 

@@ -14,11 +14,12 @@ from diffuse_lm.tasks import Task
 def register(sub) -> None:
     p = sub.add_parser(
         "tasks",
-        help="list built-in tasks and groups, or show one task",
+        help="list built-in tasks and groups (the default), or show one task",
         description="Built-in tasks are accepted wherever a task file is, by name "
         "(e.g. fruits/fruit/p0), folder prefix (fruits) or group (paper-six).",
     )
-    verbs = p.add_subparsers(dest="verb", required=True)
+    p.set_defaults(func=run_list, tasks=[])  # `diffuse tasks` alone lists
+    verbs = p.add_subparsers(dest="verb", metavar="{list,show}")
     ls = verbs.add_parser("list", help="table of tasks (default: every built-in) and of the groups")
     ls.add_argument("tasks", nargs="*", metavar="TASK", help="task files, folders, built-in names or groups")
     ls.set_defaults(func=run_list)

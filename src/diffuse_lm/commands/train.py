@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ def register(sub) -> None:
         "Several processes: torchrun --nproc_per_node N -m diffuse_lm.cli train CONFIG.",
         epilog="example: diffuse train configs/smollm2-135m/rng-1-10.yaml alg_config.n_iters=10 lr=1e-3",
     )
-    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("config", help="YAML config file, or a shipped config's name (diffuse configs list)")
     p.add_argument(
         "overrides",
         nargs="*",
@@ -35,6 +36,9 @@ def register(sub) -> None:
         help="train in an output_dir that holds other files or another config's run: that run's files "
         "(adapter/, checkpoints, logs, measurements) are replaced, other files are left alone",
     )
+    p.add_argument("--model", help="shorthand for model=… (HF id, local path or default)")
+    p.add_argument("--device", help="shorthand for device=… (cpu, cuda, cuda:1 …)")
+    p.add_argument("--output", "-o", metavar="DIR", help="shorthand for output_dir=…")
     p.add_argument("--no-plot", action="store_true", help="skip the before/after PNG")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or tables")
     p.set_defaults(func=run)
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from diffuse_lm.models import quiet_transformers
     from diffuse_lm.training import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, [*args.overrides, *shorthands(args)])
     verbose = getattr(args, "verbose", False)
     quiet_transformers(verbose)
     if not verbose:
@@ -64,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(summary)
     return 0
+
+
+def shorthands(args: argparse.Namespace) -> list[str]:
+    """``--model``/``--device``/``--output`` as overrides (applied after KEY=VALUE ones), quoted as strings."""
+    keys = {"model": args.model, "device": args.device, "output_dir": args.output}
+    return [f"{key}={json.dumps(value)}" for key, value in keys.items() if value is not None]
 
 
 def print_summary(summary: dict) -> None:

@@ -1,0 +1,88 @@
+"""``diffuse configs``: list, print or copy the training configs that ship with the package (as torchtune's
+``tune ls`` and ``tune cp``), so a pip-installed user has them to start from."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffuse_lm.errors import DiffuseError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "configs",
+        help="list, show or copy the shipped training configs",
+        description="The training configs that ship with diffuse-lm (the repository's configs/). "
+        "`diffuse train NAME` runs one by name; `cp` copies one to edit.",
+        epilog="example: diffuse configs cp smollm2-135m/rng-1-10 my-configs/ && "
+        "diffuse train my-configs/rng-1-10.yaml",
+    )
+    verbs = p.add_subparsers(dest="verb", metavar="{list,show,cp}")
+    ls = verbs.add_parser("list", help="names and one-line descriptions (the default)")
+    ls.set_defaults(func=run_list)
+    show = verbs.add_parser("show", help="print a config")
+    show.add_argument("name", metavar="NAME", help="a name from `diffuse configs list`")
+    show.set_defaults(func=run_show)
+    cp = verbs.add_parser("cp", help="copy a config to a folder or file, to edit and train from")
+    cp.add_argument("name", metavar="NAME", help="a name from `diffuse configs list`")
+    cp.add_argument("dest", metavar="DEST", help="folder (the file keeps its name) or .yaml file to write")
+    cp.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
+    cp.set_defaults(func=run_cp)
+    p.set_defaults(func=run_list)
+
+
+def _get(name: str) -> Path:
+    from diffuse_lm.config import builtin_configs
+
+    known = builtin_configs()
+    key = name.removeprefix("configs/").removesuffix(".yaml")
+    if key not in known:
+        raise DiffuseError(f"config {name!r}: not shipped (see diffuse configs list)")
+    return known[key]
+
+
+def _description(path: Path) -> str:
+    """The config's second comment line (the first is the command that runs it)."""
+    comments = [line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")]
+    return comments[1] if len(comments) > 1 else ""
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from diffuse_lm.config import builtin_configs
+    from diffuse_lm.report import table_console
+
+    table = Table(title="shipped configs (diffuse train NAME, or diffuse configs cp NAME DIR)")
+    table.add_column("name")
+    table.add_column("description")
+    for name, path in builtin_configs().items():
+        table.add_row(Text(name), Text(_description(path)))
+    table_console().print(table)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    print(_get(args.name).read_text(), end="")
+    return 0
+
+
+def run_cp(args: argparse.Namespace) -> int:
+    source = _get(args.name)
+    dest = Path(args.dest)
+    if dest.is_dir() or args.dest.endswith(("/", "\\")) or not dest.suffix:
+        dest = dest / source.name
+    if dest.exists() and not args.overwrite:
+        raise DiffuseError(f"{dest}: exists (--overwrite to replace it)")
+    lines = source.read_text().splitlines(keepends=True)
+    if lines and lines[0].startswith("# diffuse train "):
+        lines[0] = f"# diffuse train {dest}\n"  # the command that runs the copy
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text("".join(lines))
+    except OSError as e:
+        raise DiffuseError(f"{dest}: cannot write ({e.strerror or e})") from None
+    print(f"{dest}  (diffuse train {dest})")
+    return 0
