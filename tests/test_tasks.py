@@ -97,7 +97,7 @@ BAD = [
     ("m.json", '{"request": "x", "targets": ["a"', "malformed JSON (line 1"),
     ("m.yaml", "request: x\ntargets: [1, 2\n", "malformed YAML (line"),
     ("empty.yaml", "", "empty task file"),
-    ("list.json", '["a", "b"]', "expected a mapping of task keys, got list"),
+    ("list.json", '["a", "b"]', "item 1 (line 1): expected a mapping of task keys, got str"),
     ("noreq.json", '{"targets": ["a"]}', "missing request"),
     ("blankreq.json", '{"request": "  ", "targets": ["a"]}', "missing request"),
     ("notargets.json", '{"request": "x"}', "empty targets"),

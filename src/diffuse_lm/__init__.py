@@ -19,6 +19,7 @@ _EXPORTS = {
     "load_model": "diffuse_lm.models",
     "Task": "diffuse_lm.tasks",
     "load_tasks": "diffuse_lm.tasks",
+    "tasks_from_dataset": "diffuse_lm.dataset_tasks",
     "make_task": "diffuse_lm.api",
     "measure": "diffuse_lm.api",
     "Measurement": "diffuse_lm.api",

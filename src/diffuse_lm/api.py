@@ -129,24 +129,27 @@ def task_to_dict(task: Task) -> dict:
 
 
 def _task_specs(items: Any) -> list[str]:
-    """Task specs for a config: names and paths as they are, Task objects as task files named by their
-    content under ``$DIFFUSE_CACHE/tasks/`` (written once, never changed, so a run can resume from them)."""
+    """Task specs for a config: names and paths as they are, each run of Task objects as one JSONL task file
+    named by its content under ``$DIFFUSE_CACHE/tasks/`` (written once, never changed, so a run can resume
+    from it; a dataset of thousands of rows is one file)."""
     import hashlib
     import json
+    from itertools import groupby
 
-    from diffuse_lm.files import write_json_atomic
+    from diffuse_lm.files import write_text_atomic
     from diffuse_lm.models import cache_dir
 
     specs = []
-    for item in [items] if isinstance(items, Task | str) else list(items):
-        if isinstance(item, Task):
-            data = task_to_dict(item)
-            digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-            path = cache_dir() / "tasks" / f"{item.name.replace('/', '-')}-{digest}.json"
-            if not path.exists():
-                write_json_atomic(path, data)
-            item = str(path)
-        specs.append(item)
+    items = [items] if isinstance(items, Task | str) else list(items)
+    for is_task, run in groupby(items, key=lambda item: isinstance(item, Task)):
+        if not is_task:
+            specs += list(run)
+            continue
+        text = "".join(json.dumps(task_to_dict(t), sort_keys=True) + "\n" for t in run)
+        path = cache_dir() / "tasks" / f"tasks-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
+        if not path.exists():
+            write_text_atomic(path, text)
+        specs.append(str(path))
     return specs
 
 

@@ -2,13 +2,16 @@
 
 A task file is JSON or YAML with the original study's keys — ``request``, ``response`` (a string or a
 list of strings; one is chosen per target), ``targets``, ``weights``, ``eos`` — plus optional ``system``,
-``name``, ``family`` and ``description``. Built-in tasks are the same kind of file inside the package.
+``name``, ``family`` and ``description``. A file may also hold many tasks: a JSON or YAML list of them, or
+JSONL (one a line); or a YAML mapping from a ``datasets`` dataset's columns to task keys
+(:mod:`diffuse_lm.dataset_tasks`). Built-in tasks are the same kind of file inside the package.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from importlib import resources
@@ -20,8 +23,9 @@ import yaml
 
 from diffuse_lm.errors import DiffuseError, shorten
 
-TASK_SUFFIXES = (".json", ".yaml", ".yml")
+TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
 MAX_ALIASED_NODES = 100_000  # YAML values that aliases may add to a task file: more is an alias bomb
 
 
@@ -187,7 +191,17 @@ def bounded_yaml_load(text: str) -> Any:
 
 
 def read_task_file(path: str | Path) -> Task:
-    """Load and validate one JSON or YAML task file."""
+    """Load and validate a JSON or YAML file that holds exactly one task."""
+    tasks = read_task_files(path)
+    if len(tasks) != 1:
+        raise TaskError(f"{path}: holds {len(tasks)} tasks, expected one (load_tasks reads them all)")
+    return tasks[0]
+
+
+def read_task_files(path: str | Path) -> list[Task]:
+    """Load and validate the tasks of one file: a task (JSON, YAML), a list of tasks (JSON, YAML), one task a
+    line (JSONL) or a dataset mapping (YAML with ``dataset_path``). Errors name the file and the line or item.
+    A task without a ``name`` in a file of many is ``<file stem>/<k>`` (its 1-based place in the file)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -195,7 +209,32 @@ def read_task_file(path: str | Path) -> Task:
         raise TaskError(f"{path}: cannot read task file (not UTF-8 text: byte {e.start})") from None
     except OSError as e:
         raise TaskError(f"{path}: cannot read task file ({e.strerror or e.__class__.__name__})") from None
-    is_json = path.suffix.lower() == ".json"
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        items = _jsonl_items(text, path)
+    else:
+        data = _parse(text, path, is_json=suffix == ".json")
+        if isinstance(data, dict) and "dataset_path" in data:
+            from diffuse_lm.dataset_tasks import dataset_tasks
+
+            return dataset_tasks(data, path)
+        if not isinstance(data, list):
+            return [task_from_dict(data, source=str(path), name=path.stem)]
+        lines = _json_item_lines(text) if suffix == ".json" else _yaml_item_lines(text)
+        items = [
+            (f"item {k} (line {line})", item)
+            for k, (item, line) in enumerate(zip(data, lines, strict=True), 1)
+        ]
+    if not items:
+        raise TaskError(f"{path}: holds no tasks")
+    return [
+        replace(task_from_dict(item, source=f"{path}: {where}", name=f"{path.stem}/{k}"), path=str(path))
+        for k, (where, item) in enumerate(items, 1)
+    ]
+
+
+def _parse(text: str, path: Path, *, is_json: bool) -> Any:
+    """The JSON or YAML value of a task file; a malformed or empty one is a :class:`TaskError`."""
     kind = "JSON" if is_json else "YAML"
     try:
         data = json.loads(text) if is_json else yaml.load(text, Loader=_TaskYamlLoader)
@@ -211,7 +250,40 @@ def read_task_file(path: str | Path) -> Task:
         raise TaskError(f"{path}: malformed {kind} ({str(e).split(';')[0][:120]})") from None
     if data is None:
         raise TaskError(f"{path}: empty task file")
-    return task_from_dict(data, source=str(path), name=path.stem)
+    return data
+
+
+def _jsonl_items(text: str, path: Path) -> list[tuple[str, Any]]:
+    """``("line k", value)`` for every non-blank line of a JSONL file."""
+    items = []
+    for k, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append((f"line {k}", json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise TaskError(f"{path}: line {k}: malformed JSON (column {e.colno}: {e.msg})") from None
+        except (RecursionError, ValueError) as e:
+            raise TaskError(f"{path}: line {k}: malformed JSON ({str(e).split(';')[0][:120]})") from None
+    return items
+
+
+def _json_item_lines(text: str) -> list[int]:
+    """The line each item of a JSON array starts on (``text`` is known to be a valid array)."""
+    decoder, lines, line, seen = json.JSONDecoder(), [], 1, 0
+    i = _JSON_SPACE.match(text, text.index("[") + 1).end()
+    while text[i] != "]":
+        line, seen = line + text.count("\n", seen, i), i
+        lines.append(line)
+        _, i = decoder.raw_decode(text, i)
+        i = _JSON_SPACE.match(text, i).end()
+        i = _JSON_SPACE.match(text, i + (text[i] == ",")).end()
+    return lines
+
+
+def _yaml_item_lines(text: str) -> list[int]:
+    """The line each item of a YAML sequence starts on."""
+    return [node.start_mark.line + 1 for node in yaml.compose(text, Loader=_TaskYamlLoader).value]
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -263,10 +335,10 @@ def load_tasks(specs: list[str] | str) -> list[Task]:
         if path.is_dir():
             files = _folder_files(path)
             if not files:
-                raise TaskError(f"{path}: folder holds no task files (.json, .yaml, .yml)")
-            tasks += [read_task_file(f) for f in files]
+                raise TaskError(f"{path}: folder holds no task files ({', '.join(TASK_SUFFIXES)})")
+            tasks += [task for f in files for task in read_task_files(f)]
         elif path.is_file():
-            tasks.append(read_task_file(path))
+            tasks += read_task_files(path)
         elif spec in groups:
             tasks += load_tasks(groups[spec])
         elif spec in builtins:
