@@ -87,6 +87,16 @@ class TrainConfig(_Strict):
     max_batch_tokens: int = Field(8192, gt=0)
     trust_remote_code: bool = False
     retain: RetainSettings | None = Field(None, description="retention term; absent: Eq. 5 alone")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="lr after warmup (transformers.get_scheduler); decays to 0 at the last step"
+    )
+    warmup_steps: int = Field(0, ge=0, description="steps of linear lr warmup from 0")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="warmup as a share of all steps")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
+    report_to: Literal["none", "tensorboard", "wandb"] = Field(
+        "none", description="metric tracker (accelerate's); TensorBoard events go to output_dir/tensorboard"
+    )
+    load_in_4bit: bool = Field(False, description="QLoRA: 4-bit NF4 base weights (bitsandbytes, a GPU)")
 
     @field_validator("train_prompts", "test_prompts", mode="before")
     @classmethod
@@ -97,6 +107,8 @@ class TrainConfig(_Strict):
     def _adapter_source(self) -> TrainConfig:
         if self.load_model and not self.ckpt_dir:
             raise ValueError("load_model: true needs ckpt_dir (the adapter folder to continue from)")
+        if self.warmup_steps and self.warmup_ratio:
+            raise ValueError("warmup_steps and warmup_ratio: give one of them, not both")
         return self
 
     @property

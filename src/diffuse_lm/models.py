@@ -300,8 +300,10 @@ def load_model(
     dtype: str | None = None,
     trust_remote_code: bool = False,
     trainable_adapter: bool = False,
+    quantization_config=None,
 ):
     """Load ``(model, tokenizer)``: default model, HF id or local path, optionally with a LoRA adapter.
+    ``quantization_config`` (e.g. bitsandbytes 4-bit) loads the weights quantized, straight onto the device.
 
     Weights load from safetensors only. Hub ids are resolved from the local HF cache alone when offline
     (``HF_HUB_OFFLINE``) or when the hub cannot be reached; a model that cannot be found is a one-line
@@ -335,8 +337,16 @@ def load_model(
                 f"no tokenizer files in {path} (--model: a model folder needs tokenizer.json or the like)"
             ) from None
         raise DiffuseError(f"--model {path}: cannot load its tokenizer ({_first_line(e)})") from None
-    lm = _load_weights(path, torch_dtype, kw, why)
-    lm.to(dev)
+    if quantization_config is not None:  # quantized weights cannot be moved after loading
+        lm = _load_weights(
+            path,
+            torch_dtype,
+            {**kw, "quantization_config": quantization_config, "device_map": {"": dev}},
+            why,
+        )
+    else:
+        lm = _load_weights(path, torch_dtype, kw, why)
+        lm.to(dev)
     if adapter:
         lm = attach_adapter(lm, adapter, trainable=trainable_adapter)
     lm.eval()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from diffuse_lm.encoding import EncodedTask
+from diffuse_lm.errors import DiffuseError
 from diffuse_lm.models import cache_kwargs, output_cache
 
 DEFAULT_BATCH_TOKENS = 8192  # sequence positions (prompt + target) held in one micro-batch
@@ -197,6 +198,7 @@ def score_task(
     on_batch: OnBatch | None = None,
     pack: bool | None = None,
     transform: Transform | None = None,
+    prompt_per_batch: bool = False,
 ) -> torch.Tensor:
     """log p(target_i | prompt) for every target of ``enc``, in target order, shape (n_targets,).
 
@@ -206,16 +208,24 @@ def score_task(
     ``pack`` packs each micro-batch into one row (default: where :func:`can_pack`, i.e. where it is exact).
     ``transform`` is applied to the logits of every predicting position before the softmax: the result is
     then the probability of sampling each target under that rule (``-inf`` where a token is dropped).
+    ``prompt_per_batch``: no shared prompt cache; the prompt leads every packed row (gradient checkpointing
+    drops KV caches in training mode, so it needs this; only for models that pack).
     """
     lm = _unwrap(model)
     p = len(enc.prompt_ids)
     lengths = [len(t) for t in enc.target_ids]
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
-    packed = can_pack(lm, p + max(lengths)) if pack is None else pack
+    if prompt_per_batch and not can_pack(lm, p + max(lengths)):
+        raise DiffuseError(
+            f"gradient_checkpointing: needs a decoder that takes packed rows ({', '.join(sorted(PACKABLE))} "
+            f"with eager or SDPA attention), not {lm.config.model_type}"
+        )
+    packed = prompt_per_batch or (can_pack(lm, p + max(lengths)) if pack is None else pack)
     budget = min(max_batch_tokens, MAX_PACK_TOKENS)
-    batches = list(_packs(order, lengths, budget, max_batch_targets)) if packed else []
+    row_budget = max(budget - p, max(lengths)) if prompt_per_batch else budget  # the prompt is in each row
+    batches = list(_packs(order, lengths, row_budget, max_batch_targets)) if packed else []
     # The prompt leads the row, with no separate prompt pass, when the whole task fits one row.
-    one_row = packed and len(batches) == 1 and p + sum(lengths) - len(lengths) <= budget
+    one_row = prompt_per_batch or (packed and len(batches) == 1 and p + sum(lengths) - len(lengths) <= budget)
     if packed and pack is None and not one_row and len(lengths) < MIN_PER_ROW * len(batches):
         packed = False  # long targets: a few per row would waste more on attention than padding does
     if not packed:

@@ -53,6 +53,16 @@ from diffuse_lm.retention import (
 )
 from diffuse_lm.scoring import score_task
 from diffuse_lm.tasks import load_tasks
+from diffuse_lm.training_setup import (
+    TRACKER_DIR,
+    check_4bit,
+    check_report_to,
+    enable_gradient_checkpointing,
+    quantization_config,
+    scheduler,
+    scheduler_state,
+    tracker_config,
+)
 
 ADAPTER_DIR = "adapter"
 RETAIN_FILE = "retain.json"  # the general prompts and the base model's answers of the retention term
@@ -69,6 +79,7 @@ RUN_FILES = (
     "after_train.json",
     "before_after.png",
     ADAPTER_DIR,
+    TRACKER_DIR,
 )
 TEMP_PREFIXES = (".probe-tmp-", ".config-tmp-", ".adapter-tmp-", ".checkpoint-tmp-")  # left only by a kill
 # Keys a resumed run may change; any other difference from the saved config is an error.
@@ -80,6 +91,8 @@ RESUMABLE = {
     "checkpoint_every",
     "device",
     "output_dir",
+    "report_to",
+    "gradient_checkpointing",
 }
 
 
@@ -171,6 +184,7 @@ def train_step(
                 max_batch_tokens=cfg.max_batch_tokens,
                 max_batch_targets=cfg.alg_config.batch_size,
                 on_batch=on_batch,
+                prompt_per_batch=cfg.gradient_checkpointing,
             )
     kl = torch.zeros((), device=device)
     if retain:
@@ -218,6 +232,9 @@ def _check_same_run(out: Path, cfg: TrainConfig) -> None:
         raise DiffuseError(f"{out / 'config.yaml'}: not a run's config")
     saved, now = flat(saved), flat(cfg.model_dump(mode="json"))
     for key in sorted(set(saved) | set(now)):
+        field = TrainConfig.model_fields.get(key)
+        if key not in saved and field is not None and now[key] == field.default:
+            continue  # a key added since that run was saved, at its default: the same run
         if key not in RESUMABLE and saved.get(key) != now.get(key):
             raise DiffuseError(
                 f"{out}: holds a run with {key}={saved.get(key)!r}, not {now.get(key)!r}; "
@@ -272,8 +289,13 @@ def _setup_model(cfg: TrainConfig, device: str):
         trust_remote_code=cfg.trust_remote_code,
         adapter=cfg.ckpt_dir if cfg.load_model else None,
         trainable_adapter=True,
+        quantization_config=quantization_config(cfg) if cfg.load_in_4bit else None,
     )
     label = model.name_or_path_display
+    if cfg.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if not cfg.load_model:
         lora = LoraConfig(
             r=cfg.lora.r,
@@ -286,6 +308,8 @@ def _setup_model(cfg: TrainConfig, device: str):
             model = get_peft_model(model, lora)
         except ValueError as e:
             raise DiffuseError(f"lora.target_modules: {str(e).splitlines()[0]}") from None
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     model.name_or_path_display = label
     return model, tokenizer
 
@@ -334,15 +358,27 @@ def _truncate_log(out: Path, step: int) -> None:
 
 def _write_step(
     out: Path, model, opt, state: dict, entry: dict, cfg: TrainConfig, total_steps: int, evaluate
-) -> None:
+) -> dict | None:
     """Main process, after a step: its log line, an evaluation every ``eval_every`` steps (``evaluate()``
-    gives its row) and a checkpoint every ``checkpoint_every`` steps and at the end."""
-    step = state["step"]
+    gives its row, returned) and a checkpoint every ``checkpoint_every`` steps and at the end."""
+    step, row = state["step"], None
     _log(out, entry)
     if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
-        _log(out, {"step": step, "eval": evaluate()})
+        row = evaluate()
+        _log(out, {"kind": "eval", "step": step, "eval": row})
     if step == total_steps or state["stopped"] or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
         save_checkpoint(out, model, opt, state)
+    return row
+
+
+def _track(acc, entry: dict, row: dict | None) -> None:
+    """A step's numbers (and an eval row) to the trackers: ``train/loss``, ``eval/<task>/kl`` …"""
+    keys = ("loss", "floor", "grad_norm", "lr", "retain_kl", "pass_loss")
+    values = {f"train/{k}": entry[k] for k in keys if k in entry}
+    for task, metrics in (row or {}).items():
+        values.update({f"eval/{task}/{k}": v for k, v in metrics.items() if v is not None})
+    if values:
+        acc.log(values, step=entry["step"])
 
 
 def _finished(out: Path, total_steps: int) -> dict | None:
@@ -470,7 +506,7 @@ def _finish(out: Path, model, measure: dict, info: dict) -> dict:
         summary[f"after{name}"] = fn()
         summary[f"before{name}"] = json.loads((out / f"before{name}.json").read_text())
         write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
-    _log(out, {"step": info["steps"], "eval": _eval_row(summary["after"])})
+    _log(out, {"kind": "eval", "step": info["steps"], "eval": _eval_row(summary["after"])})
     write_json_atomic(out / "summary.json", summary)  # last: its presence marks a finished run
     return summary
 
@@ -488,10 +524,16 @@ def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -
     eval_tasks = load_tasks(cfg.eval_prompts)
     retaining = cfg.retain is not None and cfg.retain.weight > 0
     retain_prompts = load_retain_prompts(cfg.retain.prompts) if retaining else []
+    check_report_to(cfg.report_to)
+    check_4bit(cfg)
     done, clear = _open_output_dir(out, cfg, len(train_tasks), overwrite)
     if done is not None:
         return done
-    acc = Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+    tracking = cfg.report_to != "none"
+    acc = Accelerator(
+        cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
+        **({"log_with": cfg.report_to, "project_dir": str(out)} if tracking else {}),
+    )
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     if clear and main:
         with _writing(out):
@@ -503,6 +545,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     total_steps = _total_steps(cfg, len(train_enc))
+    sched = scheduler(cfg, opt, total_steps)
     steps_per_pass = math.ceil(len(train_enc) / cfg.alg_config.prompts_per_step)
     floors = [loss_floor(e.weights) for e in train_enc]
 
@@ -528,6 +571,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -
         retain = _retain_examples(out, model, tokenizer, cfg, retain_prompts, main, progress)
     state = load_checkpoint(out, model, opt, warn=main)
     state = state or {"step": 0, "pass_loss": 0.0, "last_pass_loss": None, "stopped": False}
+    if sched is not None and "scheduler" in state:
+        sched.load_state_dict(state["scheduler"])
+    if tracking:
+        with _writing(out):
+            acc.init_trackers(TRACKER_DIR, config=tracker_config(cfg))
     if main:
         with _writing(out):
             _start(out, state["step"], {f"before{k}": f for k, f in measurements(label).items()})
@@ -550,6 +598,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -
             if retain
             else []
         )
+        lr = opt.param_groups[0]["lr"]  # this step's
         loss, norm, kl = train_step(
             model, opt, params, [train_enc[i] for i in idx], cfg, rank=rank, world=world, retain=batch
         )
@@ -558,16 +607,19 @@ def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -
                 f"step {step + 1}: the loss or its gradient is not finite (loss {loss}, grad norm {norm}); "
                 f"stopped before saving it: the last good checkpoint in {out} is kept (try a lower lr)"
             )
+        if sched is not None:
+            sched.step()
         step += 1
         floor = float(np.mean([floors[i] for i in idx]))
         state["pass_loss"] += loss * len(idx)
         entry = {
+            "kind": "train",
             "step": step,
             "pass": (step - 1) // steps_per_pass + 1,
             "loss": loss,
             "floor": floor,
             "grad_norm": norm,
-            "lr": opt.param_groups[0]["lr"],
+            "lr": lr,
             "seconds": time.time() - t0,
             **({"retain_kl": kl} if kl is not None else {}),
         }
@@ -577,11 +629,15 @@ def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -
             gamma = cfg.alg_config.gamma
             state["stopped"] = cfg.alg_config.early_stop and entry["pass_loss"] <= sum(floors) * (1 + gamma)
         state["step"] = step
+        if sched is not None:
+            state["scheduler"] = scheduler_state(sched)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", floor=f"{floor:.3f}")
         if main:
             with _writing(out):
-                _write_step(out, model, opt, state, entry, cfg, total_steps, evaluate)
+                row = _write_step(out, model, opt, state, entry, cfg, total_steps, evaluate)
+        if tracking:
+            _track(acc, entry, row if main else None)
     bar.close()
 
     if main:
@@ -596,6 +652,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -
             "world_size": world,
         }
         with _writing(out):
-            _finish(out, model, measurements(f"{label} + LoRA ({out.name})"), info)
+            summary = _finish(out, model, measurements(f"{label} + LoRA ({out.name})"), info)
+        if tracking:
+            _track(acc, {"step": step}, _eval_row(summary["after"]))
+    if tracking:
+        acc.end_training()
     acc.wait_for_everyone()
     return json.loads((out / "summary.json").read_text())
