@@ -44,20 +44,25 @@ def _tasks(tasks: Task | str | Sequence[Task | str]) -> list[Task]:
 @dataclass
 class Measurement:
     """Exact metrics of each task under one model (the ``diffuse measure`` JSON): mass on the valid answers,
-    KL to the wanted distribution, entropy, … and every target's probability."""
+    KL to the wanted distribution, entropy, … and every target's probability; ``provenance`` names the
+    adapter (path and sha256), dtype, device, package versions and the task files' hashes."""
 
     model: str
     tasks: list[dict] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"model": self.model, "tasks": self.tasks}
+        return {"model": self.model, "provenance": self.provenance, "tasks": self.tasks}
 
     def to_pandas(self, *, targets: bool = False):
-        """One row a task (``targets=False``) or one row a target, as a pandas DataFrame."""
+        """One row a task (``targets=False``) or one row a target (the table ``measure --rows`` writes), as a
+        pandas DataFrame."""
         import pandas as pd
 
+        from diffuse_lm.measuring import target_rows
+
         if targets:
-            return pd.DataFrame([{"task": t["name"], **row} for t in self.tasks for row in t["targets"]])
+            return pd.DataFrame(target_rows(self.to_json()))
         return pd.DataFrame([{k: v for k, v in t.items() if k != "targets"} for t in self.tasks])
 
     def __getitem__(self, name: str) -> dict:
@@ -71,7 +76,7 @@ def measure(
     from diffuse_lm.measuring import measure_tasks
 
     result = measure_tasks(model, tokenizer, _tasks(tasks), progress=progress)
-    return Measurement(result["model"], result["tasks"])
+    return Measurement(result["model"], result["tasks"], result["provenance"])
 
 
 def sample(model, tokenizer, task: Task | str, n: int, **settings: Any) -> list[dict]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -16,8 +18,51 @@ def write_json_atomic(path: str | Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
+ROW_SUFFIXES = (".jsonl", ".csv", ".parquet")
+
+
+def check_rows_path(path: str | Path) -> None:
+    """A flat-table output must end in .jsonl, .csv or .parquet (and Parquet needs pyarrow): said before the
+    slow work, not after it."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in ROW_SUFFIXES:
+        raise DiffuseError(
+            f"{path}: a table of rows ends in {', '.join(ROW_SUFFIXES)}, not {suffix or 'nothing'}"
+        )
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise DiffuseError(f"{path}: Parquet needs pyarrow: pip install 'diffuse-lm[datasets]'") from None
+
+
+def write_rows_atomic(path: str | Path, rows: list[dict]) -> None:
+    """Rows of one shape (dicts with the same keys) as a flat table, by suffix: JSONL (one object a line),
+    CSV (a header of the first row's keys) or Parquet; atomically, as every write here."""
+    check_rows_path(path)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".jsonl":
+        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    elif suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(path, buffer.getvalue())
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        _write_atomic(path, "wb", lambda f: pq.write_table(pa.Table.from_pylist(rows), f))
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write text through a temporary file and rename, so a kill never leaves half a file."""
+    _write_atomic(path, "w", lambda f: f.write(text))
+
+
+def _write_atomic(path: str | Path, mode: str, write) -> None:
+    """``write(f)`` into a temporary file beside ``path`` opened with ``mode``, then rename it onto ``path``."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,8 +70,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     except OSError as e:
         raise DiffuseError(f"{path}: cannot write ({e.strerror})") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:

@@ -8,13 +8,15 @@ import torch
 from diffuse_lm.encoding import encode_tasks
 from diffuse_lm.metrics import distribution_metrics
 from diffuse_lm.models import model_label
+from diffuse_lm.provenance import provenance
 from diffuse_lm.scoring import score_task
 from diffuse_lm.tasks import Task
 
 
 @torch.no_grad()
 def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False, **score_kw) -> dict:
-    """The ``diffuse measure`` result: ``{"model": ..., "tasks": [per-task metrics and targets]}``."""
+    """The ``diffuse measure`` result: ``{"model", "provenance" (adapter and its hash, dtype, device, versions,
+    task file hashes: :mod:`diffuse_lm.provenance`), "tasks": [per-task metrics and targets]}``."""
     from tqdm.auto import tqdm
 
     encoded = encode_tasks(tokenizer, tasks)
@@ -22,7 +24,7 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
     for enc in tqdm(encoded, desc="measuring", unit="task", disable=not progress or len(encoded) < 2):
         logprobs = score_task(model, enc, **score_kw).double().cpu().numpy()
         rows.append(task_result(enc.task, logprobs))
-    return {"model": model_label(model), "tasks": rows}
+    return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}
 
 
 def task_result(task: Task, logprobs: np.ndarray) -> dict:
@@ -45,3 +47,32 @@ def top_answers(task_row: dict, k: int = 3) -> list[tuple[str, float]]:
     """The ``k`` most probable targets with their renormalised probabilities."""
     ranked = sorted(task_row["targets"], key=lambda t: -t["prob"])[:k]
     return [(t["target"], t["prob"]) for t in ranked]
+
+
+def target_rows(result: dict) -> list[dict]:
+    """The measure result as a flat table, one row a target (for pandas, Parquet): the model and adapter on
+    every row, so that the rows of many results concatenate."""
+    adapter = (result.get("provenance") or {}).get("adapter") or {}
+    head = {
+        "model": result["model"],
+        "adapter": adapter.get("path"),
+        "adapter_sha256": adapter.get("sha256") or adapter.get("lora_sha256"),
+    }
+    return [
+        {**head, "task": t["name"], "task_path": t.get("path"), "target_index": i, **target}
+        for t in result["tasks"]
+        for i, target in enumerate(t["targets"])
+    ]
+
+
+def describe_provenance(result: dict) -> str:
+    """One line for a table title: the model, its adapter (path and hash), dtype and device."""
+    prov = result.get("provenance") or {}
+    parts = [f"model: {result['model']}"]
+    adapter = prov.get("adapter")
+    if adapter:
+        digest = adapter.get("sha256") or adapter.get("lora_sha256")
+        parts.append(f"adapter: {adapter.get('path') or '(in memory)'} (sha256 {digest[:12]})")
+    if prov.get("dtype"):
+        parts.append(f"{prov['dtype']} on {prov.get('device')}")
+    return " · ".join(parts)

