@@ -135,8 +135,7 @@ def test_synth_biographies_command(tmp_path):
         "4",
         "--output",
         str(out),
-        "--format",
-        "csv",
+        "--csv",
     ]
     assert main(argv) == 0
     lines = (out / "biographies.jsonl").read_text().splitlines()
@@ -144,6 +143,8 @@ def test_synth_biographies_command(tmp_path):
     with open(out / "biographies.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and rows[0]["valid"] == "False" and rows[0]["text"]
+    assert list(rows[0]) == list(json.loads(lines[0])) and "name" in rows[0]  # the same columns, in order
+    assert [json.loads(x)["index"] for x in lines] == [0, 1, 2, 3]
     report = json.loads((out / "report.json").read_text())
     assert report["n"] == 4 and report["map"]["placed"] == 0
     assert (out / "report.md").exists() and (out / "birthplaces.png").exists()

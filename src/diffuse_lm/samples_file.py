@@ -1,5 +1,5 @@
-"""The samples file of ``diffuse sample``: one JSON record a line, appended and flushed as each sample ends,
-locked while a run writes it, with a ``.meta.json`` sidecar of the settings that made it, so that a run
+"""The samples file of ``diffuse sample``: one JSON record a line, appended and flushed as each sample ends
+(and put in index order when a run ends), locked while a run writes it, with a ``.meta.json`` sidecar of the settings that made it, so that a run
 killed at any point resumes where it stopped and never mixes samples made with other settings."""
 
 from __future__ import annotations
@@ -148,3 +148,29 @@ def open_samples(
         finally:
             f.flush()
             os.fsync(f.fileno())
+        _sort_by_index(
+            output, f
+        )  # a run that ended well leaves its lines in index order (pandas reads them so)
+
+
+def _sort_by_index(output: Path, f) -> None:
+    """Rewrite ``output`` with its lines in index order when they are not (samples end out of order when
+    responses are grouped, and a resumed run appends the missing ones): a stable sort of the lines as written,
+    through a temporary file renamed over it while the lock is held, so a kill leaves the old file whole."""
+    f.seek(0)
+    lines = [line for line in f.read().split(b"\n") if line.strip()]
+    indices = [json.loads(line)["index"] for line in lines]
+    if all(a <= b for a, b in zip(indices, indices[1:], strict=False)):
+        return
+    order = sorted(range(len(lines)), key=indices.__getitem__)
+    fd, tmp = tempfile.mkstemp(prefix=output.name + ".", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.writelines(lines[i] + b"\n" for i in order)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, os.stat(output).st_mode & 0o777)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -20,13 +20,15 @@ from diffuse_lm.commands.sample import (
 from diffuse_lm.errors import DiffuseError
 
 BIOGRAPHY_MAX_NEW_TOKENS = 200
-CSV_COLUMNS = (
+COLUMNS = (  # of biographies.jsonl and biographies.csv alike, in this order
     "index",
+    "name",
     "first_name",
     "last_name",
     "gender",
     "birth_date",
     "birth_year",
+    "birth_place",
     "birth_city",
     "birth_region",
     "birth_country",
@@ -56,11 +58,10 @@ def register(sub) -> None:
     )
     b.add_argument("--output", "-o", required=True, help="folder for the dataset and the report")
     b.add_argument(
-        "--format",
-        choices=("jsonl", "csv"),
-        default="jsonl",
-        help="records as JSONL (always written), and as CSV with csv (a text cell starting with "
-        "= + - @, a tab or CR gets a leading ' so that spreadsheets do not run it as a formula)",
+        "--csv",
+        action="store_true",
+        help="also write the records as biographies.csv, with the columns of biographies.jsonl (a text cell "
+        "starting with = + - @, a tab or CR gets a leading ' so that spreadsheets do not run it as a formula)",
     )
     add_sampling_args(b, max_new_tokens_help=f"default {BIOGRAPHY_MAX_NEW_TOKENS}")
     add_model_args(b)
@@ -88,17 +89,19 @@ def csv_safe(value: object) -> object:
 
 
 def write_records(records: list[dict], folder: Path, *, as_csv: bool) -> list[Path]:
-    """``biographies.jsonl`` (and ``biographies.csv``) in ``folder``; returns the paths written."""
+    """``biographies.jsonl`` (and ``biographies.csv``) in ``folder``, both with :data:`COLUMNS` in that order
+    (``problems`` a list in JSONL, joined by ``; `` in CSV); returns the paths written."""
+    records = [{k: r.get(k) for k in COLUMNS} for r in records]
     out = [folder / "biographies.jsonl"]
     _write_atomic(out[0], lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     if as_csv:
         out.append(folder / "biographies.csv")
 
         def write_csv(f) -> None:
-            w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             w.writerows(
-                {k: csv_safe(v) for k, v in {**r, "problems": "; ".join(r["problems"])}.items()}
+                {k: csv_safe(v) for k, v in {**r, "problems": "; ".join(r["problems"] or ())}.items()}
                 for r in records
             )
 
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     out = folder / "generations.jsonl"
     samples = sample_to_jsonl(model, tokenizer, messages, args.n, out, **sampling_kwargs(args, max_new))
     records = [{"index": s["index"], **parse_biography(s["text"]), "text": s["text"]} for s in samples]
-    written = write_records(records, folder, as_csv=args.format == "csv")
+    written = write_records(records, folder, as_csv=args.csv)
     report = biography_report(records)
     report["map"] = plot_birthplaces(records, folder / "birthplaces.png")
     keys = ("n", "model", "adapter", "temperature", "top_p", "top_k", "seed", "backend")
