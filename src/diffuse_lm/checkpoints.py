@@ -41,7 +41,7 @@ def _write_files(tmp: Path, model, opt, state: dict) -> None:
     """The adapter, the optimizer tensors and RNG states, and the scalars of ``state`` into ``tmp``."""
     from safetensors.torch import save_file
 
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, save_embedding_layers=False)  # no hub lookup of the base's config
     tensors, groups = {}, []
     sd = opt.state_dict()
     for i, s in sd["state"].items():

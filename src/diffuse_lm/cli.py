@@ -12,7 +12,7 @@ import sys
 from diffuse_lm import __version__
 from diffuse_lm.errors import DiffuseError
 
-COMMANDS = ["measure", "compare", "tasks", "reproduce", "sample", "stats", "synth", "train", "configs"]
+COMMANDS = ["measure", "compare", "tasks", "reproduce", "sample", "stats", "synth", "train", "export", "configs"]
 MAX_MESSAGE = 280  # characters of an error message shown (values quoted in it are cut shorter still)
 
 

@@ -490,7 +490,7 @@ def _finish(out: Path, model, measure: dict, info: dict) -> dict:
     """Main process, after the last step: the adapter, the 'after' measurements and the summary."""
     adapter = out / ADAPTER_DIR
     tmp = private_dir(out, ".adapter-tmp-")
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA only: no hub lookup of the base
     shutil.rmtree(adapter, ignore_errors=True)
     os.replace(tmp, adapter)
     summary = {

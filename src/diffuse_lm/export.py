@@ -1,0 +1,184 @@
+"""Export a tuned adapter for use elsewhere: merged into its base model as a plain safetensors model folder
+(``AutoModelForCausalLM.from_pretrained`` and vLLM load it) or as the adapter alone, each with its tokenizer and a
+model card (README.md) that states the base model, the tasks, the settings and the measured before/after metrics
+of the training run the adapter comes from."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.models import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
+
+CARD_METRICS = ("mass", "kl", "normalized_entropy")
+
+
+def run_files(adapter: Path) -> dict:
+    """What the training run beside ``adapter`` recorded: its config and before/after measurements (empty
+    when the adapter was copied out of its run folder)."""
+    run, found = adapter.parent, {}
+    for name in ("config.yaml", "before.json", "after.json", "summary.json"):
+        try:
+            text = (run / name).read_text()
+            found[name] = yaml.safe_load(text) if name.endswith(".yaml") else json.loads(text)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+    return found
+
+
+def base_model_of(adapter: Path, run: dict) -> str:
+    """The base model to merge into: the run's ``model``, else the adapter's ``base_model_name_or_path``."""
+    if isinstance(run.get("config.yaml"), dict) and run["config.yaml"].get("model"):
+        return str(run["config.yaml"]["model"])
+    base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise DiffuseError(f"{adapter}: names no base model; give it with --model")
+    return DEFAULT_MODEL if base == DEFAULT_MODEL_HUB_ID else base
+
+
+def _hub_name(model: str) -> str:
+    return DEFAULT_MODEL_HUB_ID if model in ("", DEFAULT_MODEL) else model
+
+
+def model_card(base: str, run: dict, merged: bool) -> str:
+    """README.md of an exported model: front matter for the hub, then base model, tasks, settings, metrics."""
+    cfg = run.get("config.yaml") or {}
+    hub_base = _hub_name(base)
+    meta = {
+        "base_model": hub_base,
+        "library_name": "transformers" if merged else "peft",
+        "tags": ["diffuse-lm", "lora", "distribution-matching"] + ([] if merged else ["peft"]),
+    }
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", ""]
+    kind = "merged into the base weights" if merged else "a PEFT LoRA adapter"
+    lines += [
+        f"# {hub_base} tuned for diffuse answers",
+        "",
+        f"A LoRA fine-tune of [{hub_base}](https://huggingface.co/{hub_base}) ({kind}) made with "
+        "diffuse-lm to spread its answers over each task's valid targets as wanted "
+        "(the distribution-matching loss of Zhang et al., *Forcing Diffuse Distributions out of Language "
+        "Models*, Eq. 5).",
+        "",
+        f"- **Base model:** `{hub_base}`",
+    ]
+    if cfg:
+        lines += [
+            f"- **Trained on:** {', '.join(f'`{t}`' for t in cfg.get('train_prompts') or [])}",
+            f"- **Measured on:** {', '.join(f'`{t}`' for t in (cfg.get('test_prompts') or cfg.get('train_prompts') or []))}",
+            "",
+            "## Settings",
+            "",
+            "```yaml",
+            yaml.safe_dump(
+                {k: v for k, v in cfg.items() if k not in ("output_dir", "ckpt_dir", "load_model")},
+                sort_keys=False,
+            ).strip(),
+            "```",
+        ]
+    before, after = run.get("before.json"), run.get("after.json")
+    if before and after:
+        lines += [
+            "",
+            "## Measured before and after tuning",
+            "",
+            "Exact probabilities by teacher forcing (no sampling): mass on the valid targets, KL(p* ‖ p) on "
+            "them, and the entropy of p over them as a share of the uniform's.",
+            "",
+            "| task | " + " | ".join(f"{m} before | {m} after" for m in CARD_METRICS) + " |",
+            "| --- |" + " ---: |" * (2 * len(CARD_METRICS)),
+        ]
+        for b, a in zip(before.get("tasks", []), after.get("tasks", []), strict=False):
+            cells = [f"{_num(b.get(m))} | {_num(a.get(m))}" for m in CARD_METRICS]
+            lines.append(f"| {b.get('name')} | " + " | ".join(cells) + " |")
+    summary = run.get("summary.json")
+    if summary:
+        lines += [
+            "",
+            f"{summary.get('steps')} optimizer steps; final pass loss {_num(summary.get('final_loss'))}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def export(
+    adapter: str | Path,
+    output: str | Path,
+    *,
+    merge: bool = True,
+    model: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``output``: the base model with ``adapter`` merged (safetensors) or the adapter alone, the tokenizer,
+    and a model card. Returns ``output``."""
+    from diffuse_lm.models import _check_adapter, load_model
+
+    adapter, output = Path(adapter), Path(output)
+    _check_adapter(adapter)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
+        raise DiffuseError(f"--output {output}: exists and is not empty (--overwrite to replace it)")
+    run = run_files(adapter)
+    base = model or base_model_of(adapter, run)
+    lm, tokenizer = load_model(base, adapter=str(adapter), device=device or "cpu", dtype=dtype)
+    tmp = output.with_name(f".{output.name}.export-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if merge:
+            plain = lm.merge_and_unload()
+            _clear_quantization_marker(plain)
+            plain.config._name_or_path = _hub_name(base)
+            plain.save_pretrained(tmp, safe_serialization=True)
+        else:
+            lm.save_pretrained(tmp, save_embedding_layers=False)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(base, run, merge))
+        if output.exists():
+            shutil.rmtree(output) if output.is_dir() else output.unlink()
+        tmp.rename(output)
+    except OSError as e:
+        raise DiffuseError(f"--output {output}: cannot write ({e.strerror or e})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return output
+
+
+def _clear_quantization_marker(model) -> None:
+    """A model de-quantized on load (GGUF) keeps the quantizer's marker, which makes save_pretrained refuse;
+    its weights are plain floats, so dropping the marker saves them as such (models.py does the same)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and "gguf" in type(quantizer).__name__.lower():
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+
+
+def check_hub(repo: str) -> None:
+    """Fail before the export when the hub cannot be reached (offline, or ``HF_HUB_OFFLINE`` set)."""
+    from diffuse_lm.models import _hub_reachable, _offline
+
+    if _offline() or not _hub_reachable():
+        raise DiffuseError(f"--push-to-hub {repo}: the Hugging Face hub is not reachable (offline)")
+
+
+def push_to_hub(folder: Path, repo: str) -> str:
+    """Upload ``folder`` to the hub repository ``repo`` (created if missing); one line when offline."""
+    check_hub(repo)
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(repo, exist_ok=True)
+        return str(api.upload_folder(repo_id=repo, folder_path=str(folder)))
+    except Exception as e:  # auth, permissions, network: one line
+        raise DiffuseError(
+            f"--push-to-hub {repo}: {e.__class__.__name__}: {str(e).splitlines()[0]}"
+        ) from None

@@ -1,0 +1,84 @@
+"""`diffuse export` (issue 14, item 5): a merged safetensors model that transformers loads and that measures as
+the adapter did, with tokenizer and model card; adapters of the default model name its hub id as their base."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_training import save_tiny_model, tiny_config
+
+from diffuse_lm.cli import main
+from diffuse_lm.config import config_from_dict
+from diffuse_lm.training import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("export")
+    model_dir = save_tiny_model(tmp / "tiny")
+    return train(config_from_dict(tiny_config(tmp, model_dir)), progress=False)
+
+
+def _logprobs(result: dict) -> list[float]:
+    return [t["logprob"] for task in result["tasks"] for t in task["targets"]]
+
+
+def test_merged_model_measures_as_the_adapter_did(run, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    merged = tmp_path / "merged"
+    assert main(["export", run["adapter_dir"], "--merge", "--output", str(merged)]) == 0
+    assert (merged / "model.safetensors").exists() and (merged / "tokenizer_config.json").exists()
+    assert not (merged / "adapter_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    tasks = [t["path"] for t in run["after"]["tasks"]]
+    assert main(["measure", *tasks, "--model", str(merged), "--output", str(tmp_path / "m.json")]) == 0
+    measured = json.loads((tmp_path / "m.json").read_text())
+    np.testing.assert_allclose(_logprobs(measured), _logprobs(run["after"]), atol=1e-4)
+    assert not np.allclose(_logprobs(run["before"]), _logprobs(run["after"]), atol=1e-3)  # the test can fail
+    card = (merged / "README.md").read_text()
+    assert card.startswith("---\nbase_model: ") and "library_name: transformers" in card
+    assert "## Measured before and after tuning" in card and "| digits |" in card and "lr: 0.02" in card
+
+
+def test_adapter_only_export_and_refusals(run, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "adapter-card"
+    assert main(["export", run["adapter_dir"], "--output", str(out)]) == 0
+    assert (out / "adapter_model.safetensors").exists() and "library_name: peft" in (
+        out / "README.md"
+    ).read_text()
+    assert main(["export", run["adapter_dir"], "--output", str(out)]) == 2
+    assert "exists and is not empty (--overwrite" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nope"), "--merge", "--output", str(tmp_path / "x")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = ["export", run["adapter_dir"], "--merge", "--output", str(tmp_path / "y"), "--push-to-hub", "me/m"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--push-to-hub me/m: the Hugging Face hub is not reachable" in err and err.count("\n") == 1
+    assert not (tmp_path / "y").exists()  # refused before the export
+
+
+def test_adapters_of_the_default_model_record_its_hub_id(tmp_path, monkeypatch):
+    """The default model loads from a cache folder; its adapters must name the hub id, not that path, and saving
+    them must not look that id up on the hub (each checkpoint would wait on the network)."""
+    import peft.utils.save_and_load as peft_save
+
+    from diffuse_lm import models
+    from diffuse_lm.export import base_model_of
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("an adapter save looked up the hub")
+
+    monkeypatch.setattr(peft_save, "check_file_exists_on_hf_hub", no_network)
+    tiny = save_tiny_model(tmp_path / "cache-folder")
+    monkeypatch.setattr(models, "default_model_dir", lambda: tiny)
+    s = train(config_from_dict(tiny_config(tmp_path, "default")), progress=False)
+    config = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert base_model_of(tmp_path / "run" / "adapter", {}) == "default"  # offline: back to the embedded model
+    again, _ = models.load_model("default", adapter=s["adapter_dir"], device="cpu")  # loads offline
+    assert again.peft_config["default"].base_model_name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
