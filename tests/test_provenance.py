@@ -120,3 +120,5 @@ def test_a_samples_file_ends_in_index_order_after_grouped_and_resumed_runs(tmp_p
     out.write_text("\n".join(lines[1:4]) + "\n")  # lost 0, 4, 5: a resumed run appends them
     sample_to_jsonl(model, tok, messages, 6, out, **kw)
     assert out.read_text().splitlines() == lines  # the same lines, in index order
+    meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())
+    assert meta["provenance"]["dtype"] == "float32" and meta["provenance"]["adapter"] is None

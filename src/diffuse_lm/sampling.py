@@ -33,7 +33,7 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file
 from diffuse_lm.models import cache_kwargs, model_label, output_cache
 from diffuse_lm.parsing import answer_of, sample_stats, task_answers
-from diffuse_lm.provenance import lora_sha256
+from diffuse_lm.provenance import lora_sha256, provenance
 from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
 from diffuse_lm.tasks import Task
 
@@ -491,6 +491,8 @@ def sample_to_jsonl(
         **{k: v for k, v in asdict(cfg).items() if k != "min_p" or v},
     }
     info = {"task": {"name": task.name, "path": task.path} if task else None, **(meta or {})}
+    if backend == "transformers":  # informational, as the rest of info: a resumed run rewrites it
+        info["provenance"] = provenance(model, [task] if task else [])
     answers, braces = task_answers(task) if task is not None else (None, True)
     valid_set = set(answers or ())
     with open_samples(Path(output), identity, info, n) as (records, append):
