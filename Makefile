@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 # Every experiment of the paper at quick scale on the default model (resumable; see README).
 reproduce: $(STAMP)
-	$(BIN)/diffuse reproduce all --scale quick --out results/reproduce
+	$(BIN)/diffuse reproduce all --scale quick --output results/reproduce
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

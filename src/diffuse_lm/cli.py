@@ -7,16 +7,46 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
 from diffuse_lm import __version__
 from diffuse_lm.errors import DiffuseError
 
-COMMANDS = ["measure", "compare", "tasks", "reproduce", "sample", "stats", "synth", "train", "export", "configs"]
+COMMANDS = [
+    "measure",
+    "compare",
+    "tasks",
+    "reproduce",
+    "sample",
+    "stats",
+    "synth",
+    "train",
+    "export",
+    "configs",
+]
 MAX_MESSAGE = 280  # characters of an error message shown (values quoted in it are cut shorter still)
 
 
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it already names one or has none worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or re.search(r"\(default|default:|^default|; default", text)
+            or any(action.default is v for v in (None, False, True, argparse.SUPPRESS))
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code), no usage dump
         self.exit(2, f"diffuse: error: {message} (see {self.prog} --help)\n")
 

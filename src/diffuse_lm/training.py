@@ -584,7 +584,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, overwrite: bool = False) -
     bar = tqdm(
         total=total_steps,
         initial=state["step"],
-        desc="training",
+        desc=f"training {label} on {len(train_enc)} task{'s' * (len(train_enc) != 1)}",
         unit="step",
         disable=not (progress and main),
     )

@@ -21,9 +21,9 @@ def register(sub) -> None:
         "reproduce",
         help="run the paper's experiments and write a report with figures",
         description="Run an experiment of the paper (or all of them) on any causal LM, write "
-        "OUT/<experiment>.json and OUT/report.md with figures. Experiments that share a tuned "
-        "model train it once (adapters are cached by config under OUT/adapters). `report` "
-        "only rebuilds the report from the results in OUT.",
+        "OUTPUT/<experiment>.json and OUTPUT/report.md with figures. Experiments that share a tuned "
+        "model train it once (adapters are cached by config under OUTPUT/adapters). `report` "
+        "only rebuilds the report from the results in OUTPUT. (--out is the old name of --output.)",
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help=f"one of: {', '.join(CHOICES)}")
     p.add_argument(
@@ -40,13 +40,23 @@ def register(sub) -> None:
         help="how the six-task models train: paper (Eq. 5 alone), determinate or keep (default: the "
         "scale's: keep at quick scale, paper at paper scale; see README, Keeping the model useful)",
     )
-    p.add_argument("--out", default="results/reproduce", help="folder for results, adapters and the report")
+    p.add_argument(
+        "--output",
+        "-o",
+        dest="out",
+        metavar="DIR",
+        default="results/reproduce",
+        help="folder for results, adapters and the report",
+    )
+    p.add_argument("--out", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # its old name
     p.add_argument("--seed", type=int, default=0, help="seed of training, sampling and random ranges")
-    p.add_argument("--adapters", help="folder of cached trained adapters (default: OUT/adapters)")
+    p.add_argument("--adapters", help="folder of cached trained adapters (default: OUTPUT/adapters)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if present)")
     p.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU)")
-    p.add_argument("--force", action="store_true", help="rerun experiments whose results are already in OUT")
-    p.add_argument("--no-report", action="store_true", help="do not (re)write OUT/report.md")
+    p.add_argument(
+        "--force", action="store_true", help="rerun experiments whose results are already in OUTPUT"
+    )
+    p.add_argument("--no-report", action="store_true", help="do not (re)write OUTPUT/report.md")
     p.set_defaults(func=run)
 
 
@@ -66,7 +76,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise DiffuseError(f"--seed {args.seed}: must be >= 0")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise DiffuseError(f"--out {out}: exists and is not a folder")
+        raise DiffuseError(f"--output {out}: exists and is not a folder")
     from diffuse_lm.models import pick_device, pick_dtype
 
     pick_dtype(args.dtype, pick_device(args.device))

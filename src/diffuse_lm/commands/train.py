@@ -36,9 +36,11 @@ def register(sub) -> None:
         help="train in an output_dir that holds other files or another config's run: that run's files "
         "(adapter/, checkpoints, logs, measurements) are replaced, other files are left alone",
     )
-    p.add_argument("--model", help="shorthand for model=… (HF id, local path or default)")
-    p.add_argument("--device", help="shorthand for device=… (cpu, cuda, cuda:1 …)")
-    p.add_argument("--output", "-o", metavar="DIR", help="shorthand for output_dir=…")
+    p.add_argument(
+        "--model", help="shorthand for model=… (HF id, local path or default; default: the config's)"
+    )
+    p.add_argument("--device", help="shorthand for device=… (cpu, cuda, cuda:1 …; default: the config's)")
+    p.add_argument("--output", "-o", metavar="DIR", help="shorthand for output_dir=… (default: the config's)")
     p.add_argument("--no-plot", action="store_true", help="skip the before/after PNG")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or tables")
     p.set_defaults(func=run)
