@@ -214,3 +214,20 @@ def test_a_dataset_built_from_a_local_csv_trains_two_steps(tmp_path, model_dir, 
     again = train(train_prompts=tasks, output_dir=str(tmp_path / "run2"), **over)
     assert len(list((tmp_path / "cache" / "tasks").glob("*.jsonl"))) == 1
     assert again["final_loss"] == pytest.approx(summary["final_loss"])
+
+
+def test_an_unreachable_hub_id_fails_at_once_and_remote_code_is_refused(tmp_path, monkeypatch):
+    import diffuse_lm.models as models
+
+    monkeypatch.setattr(models, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    spec = tmp_path / "hub.yaml"
+    spec.write_text("dataset_path: someorg/somedata\nrequest_column: q\ntargets_column: t\n")
+    with pytest.raises(TaskError, match=r"hub.yaml: dataset_path 'someorg/somedata': .*not reachable"):
+        load_tasks([str(spec)])
+    spec = write_dataset(
+        tmp_path, "request_column: kind\ndoc_to_choice: [a]\ndataset_kwargs: {trust_remote_code: true}\n"
+    )
+    with pytest.raises(TaskError, match="trust_remote_code is refused"):
+        load_tasks([str(spec)])

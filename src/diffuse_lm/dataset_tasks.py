@@ -151,10 +151,20 @@ def _load(spec: dict, path: Path, fail) -> tuple[Any, list[str]]:
     local = base / source
     if local.exists():
         source = str(local)
+    elif source not in _builders():
+        from diffuse_lm.models import _hub_reachable, _offline
+
+        if not _offline() and not _hub_reachable():  # fail now, not after a minute of retries
+            raise fail(
+                f"dataset_path {source!r}: no such folder here nor a builder ({', '.join(_builders()[:6])} …), "
+                "and the hub is not reachable (set HF_HUB_OFFLINE=1 to read it from the local cache)"
+            )
     files = _data_files(spec.get("data_files"), base, fail)
     kwargs = spec.get("dataset_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise fail("dataset_kwargs must be a mapping of load_dataset arguments")
+    if kwargs.get("trust_remote_code"):
+        raise fail("dataset_kwargs: trust_remote_code is refused (a task file never runs a dataset's code)")
     split = spec.get("split") or "train"
     datasets.disable_progress_bars()
     try:
@@ -169,6 +179,13 @@ def _load(spec: dict, path: Path, fail) -> tuple[Any, list[str]]:
     for f in flat:
         sources += [f] if isinstance(f, str) else list(f)
     return ds, [s for s in sources if Path(s).is_file()]
+
+
+def _builders() -> list[str]:
+    """The builders ``datasets`` ships (csv, json, parquet, text, …): a ``dataset_path`` that needs no hub."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return list(_PACKAGED_DATASETS_MODULES)
 
 
 def _data_files(files: Any, base: Path, fail) -> Any:
