@@ -231,3 +231,12 @@ def test_an_unreachable_hub_id_fails_at_once_and_remote_code_is_refused(tmp_path
     )
     with pytest.raises(TaskError, match="trust_remote_code is refused"):
         load_tasks([str(spec)])
+
+
+def test_stats_finds_the_recorded_task_in_a_file_of_many(tmp_path):
+    from diffuse_lm.commands.stats import resolve_task
+
+    path = write_jsonl(tmp_path / "three.jsonl", THREE)
+    meta = {"task": {"name": "xyz", "path": str(path)}}
+    assert resolve_task(None, meta).targets == ("x", "y", "z")
+    assert resolve_task(None, {"task": {"name": "three/3", "path": str(path)}}).name == "three/3"

@@ -49,9 +49,13 @@ def resolve_task(spec: str | None, meta: dict | None):
     for candidate in (recorded.get("path"), recorded.get("name")):
         if candidate:
             try:
-                return load_tasks(candidate)[0]
+                tasks = load_tasks(candidate)
             except DiffuseError:
                 continue
+            # a file of many tasks (JSONL, a list, a dataset): the one of the recorded name
+            named = [t for t in tasks if t.name == recorded.get("name")]
+            if named or len(tasks) == 1:
+                return (named or tasks)[0]
     if recorded.get("name"):
         print(
             f"note: the file's task {recorded['name']!r} is not found any more; give --task", file=sys.stderr
