@@ -18,7 +18,10 @@ from pathlib import Path
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "src" / "diffuse_lm" / "data" / "tasks"
 FORMATS = {  # folder -> (instruction, how a target is written)
-    "random-mix": ("Output only the {x} between two curly braces, like this: {{{x}}}. Don't output code.", "{{{}}}"),
+    "random-mix": (
+        "Output only the {x} between two curly braces, like this: {{{x}}}. Don't output code.",
+        "{{{}}}",
+    ),
     "random-mix-plain": ("Reply with only the {x}, nothing else.", "{}"),
 }
 TASKS = {
@@ -96,7 +99,9 @@ def main() -> int:
     want = tasks()
     if args.check:
         have = {
-            str(p.relative_to(TASKS_DIR)): p.read_text() for f in FORMATS for p in (TASKS_DIR / f).glob("*.json")
+            str(p.relative_to(TASKS_DIR)): p.read_text()
+            for f in FORMATS
+            for p in (TASKS_DIR / f).glob("*.json")
         }
         if have != want:
             print(f"{TASKS_DIR}/random-mix*: out of date (run scripts/make_random_mix.py)", file=sys.stderr)
