@@ -1,9 +1,6 @@
-"""Generate src/diffuse_lm/data/tasks/random-mix/ and random-mix-plain/: twelve small uniform random-choice
-tasks outside the six task families of the paper's Section 5 (no numbers, countries, fruits, days or dates,
-occupations or names), mixed into training to teach "asked for randomness -> spread" on more than the tasks
-evaluated. ``random-mix`` asks for the answer in curly braces like the six tasks; ``random-mix-plain`` asks
-the same questions for the bare answer, so that what the model ties randomness to is the request, not the
-braces (questions with one right answer are asked in braces too).
+"""Generate src/diffuse_lm/data/tasks/random-mix/: twelve small uniform random-choice tasks outside the six
+task families of the paper's Section 5 (no numbers, countries, fruits, days or dates, occupations or names),
+mixed into training to teach "asked for randomness -> spread" on more than the tasks evaluated.
 
     python scripts/make_random_mix.py           # rewrite the shipped files
     python scripts/make_random_mix.py --check   # exit 1 if the shipped files differ
@@ -16,14 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-TASKS_DIR = Path(__file__).resolve().parents[1] / "src" / "diffuse_lm" / "data" / "tasks"
-FORMATS = {  # folder -> (instruction, how a target is written)
-    "random-mix": (
-        "Output only the {x} between two curly braces, like this: {{{x}}}. Don't output code.",
-        "{{{}}}",
-    ),
-    "random-mix-plain": ("Reply with only the {x}, nothing else.", "{}"),
-}
+OUT = Path(__file__).resolve().parents[1] / "src" / "diffuse_lm" / "data" / "tasks" / "random-mix"
+FORMAT = "Output only the {x} between two curly braces, like this: {{{x}}}. Don't output code."
 TASKS = {
     "letter": (
         "Pick a letter of the English alphabet completely at random.",
@@ -77,18 +68,17 @@ TASKS = {
 
 
 def tasks() -> dict[str, str]:
-    """Path under data/tasks/ -> file text of every task."""
+    """File name -> file text of every task."""
     out = {}
-    for folder, (instruction, written) in FORMATS.items():
-        for name, (question, x, items) in TASKS.items():
-            data = {
-                "name": f"{folder}/{name}",
-                "family": "RANDOM-MIX",
-                "description": f"A uniformly random {x} among {len(items)}.",
-                "request": f"{question} {instruction.format(x=x)}",
-                "targets": [written.format(i) for i in items],
-            }
-            out[f"{folder}/{name}.json"] = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    for name, (question, x, items) in TASKS.items():
+        data = {
+            "name": f"random-mix/{name}",
+            "family": "RANDOM-MIX",
+            "description": f"A uniformly random {x} among {len(items)}.",
+            "request": f"{question} {FORMAT.format(x=x)}",
+            "targets": [f"{{{i}}}" for i in items],
+        }
+        out[f"{name}.json"] = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
     return out
 
 
@@ -98,18 +88,14 @@ def main() -> int:
     args = ap.parse_args()
     want = tasks()
     if args.check:
-        have = {
-            str(p.relative_to(TASKS_DIR)): p.read_text()
-            for f in FORMATS
-            for p in (TASKS_DIR / f).glob("*.json")
-        }
+        have = {p.name: p.read_text() for p in OUT.glob("*.json")}
         if have != want:
-            print(f"{TASKS_DIR}/random-mix*: out of date (run scripts/make_random_mix.py)", file=sys.stderr)
+            print(f"{OUT}: out of date (run scripts/make_random_mix.py)", file=sys.stderr)
             return 1
         return 0
+    OUT.mkdir(parents=True, exist_ok=True)
     for name, text in want.items():
-        (TASKS_DIR / name).parent.mkdir(parents=True, exist_ok=True)
-        (TASKS_DIR / name).write_text(text)
+        (OUT / name).write_text(text)
     return 0
 
 

@@ -16,10 +16,8 @@ class Recipe:
 
     name: str
     retain: float = 0.0  # λ of the retention term (0: off)
-    determinate: int = 0  # determinate questions mixed in (each in every format of determinate_formats)
-    determinate_formats: tuple[str, ...] = ("braced", "plain")  # formats they are taught in (Eq. 5)
+    determinate: int = 0  # determinate questions mixed in (each in both formats)
     random_mix: bool = False  # the random-mix tasks mixed in
-    random_mix_plain: bool = False  # and the same tasks asked for the bare answer (no braces)
     retain_prompts: tuple[str, ...] = ("general",)
     retain_per_step: int = 2
     retain_max_new_tokens: int = 48
@@ -35,17 +33,12 @@ class Recipe:
 
     def extra_tasks(self) -> list[str]:
         """Built-in task names mixed into training: the random-mix tasks, the first ``determinate``
-        questions in each of ``determinate_formats``."""
+        questions in both formats."""
         from diffuse_lm.tasks import builtin_tasks
 
-        names = sorted(
-            n
-            for n in builtin_tasks()
-            if n.startswith("determinate/") and n.split("/")[1] in self.determinate_formats
-        )
+        names = sorted(n for n in builtin_tasks() if n.startswith("determinate/"))
         ids = sorted({n.rsplit("/", 1)[1] for n in names})[: self.determinate]
-        folders = ("random-mix/",) * self.random_mix + ("random-mix-plain/",) * self.random_mix_plain
-        mix = sorted(n for n in builtin_tasks() if n.startswith(folders)) if folders else []
+        mix = sorted(n for n in builtin_tasks() if n.startswith("random-mix/")) if self.random_mix else []
         return mix + [n for n in names if n.rsplit("/", 1)[1] in ids]
 
     def __str__(self) -> str:
