@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -444,6 +445,11 @@ def test_tradeoff_points_and_recipes(tiny, monkeypatch):
     assert not any(
         c.retain for c in tiny.calls if not any(t.startswith("determinate/") for t in c.train_prompts)
     )
+    # a finished point is read back without training its models again, even when they are gone
+    shutil.rmtree(tiny.ctx.out / "adapters")
+    n_calls = len(tiny.calls)
+    again = tradeoff.run(tiny.ctx)
+    assert len(tiny.calls) == n_calls and again["points"] == json.loads(json.dumps(res["points"]))
 
 
 # --- report --------------------------------------------------------------------------------------

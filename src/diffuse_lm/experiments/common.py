@@ -121,6 +121,34 @@ def train_run(cfg, progress: bool) -> dict:
     return train(cfg, progress=progress)
 
 
+def _adapter_run(
+    ctx: Context,
+    name: str,
+    train: Sequence[str],
+    passes: int,
+    *,
+    parent: str | Path | None = None,
+    settings: dict | None = None,
+) -> tuple[Path, dict, bool]:
+    """Where :func:`adapter` keeps that adapter's run (named by a hash of the whole training config and of the
+    tasks' contents), its config keys, and whether early stopping is on."""
+    tasks = load_tasks(list(train))
+    cfg = {**training_settings(ctx), **(settings or {})}
+    cfg["train_prompts"] = list(train)
+    early = any((t.family or t.name).split("/")[0].lower() in OPEN_ENDED for t in tasks)
+    cfg["alg_config"] = {"n_iters": passes, "early_stop": early}
+    if parent is not None:
+        cfg.update(load_model=True, ckpt_dir=str(parent))
+    material = {**cfg, "ckpt_dir": Path(parent).parent.name if parent else None, "tasks": _task_digest(tasks)}
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:12]
+    return (ctx.adapters or ctx.out / "adapters") / f"{name}-{key}", cfg, early
+
+
+def adapter_folder(ctx: Context, name: str, train: Sequence[str], passes: int, **kw) -> Path:
+    """The run folder :func:`adapter` trains into, without training (e.g. to find results keyed by it)."""
+    return _adapter_run(ctx, name, train, passes, **kw)[0]
+
+
 def adapter(
     ctx: Context,
     name: str,
@@ -136,16 +164,7 @@ def adapter(
     is, an interrupted one resumes from its checkpoint."""
     from diffuse_lm.config import config_from_dict
 
-    tasks = load_tasks(list(train))
-    cfg = {**training_settings(ctx), **(settings or {})}
-    cfg["train_prompts"] = list(train)
-    early = any((t.family or t.name).split("/")[0].lower() in OPEN_ENDED for t in tasks)
-    cfg["alg_config"] = {"n_iters": passes, "early_stop": early}
-    if parent is not None:
-        cfg.update(load_model=True, ckpt_dir=str(parent))
-    material = {**cfg, "ckpt_dir": Path(parent).parent.name if parent else None, "tasks": _task_digest(tasks)}
-    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:12]
-    folder = (ctx.adapters or ctx.out / "adapters") / f"{name}-{key}"
+    folder, cfg, early = _adapter_run(ctx, name, train, passes, parent=parent, settings=settings)
     config = config_from_dict(
         {**cfg, "output_dir": str(folder), "device": ctx.device}, source=f"training config of {name}"
     )

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from diffuse_lm.experiments.common import TASKS, Context, adapter, brief, exact, sample_answers, using
+from diffuse_lm.experiments.common import (
+    TASKS,
+    Context,
+    adapter,
+    adapter_folder,
+    brief,
+    exact,
+    sample_answers,
+    using,
+)
 from diffuse_lm.experiments.scales import Recipe
 from diffuse_lm.tasks import Task, builtin_tasks, load_tasks
 
@@ -63,6 +72,13 @@ def tuned(ctx: Context, name: str, tasks: list[Task], recipe: Recipe | None = No
 def six_task_adapter(ctx: Context, recipe: Recipe | None = None) -> Path:
     """The model tuned on all six tasks: ID here, Tuned-OOD for biographies, the tuned model of utility."""
     return tuned(ctx, "paper-six", six_tasks(ctx), recipe)
+
+
+def six_task_run(ctx: Context, recipe: Recipe | None = None) -> Path:
+    """The run folder of :func:`six_task_adapter`'s model, without training it."""
+    recipe = recipe or ctx.scale.six_recipe
+    specs = [spec(t) for t in six_tasks(ctx)] + recipe.extra_tasks()
+    return adapter_folder(ctx, "paper-six", specs, ctx.scale.passes["six"], settings=recipe.settings())
 
 
 def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool = True) -> dict:

@@ -47,8 +47,7 @@ class Recipe:
 
 PAPER_RECIPE = Recipe("paper: Eq. 5 on the six tasks")
 DETERMINATE_RECIPE = Recipe("retention λ=1 + 16 determinate questions", retain=1.0, determinate=16)
-# The recommended recipe for the embedded model, chosen on `diffuse reproduce tradeoff` (see the report):
-# retention on general prompts and on questions asked like the random tasks (base answers, not fixed
+# Retention on general prompts and on questions asked like the random tasks (base answers, not fixed
 # targets), and more kinds of random task in the mix.
 KEEP_RECIPE = Recipe(
     "keep: retention λ=1 on general prompts and questions + random-mix tasks",
@@ -57,8 +56,22 @@ KEEP_RECIPE = Recipe(
     retain_prompts=("general", "determinate"),
     retain_per_step=6,
 )
-RECIPES = {"paper": PAPER_RECIPE, "determinate": DETERMINATE_RECIPE, "keep": KEEP_RECIPE}
-TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE)
+# The same with the retention term 16× stronger: measured on `tradeoff`, it keeps the braced questions' accuracy
+# (the λ=1 recipe lost 60% of it) at the same in-domain diversity; the quick-scale default.
+KEEP16_RECIPE = Recipe(
+    "keep16: retention λ=16 on general prompts and questions + random-mix tasks",
+    retain=16.0,
+    random_mix=True,
+    retain_prompts=("general", "determinate"),
+    retain_per_step=6,
+)
+RECIPES = {
+    "paper": PAPER_RECIPE,
+    "determinate": DETERMINATE_RECIPE,
+    "keep": KEEP_RECIPE,
+    "keep16": KEEP16_RECIPE,
+}
+TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE, KEEP16_RECIPE)
 
 
 @dataclass(frozen=True)
@@ -154,7 +167,7 @@ QUICK = Scale(
     temperature_samples=12,
     utility_max_new_tokens=32,
     batch_size=32,
-    six_recipe=KEEP_RECIPE,
+    six_recipe=KEEP16_RECIPE,
     tradeoff=TRADEOFF,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}

@@ -44,14 +44,15 @@ def point(loo: dict, util: dict) -> dict:
 
 def run(ctx: Context) -> dict:
     """Each recipe's point; a finished point is kept in ``OUT/tradeoff/`` (by the recipe and the six-task
-    adapter it measured), so an interrupted sweep resumes at the recipe it was on."""
+    adapter it measured), so an interrupted sweep resumes at the recipe it was on, and a finished point is
+    read back without its adapters (a recipe added later costs only its own models)."""
     points, baseline = {}, None
     for recipe in ctx.scale.tradeoff:
-        six = leave_one_out.six_task_adapter(ctx, recipe)
-        done = ctx.out / "tradeoff" / f"{six.parent.name}.json"
+        done = ctx.out / "tradeoff" / f"{leave_one_out.six_task_run(ctx, recipe).name}.json"
         if done.exists():
             points[str(recipe)] = json.loads(done.read_text())
             continue
+        six = leave_one_out.six_task_adapter(ctx, recipe)
         loo = leave_one_out.run(ctx, recipe, sample=False, baseline=baseline)
         baseline = {f: r["baseline"] for f, r in loo["results"].items()}
         util = utility.evaluate(ctx, six)
