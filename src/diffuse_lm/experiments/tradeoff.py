@@ -107,8 +107,9 @@ def section(res: dict, figures: Path) -> str:
         title="(a) diversity that transfers vs accuracy kept",
     )
     axes[1].set(xlabel="next-token KL(base ‖ tuned) per token, general prompts", title="(b) vs drift")
-    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=len(pts))
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    ncol = min(len(pts), 2)  # long recipe names: two a row
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=ncol)
+    fig.tight_layout(rect=(0, 0.05 * -(-len(pts) // ncol) + 0.02, 1, 1))
     md = _save(fig, figures / "tradeoff.png")
     n = first["n_families"]
     head = [
