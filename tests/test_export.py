@@ -82,3 +82,21 @@ def test_adapters_of_the_default_model_record_its_hub_id(tmp_path, monkeypatch):
     assert base_model_of(tmp_path / "run" / "adapter", {}) == "default"  # offline: back to the embedded model
     again, _ = models.load_model("default", adapter=s["adapter_dir"], device="cpu")  # loads offline
     assert again.peft_config["default"].base_model_name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@pytest.mark.slow
+def test_default_model_export_measures_as_the_adapter_did(tmp_path, capsys):
+    """The Done-when on the embedded model: an adapter of the default (GGUF-loaded) model, merged and saved,
+    measures RNG 1-10 as the adapter does, and its card names the hub id as the base."""
+    from diffuse_lm import train as api_train
+
+    run = api_train(
+        train_prompts=["rng/1-10"], output_dir=str(tmp_path / "run"), lr=1e-3, **{"alg_config.n_iters": 4}
+    )
+    merged = tmp_path / "merged"
+    assert main(["export", run["adapter_dir"], "--merge", "--output", str(merged)]) == 0
+    assert main(["measure", "rng/1-10", "--model", str(merged), "--output", str(tmp_path / "m.json")]) == 0
+    measured = json.loads((tmp_path / "m.json").read_text())
+    np.testing.assert_allclose(_logprobs(measured), _logprobs(run["after"]), atol=1e-4)
+    assert not np.allclose(_logprobs(run["before"]), _logprobs(run["after"]), atol=1e-3)
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (merged / "README.md").read_text()
