@@ -111,6 +111,16 @@ def digits():
     return model, tok, task
 
 
+def sampled_counts(records: list[dict], targets) -> np.ndarray:
+    """How many finished samples are each target, in target order."""
+    index = {t: i for i, t in enumerate(targets)}
+    counts = np.zeros(len(index))
+    for r in records:
+        if r["stopped"] and r["text"] in index:
+            counts[index[r["text"]]] += 1
+    return counts
+
+
 def tv_distance(exact: np.ndarray, counts: np.ndarray, n: int) -> float:
     """TV between the exact raw probabilities of the targets (+ the rest) and the sampled frequencies."""
     p = np.append(exact, max(1 - exact.sum(), 0.0))  # the rest (rounding can leave it at -1e-16)
@@ -145,11 +155,7 @@ def test_exact_distribution_agrees_with_sampling(digits, label, settings):
     records = generate_records(
         model, tok, task.messages(), N_SAMPLES, max_new_tokens=4, batch_size=1000, seed=1, **settings
     )
-    index = {t: i for i, t in enumerate(task.targets)}
-    counts = np.zeros(len(index))
-    for r in records:
-        if r["stopped"] and r["text"] in index:
-            counts[index[r["text"]]] += 1
+    counts = sampled_counts(records, task.targets)
     assert 0.3 < exact.sum() < 0.98  # many samples are valid, and some are not
     tv, bound = tv_distance(exact, counts, N_SAMPLES), tv_bound(exact, N_SAMPLES)
     assert tv < bound, (tv, bound)
