@@ -1,6 +1,9 @@
-"""Generate src/diffuse_lm/data/tasks/random-mix/: twelve small uniform random-choice tasks outside the six
-task families of the paper's Section 5 (no numbers, countries, fruits, days or dates, occupations or names),
-mixed into training to teach "asked for randomness -> spread" on more than the tasks evaluated.
+"""Generate src/diffuse_lm/data/tasks/random-mix/ and random-format/: small uniform random-choice tasks outside
+the six task families of the paper's Section 5 (no numbers in a range, countries, fruits, days or dates,
+occupations or names), mixed into training to teach "asked for randomness -> spread" on more than the tasks
+evaluated. random-mix answers are one word; random-format answers run to several tokens (cards, clock times,
+years, chess squares, names of several words) and each prompt shows one valid answer as its example, so that
+training teaches neither "close the brace after the first token" nor "copy the example".
 
     python scripts/make_random_mix.py           # rewrite the shipped files
     python scripts/make_random_mix.py --check   # exit 1 if the shipped files differ
@@ -13,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "diffuse_lm" / "data" / "tasks" / "random-mix"
+DATA = Path(__file__).resolve().parents[1] / "src" / "diffuse_lm" / "data" / "tasks"
 FORMAT = "Output only the {x} between two curly braces, like this: {{{x}}}. Don't output code."
 TASKS = {
     "letter": (
@@ -65,20 +68,125 @@ TASKS = {
     ),
     "suit": ("Draw a random card suit.", "suit", ["Hearts", "Diamonds", "Clubs", "Spades"]),
 }
+EXAMPLE_FORMAT = (
+    "Output only the {x} between two curly braces, for example: {{{example}}}. Don't output code."
+)
+RANKS = ["Ace", *map(str, range(2, 11)), "Jack", "Queen", "King"]
+FORMATS = {  # name -> (question, what, answers, the example shown: one of the answers)
+    "card": (
+        "Draw a card at random from a shuffled standard 52-card deck.",
+        "card",
+        [f"{r} of {s}" for s in ("Hearts", "Diamonds", "Clubs", "Spades") for r in RANKS],
+        "Queen of Hearts",
+    ),
+    "year": (
+        "Pick a year between 1950 and 2009 at random.",
+        "year",
+        [str(y) for y in range(1950, 2010)],
+        "1984",
+    ),
+    "clock-time": (
+        "Pick a random time on a 12-hour clock, to the quarter hour.",
+        "time",
+        [f"{h}:{m:02d}" for h in range(1, 13) for m in (0, 15, 30, 45)],
+        "7:45",
+    ),
+    "chess-square": (
+        "Choose a square of a chessboard completely at random.",
+        "square",
+        [f"{f}{r}" for f in "abcdefgh" for r in range(1, 9)],
+        "e4",
+    ),
+    "board-game": (
+        "Name a board game, chosen at random.",
+        "game",
+        [
+            "Chess",
+            "Checkers",
+            "Monopoly",
+            "Scrabble",
+            "Backgammon",
+            "Snakes and Ladders",
+            "Connect Four",
+            "Trivial Pursuit",
+            "Chinese Checkers",
+            "Battleship",
+            "Risk",
+            "Clue",
+            "Go",
+            "Settlers of Catan",
+            "Ticket to Ride",
+            "Mahjong",
+        ],
+        "Snakes and Ladders",
+    ),
+    "dog-breed": (
+        "Pick a dog breed at random.",
+        "breed",
+        [
+            "Golden Retriever",
+            "Labrador Retriever",
+            "German Shepherd",
+            "Beagle",
+            "Poodle",
+            "Bulldog",
+            "Siberian Husky",
+            "Border Collie",
+            "Dachshund",
+            "Boxer",
+            "Great Dane",
+            "Chihuahua",
+            "Yorkshire Terrier",
+            "Cocker Spaniel",
+            "Shih Tzu",
+            "Bernese Mountain Dog",
+        ],
+        "Border Collie",
+    ),
+    "movie-genre": (
+        "Choose a movie genre completely at random.",
+        "genre",
+        [
+            "Action",
+            "Comedy",
+            "Drama",
+            "Horror",
+            "Science Fiction",
+            "Romantic Comedy",
+            "Thriller",
+            "Documentary",
+            "Animation",
+            "Western",
+            "Film Noir",
+            "Musical",
+        ],
+        "Science Fiction",
+    ),
+}
+
+
+def _task(group: str, name: str, x: str, items: list[str], request: str) -> str:
+    data = {
+        "name": f"{group}/{name}",
+        "family": group.upper(),
+        "description": f"A uniformly random {x} among {len(items)}.",
+        "request": request,
+        "targets": [f"{{{i}}}" for i in items],
+    }
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
 def tasks() -> dict[str, str]:
-    """File name -> file text of every task."""
+    """Path under the task folder -> file text of every task."""
     out = {}
     for name, (question, x, items) in TASKS.items():
-        data = {
-            "name": f"random-mix/{name}",
-            "family": "RANDOM-MIX",
-            "description": f"A uniformly random {x} among {len(items)}.",
-            "request": f"{question} {FORMAT.format(x=x)}",
-            "targets": [f"{{{i}}}" for i in items],
-        }
-        out[f"{name}.json"] = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+        out[f"random-mix/{name}.json"] = _task(
+            "random-mix", name, x, items, f"{question} {FORMAT.format(x=x)}"
+        )
+    for name, (question, x, items, example) in FORMATS.items():
+        assert example in items, name
+        request = f"{question} {EXAMPLE_FORMAT.format(x=x, example=example)}"
+        out[f"random-format/{name}.json"] = _task("random-format", name, x, items, request)
     return out
 
 
@@ -88,14 +196,21 @@ def main() -> int:
     args = ap.parse_args()
     want = tasks()
     if args.check:
-        have = {p.name: p.read_text() for p in OUT.glob("*.json")}
+        have = {
+            str(p.relative_to(DATA)): p.read_text()
+            for group in ("random-mix", "random-format")
+            for p in (DATA / group).glob("*.json")
+        }
         if have != want:
-            print(f"{OUT}: out of date (run scripts/make_random_mix.py)", file=sys.stderr)
+            print(
+                f"{DATA}: random-mix/random-format out of date (run scripts/make_random_mix.py)",
+                file=sys.stderr,
+            )
             return 1
         return 0
-    OUT.mkdir(parents=True, exist_ok=True)
     for name, text in want.items():
-        (OUT / name).write_text(text)
+        (DATA / name).parent.mkdir(parents=True, exist_ok=True)
+        (DATA / name).write_text(text)
     return 0
 
 

@@ -18,6 +18,7 @@ class Recipe:
     retain: float = 0.0  # λ of the retention term (0: off)
     determinate: int = 0  # determinate questions mixed in (each in both formats)
     random_mix: bool = False  # the random-mix tasks mixed in
+    random_format: bool = False  # the random-format tasks (multi-token answers, an example shown) mixed in
     retain_prompts: tuple[str, ...] = ("general",)
     retain_per_step: int = 2
     retain_max_new_tokens: int = 48
@@ -38,7 +39,8 @@ class Recipe:
 
         names = sorted(n for n in builtin_tasks() if n.startswith("determinate/"))
         ids = sorted({n.rsplit("/", 1)[1] for n in names})[: self.determinate]
-        mix = sorted(n for n in builtin_tasks() if n.startswith("random-mix/")) if self.random_mix else []
+        groups = ("random-mix/",) * self.random_mix + ("random-format/",) * self.random_format
+        mix = sorted(n for n in builtin_tasks() if n.startswith(groups)) if groups else []
         return mix + [n for n in names if n.rsplit("/", 1)[1] in ids]
 
     def __str__(self) -> str:
@@ -63,13 +65,22 @@ KEEP16_RECIPE = replace(
     name="keep16: retention λ=16 on general prompts and questions + random-mix tasks",
     retain=16.0,
 )
+# keep16 with random tasks whose answers run to several tokens (cards, clock times, years, ...) and whose
+# prompts show one valid answer: the one-word random-mix answers taught "close the brace after one token"
+# (held-out NUMBERS then names only one-digit numbers) and nothing taught "the example is not the answer".
+FORMATS_RECIPE = replace(
+    KEEP16_RECIPE,
+    name="formats: keep16 + random tasks with multi-token answers and an example in the prompt",
+    random_format=True,
+)
 RECIPES = {
     "paper": PAPER_RECIPE,
     "determinate": DETERMINATE_RECIPE,
     "keep": KEEP_RECIPE,
     "keep16": KEEP16_RECIPE,
+    "formats": FORMATS_RECIPE,
 }
-TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE, KEEP16_RECIPE)
+TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE, KEEP16_RECIPE, FORMATS_RECIPE)
 
 
 @dataclass(frozen=True)
@@ -165,7 +176,7 @@ QUICK = Scale(
     temperature_samples=12,
     utility_max_new_tokens=32,
     batch_size=32,
-    six_recipe=KEEP16_RECIPE,
+    six_recipe=FORMATS_RECIPE,
     tradeoff=TRADEOFF,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}
