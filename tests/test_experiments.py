@@ -348,7 +348,7 @@ def test_leave_one_out_holds_each_task_out(tiny):
     assert sorted(res["families"]) == ["babynames", "days", "fruits"]
     trained = tiny.ctx.trained
     extra = tiny.ctx.scale.six_recipe.extra_tasks()  # the recipe's determinate questions, in every model
-    assert extra and all(t.startswith(("determinate/", "random-mix/")) for t in extra)
+    assert extra and all(t.startswith(("determinate/", "random-mix/", "random-format/")) for t in extra)
     assert len(trained) == 4 and trained["paper-six"]["train_prompts"][7:] == extra
     for fam in res["families"]:
         specs = trained[f"paper-six-without-{fam}"]["train_prompts"]

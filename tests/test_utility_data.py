@@ -197,6 +197,26 @@ def test_random_mix_tasks_stay_outside_the_six_families():
     assert subprocess.run([sys.executable, str(script), "--check"]).returncode == 0
 
 
+def test_random_format_tasks_show_a_valid_example_and_answer_in_several_tokens():
+    from diffuse_lm.experiments.scales import RECIPES
+    from diffuse_lm.tasks import load_tasks
+
+    fmt = load_tasks(["random-format"])
+    assert len(fmt) >= 6 and all(t.uniform for t in fmt)
+    six = {x.strip("{}").lower() for t in load_tasks(["paper-six"]) for x in t.targets}
+    assert not {x.strip("{}").lower() for t in fmt for x in t.targets} & six
+    for t in fmt:  # the prompt's example is one of the answers, so copying it is one choice among many
+        example = t.request.split("for example: ", 1)[1].split("}", 1)[0] + "}"
+        assert example in t.targets and len(t.targets) >= 12, t.name
+    words = [x for t in fmt for x in t.targets if len(x.strip("{}").split()) > 1]
+    digits = [x for t in fmt for x in t.targets if any(c.isdigit() for c in x)]
+    assert len(words) > 50 and len(digits) > 100  # answers of several words, and of several digits
+    extra = RECIPES["formats"].extra_tasks()
+    assert {t.name for t in fmt} <= set(extra) and not set(extra) - set(RECIPES["keep16"].extra_tasks()) - {
+        t.name for t in fmt
+    }
+
+
 def test_generator_normalises_answers_as_the_grader_does():
     from diffuse_lm.experiments.utility import normalize
 

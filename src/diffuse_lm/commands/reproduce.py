@@ -16,7 +16,16 @@ from diffuse_lm.experiments import EXPERIMENTS, IN_ALL
 CHOICES = [*EXPERIMENTS, "all", "report"]
 
 
+def _recipe_key(recipe) -> str:
+    """The ``--recipe`` name of a recipe."""
+    from diffuse_lm.experiments.scales import RECIPES
+
+    return next((k for k, r in RECIPES.items() if r == recipe), str(recipe))
+
+
 def register(sub) -> None:
+    from diffuse_lm.experiments.scales import RECIPES, SCALES
+
     p = sub.add_parser(
         "reproduce",
         help="run the paper's experiments and write a report with figures",
@@ -37,8 +46,9 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--recipe",
-        help="how the six-task models train: paper (Eq. 5 alone), determinate or keep (default: the "
-        "scale's: keep at quick scale, paper at paper scale; see README, Keeping the model useful)",
+        help=f"how the six-task models train: {', '.join(RECIPES)} (default: the scale's: "
+        + ", ".join(f"{_recipe_key(s.six_recipe)} at {s.name} scale" for s in SCALES.values())
+        + "; see README, Keeping the model useful)",
     )
     p.add_argument(
         "--output",
