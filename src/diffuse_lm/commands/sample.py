@@ -98,7 +98,8 @@ def default_max_new_tokens(tokenizer, task) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.commands.stats import exact_row, print_stats
+    from diffuse_lm.measuring import measure_task
+    from diffuse_lm.present.console import print_stats
     from diffuse_lm.samples_file import check_not_locked, meta_path
     from diffuse_lm.sampling import VLLMModel, sample_stats, sample_to_jsonl
     from diffuse_lm.tasks import load_tasks
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     stats = sample_stats(records, task)
     exact = None
     if task is not None and not isinstance(model, VLLMModel) and not args.no_stats:
-        exact = exact_row(model, tokenizer, task)
+        exact = measure_task(model, tokenizer, task)
     if args.stats_output:
         write_json_atomic(
             args.stats_output,
