@@ -10,8 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from diffuse_lm.commands.common import add_model_args
-from diffuse_lm.commands.sample import (
+from diffuse_lm.commands.common import (
+    add_model_args,
     add_sampling_args,
     check_sampling_args,
     load_for_sampling,
