@@ -478,7 +478,15 @@ def test_report_without_results_is_an_error(tmp_path):
 
     with pytest.raises(DiffuseError, match="holds no results"):
         write_report(tmp_path)
-    bad = {"model": "m", "scale": "quick", "seed": 0, "wall_s": 1, "device": None, "versions": {}, "result": {}}
+    bad = {
+        "model": "m",
+        "scale": "quick",
+        "seed": 0,
+        "wall_s": 1,
+        "device": None,
+        "versions": {},
+        "result": {},
+    }
     (tmp_path / "fig1.json").write_text(json.dumps(bad))
     with pytest.raises(DiffuseError, match=r"fig1.json: not a fig1 results file \(top: Field required\)"):
         write_report(tmp_path)

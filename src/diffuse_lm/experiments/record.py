@@ -38,7 +38,7 @@ class Experiment:
 
     name: str  # the CLI's name for it: the module's name with "-" for "_"
     run: Callable[[Context], Record]  # computes the results (writes nothing)
-    result: type[Record]  # the record ``run`` returns, to read stored results back
+    result: type  # the record ``run`` returns (a Record, or a pydantic RootModel), with from_json
     section: Callable[[Any, Path], str]  # (result, figures folder) -> the report's Markdown, figures saved
     claim: str  # what the paper says, quoted above the section
     uses: tuple[str, ...]  # Scale fields it depends on (``passes.<model>`` for one model's passes)
