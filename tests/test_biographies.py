@@ -15,9 +15,9 @@ from diffuse_lm.biographies import (
     geocode,
     parse_biography,
     plot_birthplaces,
-    report_markdown,
 )
 from diffuse_lm.cli import main
+from diffuse_lm.present.markdown import biography_markdown
 
 EXAMPLE = (
     "{David Hippocampus}\n{Male}\n{June 30, 1960}\n{Cambridge, Massachusetts, USA}\n{Neuroscientist}\n"
@@ -91,7 +91,7 @@ def test_report_counts_coverage_entropy_top_values_and_genders():
     assert rep["attributes"]["birth_year"]["coverage"] == 1
     assert rep["gender_shares"] == {"Female": 0.5, "Male": 0.25, "missing": 0.25}
     assert 0 < rep["unigram_diversity"]["accomplishments"] < rep["unigram_diversity"]["biography"] <= 1
-    md = report_markdown(rep, map_file="birthplaces.png")
+    md = biography_markdown(rep, map_file="birthplaces.png")
     assert (
         "| First name | 3 | 2 | 0.64 |" in md
         and "Maria (2)" in md

@@ -139,7 +139,7 @@ def test_measure_tiny_model_end_to_end(capsys, tmp_path, tiny_model_dir):
 
 
 def test_table_is_wide_when_not_a_terminal(monkeypatch, capsys):
-    from diffuse_lm.report import PIPE_WIDTH, print_measure_table
+    from diffuse_lm.present.console import PIPE_WIDTH, print_measure_table
 
     monkeypatch.delenv("COLUMNS", raising=False)
     targets = [

@@ -1,5 +1,5 @@
 """The experiments of `diffuse reproduce` and their report, on a tiny random Llama with small task files;
-training and sampling are replaced by fakes except where the test is about them."""
+training and sampling are fakes handed to the experiments' Context, except where the test is about them."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from diffuse_lm.experiments import (
 from diffuse_lm.experiments.common import Context
 from diffuse_lm.experiments.scales import PAPER, QUICK, SCALE_DOC, choices, scale_fields
 from diffuse_lm.tasks import task_from_dict
+
+STORED = Path(__file__).parents[1] / "docs" / "reproduce" / "quick-smollm2-135m"  # a real quick-scale run
 
 TINY = replace(
     QUICK,
@@ -155,13 +157,6 @@ def fake_sampler(model, tokenizer, messages, n, *, seed=0, temperature=1.0, **kw
     return [pool[(seed + i) % len(pool)] for i in range(n)]
 
 
-def fake_rng_task(low, high, fmt):
-    return task_from_dict(
-        {"request": f"Format {fmt}: a number in [{low}, {high}].", "targets": braced(range(low, high + 1))},
-        source="r",
-    )
-
-
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     """A Context on a tiny random Llama saved to disk, small task files, fake training and sampling."""
@@ -172,11 +167,16 @@ def tiny(tmp_path, monkeypatch):
     for key in common.TASKS:
         monkeypatch.setitem(common.TASKS, key, specs[key])
     calls: list = []
-    monkeypatch.setattr(common, "train_run", fake_train(calls, len(tok)))
-    monkeypatch.setattr(common, "sample_texts", fake_sampler)
     scale = replace(TINY, natural_babynames=specs["natural"], temperature_babynames=specs["natural"])
-    ctx = Context(model=str(tmp_path / "model"), scale=scale, out=tmp_path / "out", progress=False)
-    return SimpleNamespace(ctx=ctx, calls=calls, tmp=tmp_path)
+    ctx = Context(
+        model=str(tmp_path / "model"),
+        scale=scale,
+        out=tmp_path / "out",
+        progress=False,
+        trainer=fake_train(calls, len(tok)),
+        sampler=fake_sampler,
+    )
+    return SimpleNamespace(ctx=ctx, calls=calls, tmp=tmp_path, fake_train=ctx.trainer)
 
 
 # --- shared pieces -------------------------------------------------------------------------------
@@ -198,15 +198,16 @@ def test_mean_ci_is_the_student_t_interval():
     assert common.mean_ci([2.0]) == (2.0, 0.0)
 
 
-def test_sample_answers_counts_coverage_validity_and_entropy(tiny, monkeypatch):
+def test_sample_answers_counts_coverage_validity_and_entropy(tiny):
     task = task_from_dict({"request": "n?", "targets": braced(range(1, 6))}, source="t")
     texts = ["{1}", "{1}", "{2}", "junk", "{9}", "{ 2 }"]
-    monkeypatch.setattr(common, "sample_texts", lambda *a, **k: texts)
-    s = common.sample_answers(tiny.ctx, None, None, task, len(texts))
-    assert (s["parsed_rate"], s["valid_rate"]) == (5 / 6, 4 / 6)
-    assert (s["coverage"], s["valid_coverage"]) == (3, 2)
-    assert s["entropy"] == pytest.approx(-(0.4 * math.log(0.4) * 2 + 0.2 * math.log(0.2)))
-    assert s["top"][0] == ("1", 2) or s["top"][0] == ("2", 2)
+    ctx = replace(tiny.ctx, sampler=lambda *a, **k: texts)
+    s = common.sample_answers(ctx, None, None, task, len(texts))
+    assert (s.parsed_rate, s.valid_rate) == (5 / 6, 4 / 6)
+    assert (s.coverage, s.valid_coverage) == (3, 2)  # {1} {2} {9} parsed; {9} is not a valid answer
+    assert s.entropy == pytest.approx(-(0.4 * math.log(0.4) * 2 + 0.2 * math.log(0.2)))
+    assert s.top[0] == ("1", 2) or s.top[0] == ("2", 2)
+    assert "seen_rate" not in s.to_json() and s.to_json()["coverage"] == 3
 
 
 def test_adapters_train_once_per_config(tiny):
@@ -246,25 +247,24 @@ def test_using_attaches_and_removes_the_adapter(tiny):
 
 def test_table1_and_fig1(tiny):
     res = table1.run(tiny.ctx)
-    rng, names = res["tasks"]["RNG"], res["tasks"]["BABYNAMES"]
-    assert rng["natural"]["entropy"] == pytest.approx(math.log(5))
-    assert names["train_targets"] == 3 and names["natural"]["n_targets"] == 5
-    assert names["base"]["exact"]["n_targets"] == 5 and names["base"]["exact_train_targets"]["n_targets"] == 3
-    assert rng["base"]["sampled"]["n"] == TINY.samples and "seen_rate" not in rng["base"]["sampled"]
+    rng, names = res.tasks["RNG"], res.tasks["BABYNAMES"]
+    assert rng.natural.entropy == pytest.approx(math.log(5))
+    assert names.train_targets == 3 and names.natural.n_targets == 5
+    assert names.base.exact.n_targets == 5 and names.base.exact_train_targets.n_targets == 3
+    assert rng.base.sampled.n == TINY.samples and rng.base.sampled.seen_rate is None
     # fake samples {1} {2} {Ann} - {1} {Zed}: one of six is a training name, and a natural one
-    assert (
-        names["base"]["sampled"]["seen_rate"]
-        == names["base"]["sampled"]["valid_rate"]
-        == pytest.approx(1 / 6)
-    )
-    assert rng["base"]["exact"]["entropy"] != pytest.approx(rng["tuned"]["exact"]["entropy"])
+    assert names.base.sampled.seen_rate == names.base.sampled.valid_rate == pytest.approx(1 / 6)
+    assert rng.base.exact.entropy != pytest.approx(rng.tuned.exact.entropy)
+    # one expected coverage a row, at the experiment's N (the samples), not measure's fixed 1000 beside it
+    row = res.to_json()["tasks"]["RNG"]["base"]["exact"]
+    assert "expected_coverage" in row and not any(k.startswith("expected_coverage_") for k in row)
     assert len(tiny.calls) == 2
     res1 = fig1.run(tiny.ctx)
     assert len(tiny.calls) == 4 and all(tiny.ctx.trained[k]["cached"] for k in ("rng-1-10", "babynames"))
-    dist = res1["tasks"]["BABYNAMES"]["tuned"]["distribution"]
+    dist = res1.tasks["BABYNAMES"].tuned.distribution
     probs = [p for _, p in dist]
     assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0)
-    assert res1["tasks"]["BABYNAMES"]["natural"][0] == ["{Ann}", pytest.approx(5 / 15)]
+    assert res1.tasks["BABYNAMES"].natural[0] == ("{Ann}", pytest.approx(5 / 15))
 
 
 def test_at_temperature_gives_the_probabilities_of_temperature_sampling(tiny):
@@ -289,7 +289,7 @@ def test_at_temperature_gives_the_probabilities_of_temperature_sampling(tiny):
 
 def test_matching_temperature_bisects_the_first_crossing():
     def sweep(ts):
-        return [{"temperature": t, "entropy": math.log(t)} for t in ts]
+        return [SimpleNamespace(temperature=t, entropy=math.log(t)) for t in ts]
 
     found = temperature.matching_temperature(math.log, math.log(3.0), sweep([1.0, 2.0, 5.0, 10.0]))
     assert found == pytest.approx(3.0, rel=0.02) and found >= 3.0
@@ -299,18 +299,15 @@ def test_matching_temperature_bisects_the_first_crossing():
 
 def test_temperature_run(tiny):
     res = temperature.run(tiny.ctx)
-    r = res["tasks"]["RNG"]
-    assert [p["temperature"] for p in r["sweep"]] == list(TINY.temperatures)
-    assert r["sweep"][1]["entropy"] == pytest.approx(
-        table1.run(tiny.ctx)["tasks"]["RNG"]["base"]["exact"]["entropy"]
-    )
-    if r["matching_temperature"] is not None:
-        assert r["base_at_shown"]["entropy"] >= r["tuned"]["entropy"] - 1e-9
-    assert len(r["base_samples"]["texts"]) == TINY.temperature_samples
+    r = res.tasks["RNG"]
+    assert [p.temperature for p in r.sweep] == list(TINY.temperatures)
+    assert r.sweep[1].entropy == pytest.approx(table1.run(tiny.ctx).tasks["RNG"].base.exact.entropy)
+    if r.matching_temperature is not None:
+        assert r.base_at_shown.entropy >= r.tuned.entropy - 1e-9
+    assert len(r.base_samples.texts) == TINY.temperature_samples
 
 
-def test_fig2(tiny, monkeypatch):
-    monkeypatch.setattr(fig2, "rng_task", fake_rng_task)
+def test_fig2(tiny):
     b1, b2 = fig2.points_b((4, 8), 3, seed=0), fig2.points_b((4, 8), 3, seed=0)
     assert b1 == b2 and all(
         1 <= lo <= fig2.MAX_LOW and hi - lo + 1 == s
@@ -318,15 +315,12 @@ def test_fig2(tiny, monkeypatch):
         for lo, hi, _ in g
     )
     res = fig2.run(tiny.ctx)
-    assert res["a"]["x"] == [3, 5] and res["a"]["ideal"] == pytest.approx([math.log(3), math.log(5)])
-    for panel in ("a", "b"):
-        for label in ("base", "tuned"):
-            c = res[panel][label]
-            assert len(c["mean"]) == len(res[panel]["x"]) and all(h >= 0 for h in c["ci"])
-            assert all(
-                v <= i + 1e-9 for vs, i in zip(c["values"], res[panel]["ideal"], strict=True) for v in vs
-            )
-    assert len(res["a"]["base"]["values"][0]) == 5 and len(res["b"]["base"]["values"][0]) == 3
+    assert res.a.x == [3, 5] and res.a.ideal == pytest.approx([math.log(3), math.log(5)])
+    for panel in (res.a, res.b):
+        for c in (panel.base, panel.tuned):
+            assert len(c.mean) == len(panel.x) and all(h >= 0 for h in c.ci)
+            assert all(v <= i + 1e-9 for vs, i in zip(c.values, panel.ideal, strict=True) for v in vs)
+    assert len(res.a.base.values[0]) == 5 and len(res.b.base.values[0]) == 3
 
 
 def test_six_tasks_subset_keeps_every_family(tiny):
@@ -345,30 +339,28 @@ def test_six_tasks_subset_keeps_every_family(tiny):
 
 def test_leave_one_out_holds_each_task_out(tiny):
     res = leave_one_out.run(tiny.ctx)
-    assert sorted(res["families"]) == ["babynames", "days", "fruits"]
+    assert sorted(res.families) == ["babynames", "days", "fruits"]
     trained = tiny.ctx.trained
     extra = tiny.ctx.scale.six_recipe.extra_tasks()  # the recipe's determinate questions, in every model
     assert extra and all(t.startswith(("determinate/", "random-mix/", "random-format/")) for t in extra)
     assert len(trained) == 4 and trained["paper-six"]["train_prompts"][7:] == extra
-    for fam in res["families"]:
+    for fam in res.families:
         specs = trained[f"paper-six-without-{fam}"]["train_prompts"]
         assert specs[len(specs) - len(extra) :] == extra
         specs = specs[: len(specs) - len(extra)]
-        assert len(specs) == 7 - res["n_prompts"][fam] and not any(f"{fam}-" in s for s in specs)
+        assert len(specs) == 7 - res.n_prompts[fam] and not any(f"{fam}-" in s for s in specs)
         for label in ("baseline", "ID", "OOD"):
-            r = res["results"][fam][label]
-            assert len(r["prompts"]) == res["n_prompts"][fam] and r["sampled_coverage"] <= TINY.loo_samples
-    assert res["results"]["fruits"]["ID"]["entropy"] != pytest.approx(
-        res["results"]["fruits"]["baseline"]["entropy"]
-    )
+            r = res.results[fam][label]
+            assert len(r.prompts) == res.n_prompts[fam] and r.sampled_coverage <= TINY.loo_samples
+    assert res.results["fruits"]["ID"].entropy != pytest.approx(res.results["fruits"]["baseline"].entropy)
 
 
 def test_biographies_continue_tuned_ood(tiny):
     res = biographies.run(tiny.ctx)
-    assert list(res["models"]) == ["Base", "Tuned-OOD", "Tuned-ID"]
-    for m in res["models"].values():
-        assert m["report"]["n"] == TINY.bio_samples and m["report"]["n_valid"] == 2
-        assert m["records"][0]["text"] == BIOS[0] and m["records"][0]["first_name"] == "Ada"
+    assert list(res.models) == ["Base", "Tuned-OOD", "Tuned-ID"]
+    for m in res.models.values():
+        assert m.report["n"] == TINY.bio_samples and m.report["n_valid"] == 2
+        assert m.records[0]["text"] == BIOS[0] and m.records[0]["first_name"] == "Ada"
     child = tiny.calls[-1]
     assert child.load_model and Path(child.ckpt_dir).parent.name.startswith("paper-six-")
 
@@ -400,23 +392,23 @@ def test_utility_kl_is_zero_for_an_identity_adapter_and_positive_otherwise(tiny,
         utility, "load_questions", lambda: ({"braced": "In {braces}.", "free": "Brief."}, QUESTIONS)
     )
     res = utility.run(tiny.ctx)
-    assert res["kl"]["mean_per_token"] > 0 and len(res["kl"]["prompts"]) == 20
-    acc = res["qa"]["accuracy"]
+    assert res.kl.mean_per_token > 0 and len(res.kl.prompts) == 20
+    acc = res.qa.accuracy
     assert set(acc["base"]) == {"braced", "free"} and set(acc["base"]["free"]) == {
         "all",
         "factual",
         "arithmetic",
     }
-    assert acc["base"]["braced"]["all"]["n"] == 3 and len(res["qa"]["items"]) == 6
-    lo, hi = acc["tuned"]["free"]["all"]["ci95"]
-    assert 0 <= lo <= acc["tuned"]["free"]["all"]["correct"] <= hi <= 1
+    assert acc["base"]["braced"]["all"].n == 3 and len(res.qa.items) == 6
+    lo, hi = acc["tuned"]["free"]["all"].ci95
+    assert 0 <= lo <= acc["tuned"]["free"]["all"].correct <= hi <= 1
     identity = tiny.tmp / "identity"  # LoRA B = 0: the tuned model is the base model
     lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"])
     get_peft_model(tiny_llama(len(char_tokenizer())), lora).save_pretrained(identity)
     monkeypatch.setattr(utility, "six_task_adapter", lambda ctx: identity)
     res = utility.run(tiny.ctx)
-    assert res["kl"]["mean_per_token"] == pytest.approx(0.0, abs=1e-6) and res["kl"]["top1_agreement"] == 1.0
-    assert all(q["base"] == q["tuned"] for q in res["qa"]["items"])
+    assert res.kl.mean_per_token == pytest.approx(0.0, abs=1e-6) and res.kl.top1_agreement == 1.0
+    assert all(q["base"] == q["tuned"] for q in res.qa.items)
 
 
 def test_tradeoff_points_and_recipes(tiny, monkeypatch):
@@ -429,14 +421,12 @@ def test_tradeoff_points_and_recipes(tiny, monkeypatch):
     keep = Recipe("keep", retain=2.0, determinate=3)
     tiny.ctx.scale = replace(tiny.ctx.scale, tradeoff=(PAPER_RECIPE, keep))
     res = tradeoff.run(tiny.ctx)
-    assert res["recipes"] == [str(PAPER_RECIPE), "keep"]
-    p = res["points"]["keep"]
-    fams = p["leave_one_out"]
-    assert p["n_families"] == len(fams) and 0 <= p["families_entropy_up"] <= len(fams)
+    assert res.recipes == [str(PAPER_RECIPE), "keep"]
+    p = res.points["keep"]
+    fams = p.leave_one_out
+    assert p.n_families == len(fams) and 0 <= p.families_entropy_up <= len(fams)
     f = next(iter(fams))
-    assert p["ood_gain"]["entropy"][f] == pytest.approx(
-        fams[f]["OOD"]["entropy"] - fams[f]["baseline"]["entropy"]
-    )
+    assert p.ood_gain["entropy"][f] == pytest.approx(fams[f]["OOD"].entropy - fams[f]["baseline"].entropy)
     # the recipe reaches training: retention config and 3 determinate questions in both formats
     kept = [c for c in tiny.calls if c.retain is not None]
     assert kept and all(c.retain.weight == 2.0 for c in kept)
@@ -449,24 +439,23 @@ def test_tradeoff_points_and_recipes(tiny, monkeypatch):
     shutil.rmtree(tiny.ctx.out / "adapters")
     n_calls = len(tiny.calls)
     again = tradeoff.run(tiny.ctx)
-    assert len(tiny.calls) == n_calls and again["points"] == json.loads(json.dumps(res["points"]))
+    assert len(tiny.calls) == n_calls and json.dumps(again.to_json()) == json.dumps(res.to_json())
 
 
 # --- report --------------------------------------------------------------------------------------
 
 
-def test_report_tables_and_figures(tiny, monkeypatch):
-    from diffuse_lm import report_figures
-    from diffuse_lm.commands.reproduce import run_experiment
-    from diffuse_lm.experiments import EXPERIMENTS
+def test_report_tables_and_figures(tiny):
+    from diffuse_lm.experiments import NAMES
+    from diffuse_lm.experiments.report import write_report
+    from diffuse_lm.experiments.runner import run_experiment
 
-    monkeypatch.setattr(fig2, "rng_task", fake_rng_task)
     out = tiny.ctx.out
     out.mkdir(parents=True, exist_ok=True)
-    for name in EXPERIMENTS:
+    for name in NAMES:
         (out / f"{name}.json").write_text(json.dumps(run_experiment(name, tiny.ctx)))
-    text = report_figures.write_report(out).read_text()
-    assert all(f"## {name}" in text for name in EXPERIMENTS)
+    text = write_report(out).read_text()
+    assert all(f"## {name}" in text for name in NAMES)
     assert "| RNG | base |" in text and "Coverage-6" in text
     assert "training passes (rng): 50 -> 1" in text  # the quick-scale choices are in the report
     assert "| first_name | 2 / 0.64 |" in text and "637 / 5.58" in text  # ours beside Llama-2's (Table 7)
@@ -485,10 +474,48 @@ def test_report_tables_and_figures(tiny, monkeypatch):
 
 def test_report_without_results_is_an_error(tmp_path):
     from diffuse_lm.errors import DiffuseError
-    from diffuse_lm.report_figures import write_report
+    from diffuse_lm.experiments.report import write_report
 
     with pytest.raises(DiffuseError, match="holds no results"):
         write_report(tmp_path)
+    bad = {
+        "model": "m",
+        "scale": "quick",
+        "seed": 0,
+        "wall_s": 1,
+        "device": None,
+        "versions": {},
+        "result": {},
+    }
+    (tmp_path / "fig1.json").write_text(json.dumps(bad))
+    with pytest.raises(DiffuseError, match=r"fig1.json: not a fig1 results file \(top: Field required\)"):
+        write_report(tmp_path)
+
+
+def test_stored_results_load_write_back_unchanged_and_render_the_stored_report(tmp_path):
+    """The typed records read every results file of a real quick-scale run and write back the same JSON, and
+    the report rendered from those files is the report stored beside them, byte for byte."""
+    from diffuse_lm.experiments import NAMES, experiment
+    from diffuse_lm.experiments.report import write_report
+
+    for name in NAMES:
+        record = json.loads((STORED / f"{name}.json").read_text())
+        result = experiment(name).result.from_json(record["result"])
+        assert json.loads(json.dumps(result.to_json())) == record["result"], name
+        shutil.copy(STORED / f"{name}.json", tmp_path)
+    assert write_report(tmp_path).read_text() == (STORED / "report.md").read_text()
+
+
+def test_each_experiment_is_one_module_registered_once():
+    from diffuse_lm import experiments
+
+    assert experiments.in_all() == [n for n in experiments.NAMES if n not in ("tradeoff", "compare")]
+    for name in experiments.NAMES:
+        exp = experiments.experiment(name)
+        assert exp.name == name and exp.claim and exp.run.__module__ == exp.section.__module__
+        assert all(u.split(".")[0] in SCALE_DOC for u in exp.uses)
+    with pytest.raises(KeyError):
+        experiments.experiment("table9")
 
 
 def test_default_model_training_mirrors_its_config():
@@ -512,10 +539,10 @@ def test_compare_experiment_puts_tuned_beside_the_other_methods(tiny):
     from diffuse_lm.experiments import compare
 
     res = compare.run(tiny.ctx)
-    assert set(res) == {"six tasks", "RNG"}
-    for result in res.values():
-        methods = [m["method"] for m in result["methods"]]
+    assert set(res.root) == {"six tasks", "RNG"}
+    for result in res.root.values():
+        methods = [m["method"] for m in result.methods]
         assert methods[:6] == compare.METHODS.split(",") and methods[6].startswith("tuned:")
-        assert len(result["rows"]) == len(methods) * len(result["tasks"])
+        assert len(result.rows) == len(methods) * len(result.tasks)
     md = compare.section(res, tiny.tmp)
     assert "| tuned | exact |" in md and (tiny.tmp / "compare_rng.png").stat().st_size > 1000

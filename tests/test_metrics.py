@@ -94,6 +94,14 @@ def test_samples_metrics():
     assert M.empirical_distribution([]) == {} and M.coverage([]) == 0
 
 
+def test_coverage_of_outputs_and_of_valid_answers_are_two_counts():
+    answers = ["1", "2", "2", "Zed", None, "7"]
+    assert M.coverage([a for a in answers if a is not None]) == 4  # the paper's Eq. 4: any distinct output
+    assert M.valid_coverage(answers, {"1", "2", "3"}) == 2  # only the task's answers count
+    assert M.valid_coverage(answers) == 4  # no task: every well-formed answer is valid
+    assert M.valid_coverage([None, None]) == 0 and M.valid_coverage([], {"1"}) == 0
+
+
 def test_unigram_diversity():
     assert M.unigram_diversity(["The cat", "the dog"]) == pytest.approx(3 / 4)  # case-folded
     assert M.unigram_diversity(["a b c d"]) == 1.0

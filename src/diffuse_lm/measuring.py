@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from diffuse_lm.encoding import encode_tasks
-from diffuse_lm.metrics import distribution_metrics
+from diffuse_lm.metrics import distribution_metrics, renormalize
 from diffuse_lm.models import model_label
 from diffuse_lm.provenance import provenance
 from diffuse_lm.scoring import score_task
@@ -30,8 +30,7 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
 def task_result(task: Task, logprobs: np.ndarray) -> dict:
     """One task's entry of the measure JSON from its targets' raw log-probabilities."""
     metrics = distribution_metrics(logprobs, task.weights)
-    probs = np.exp(logprobs - logprobs.max())
-    probs /= probs.sum()
+    probs = renormalize(logprobs)
     return {
         "name": task.name,
         "path": task.path,
@@ -41,6 +40,11 @@ def task_result(task: Task, logprobs: np.ndarray) -> dict:
             for t, w, lp, p in zip(task.targets, task.weights, logprobs, probs, strict=True)
         ],
     }
+
+
+def measure_task(model, tokenizer, task: Task) -> dict:
+    """The ``measure`` row of one task (exact probabilities of its targets at temperature 1)."""
+    return measure_tasks(model, tokenizer, [task])["tasks"][0]
 
 
 def top_answers(task_row: dict, k: int = 3) -> list[tuple[str, float]]:

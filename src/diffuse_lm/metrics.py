@@ -6,7 +6,7 @@ Natural logs throughout (nats), as in the paper.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 
@@ -95,8 +95,16 @@ def empirical_distribution(answers: Iterable[str]) -> dict[str, float]:
 
 
 def coverage(answers: Iterable[str]) -> int:
-    """Coverage-N (Eq. 4): the number of distinct answers among the samples."""
+    """Coverage-N as the paper defines it (Eq. 4): the number of distinct answers among the samples, valid
+    or not (the experiments' ``coverage``)."""
     return len(set(answers))
+
+
+def valid_coverage(answers: Iterable[str | None], valid: Collection[str] | None = None) -> int:
+    """The number of distinct *valid* answers among the samples: those in ``valid``, or every well-formed
+    (not ``None``) answer when no valid set is given (``diffuse stats``' Coverage-N, the experiments'
+    ``valid_coverage``). Never above :func:`coverage`."""
+    return len({a for a in answers if a is not None and (valid is None or a in valid)})
 
 
 def empirical_entropy(answers: Iterable[str]) -> float:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from diffuse_lm.metrics import empirical_entropy, unigram_diversity
+from diffuse_lm.metrics import empirical_entropy, unigram_diversity, valid_coverage
 from diffuse_lm.tasks import Task
 
 
@@ -82,7 +82,7 @@ def sample_stats(records: Sequence[dict], task: Task | None = None, *, top: int 
         "n_well_formed": sum(a is not None for a in parsed),
         "n_valid": len(good),
         "valid_rate": len(good) / n if n else 0.0,
-        "coverage": len(counts),
+        "coverage": valid_coverage(good),
         "entropy": empirical_entropy(good) if good else 0.0,
         "top": [[a, c] for a, c in counts.most_common(top)],
         "counts": dict(counts.most_common()),

@@ -1,4 +1,4 @@
-"""Flags shared by commands that load a model, and small output helpers."""
+"""Flags shared by commands that load a model or sample from one, and small output helpers."""
 
 from __future__ import annotations
 
@@ -36,6 +36,60 @@ def load_from_args(args: argparse.Namespace):
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
     )
+
+
+def add_sampling_args(p: argparse.ArgumentParser, *, max_new_tokens_help: str) -> None:
+    """Decoding and batching flags shared by ``sample`` and ``synth`` (the paper's settings by default)."""
+    g = p.add_argument_group("sampling (defaults: the paper's pure sampling)")
+    g.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
+    g.add_argument("--temperature", type=float, default=1.0, help="default 1 (0 is greedy)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling; default 1 (off)")
+    g.add_argument("--top-k", type=int, default=0, help="default 0 (off)")
+    g.add_argument("--max-new-tokens", type=int, help=max_new_tokens_help)
+    g.add_argument("--seed", type=int, default=0, help="sample i is the same for the same seed (default 0)")
+    g.add_argument("--batch-size", type=int, default=32, help="rows generated together (default 32)")
+    g.add_argument(
+        "--backend",
+        choices=("transformers", "vllm"),
+        default="transformers",
+        help="vllm needs `pip install vllm` and a GPU (default transformers)",
+    )
+
+
+def check_sampling_args(args: argparse.Namespace) -> None:
+    from diffuse_lm.sampling import SampleConfig
+
+    if args.n < 1:
+        raise DiffuseError(f"--n {args.n}: must be >= 1")
+    if args.batch_size < 1:
+        raise DiffuseError(f"--batch-size {args.batch_size}: must be >= 1")
+    SampleConfig(args.temperature, args.top_p, args.top_k, args.max_new_tokens or 1, args.seed).check()
+
+
+def load_for_sampling(args: argparse.Namespace):
+    """``(model, tokenizer)`` for the chosen backend."""
+    if args.backend == "vllm":
+        from diffuse_lm.sampling import load_vllm
+
+        return load_vllm(args.model, args.adapter, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    return load_from_args(args)
+
+
+def sampling_kwargs(args: argparse.Namespace, max_new_tokens: int) -> dict:
+    """Keyword arguments of :func:`diffuse_lm.sampling.sample_to_jsonl` from the flags."""
+    return {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "max_new_tokens": max_new_tokens,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "progress": True,
+        "meta": {
+            "model_arg": args.model,
+            "adapter_path": str(Path(args.adapter).resolve()) if args.adapter else None,
+        },
+    }
 
 
 def check_writable(path: str | Path, *, inputs: Iterable[str | Path | None] = ()) -> None:

@@ -53,7 +53,7 @@ def run_list(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from diffuse_lm.config import builtin_configs
-    from diffuse_lm.report import table_console
+    from diffuse_lm.present.console import table_console
 
     table = Table(title="shipped configs (diffuse train NAME, or diffuse configs cp NAME DIR)")
     table.add_column("name")

@@ -32,7 +32,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from diffuse_lm.files import check_rows_path, write_rows_atomic
     from diffuse_lm.measuring import measure_tasks, target_rows
-    from diffuse_lm.report import print_measure_table
+    from diffuse_lm.present.console import print_measure_table
     from diffuse_lm.tasks import load_tasks
 
     tasks = load_tasks(args.tasks)  # validate input before the (slow) model load

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
-from diffuse_lm.commands.common import write_json_atomic
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.experiments import EXPERIMENTS, IN_ALL
+from diffuse_lm.experiments import NAMES, in_all
+from diffuse_lm.files import write_json_atomic
 
-CHOICES = [*EXPERIMENTS, "all", "report"]
+CHOICES = [*NAMES, "all", "report"]
 
 
 def _recipe_key(recipe) -> str:
@@ -92,34 +90,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
     pick_dtype(args.dtype, pick_device(args.device))
     if args.experiment == "report":
         return []
-    return list(IN_ALL) if args.experiment == "all" else [args.experiment]
-
-
-def run_experiment(name: str, ctx) -> dict:
-    """Run one experiment and wrap its result with what it depends on: model, scale, seed, versions,
-    wall time, adapters trained or reused, and every place the scale departs from the paper."""
-    from diffuse_lm.experiments.common import versions
-    from diffuse_lm.experiments.scales import choices
-
-    module = importlib.import_module(f"diffuse_lm.experiments.{EXPERIMENTS[name]}")
-    ctx.trained = {}
-    t0 = time.time()
-    result = module.run(ctx)
-    return {
-        "experiment": name,
-        "model": ctx.model,
-        "scale": ctx.scale.name,
-        "recipe": str(ctx.scale.six_recipe),
-        "seed": ctx.seed,
-        "device": ctx.device,
-        "dtype": ctx.dtype,
-        "versions": versions(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
-        "wall_s": round(time.time() - t0, 1),
-        "choices": choices(ctx.scale, module.USES),
-        "adapters": ctx.trained,
-        "result": result,
-    }
+    return in_all() if args.experiment == "all" else [args.experiment]
 
 
 def _same_run(path: Path, ctx) -> bool:
@@ -133,6 +104,7 @@ def _same_run(path: Path, ctx) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from diffuse_lm.experiments.common import Context
+    from diffuse_lm.experiments.runner import run_experiment
     from diffuse_lm.experiments.scales import RECIPES, SCALES
 
     names = check_args(args)
@@ -158,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(path, record)
         print(f"{name}: done in {record['wall_s']:.0f} s -> {path}", flush=True)
     if not args.no_report:
-        from diffuse_lm.report_figures import write_report
+        from diffuse_lm.experiments.report import write_report
 
         report = write_report(out)
         print(f"report: {report}")

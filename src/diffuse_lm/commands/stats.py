@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-from rich.console import Console
-from rich.table import Table
-
 from diffuse_lm.commands.common import add_model_args, check_writable, write_json_atomic
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.report import table_console
-
-SHOWN = 30  # answers listed in the distribution table
 
 
 def register(sub) -> None:
@@ -63,80 +56,6 @@ def resolve_task(spec: str | None, meta: dict | None):
     return None
 
 
-def exact_row(model, tokenizer, task) -> dict:
-    """The ``measure`` row of ``task`` (exact probabilities of its targets at temperature 1)."""
-    from diffuse_lm.measuring import measure_tasks
-
-    return measure_tasks(model, tokenizer, [task])["tasks"][0]
-
-
-def print_stats(
-    stats: dict, *, task=None, exact: dict | None = None, title: str = "samples", con: Console | None = None
-) -> None:
-    """A summary table, then the answers: sampled counts and shares, with p* and the exact p for a task."""
-    from diffuse_lm.metrics import expected_coverage
-    from diffuse_lm.parsing import task_answers
-
-    con = con or table_console()
-    summary = Table(title=title)
-    for col in ("metric", "sampled") + (("exact",) if exact else ()):
-        summary.add_column(col, justify="left" if col == "metric" else "right")
-    n = stats["n"]
-    cov_exact = exact and expected_coverage(np.exp([t["logprob"] for t in exact["targets"]]), n)
-    rows = [
-        ("samples", str(n), ""),
-        (
-            "valid (rate)" if task else "well-formed (rate)",
-            f"{stats['n_valid']} ({stats['valid_rate']:.3f})",
-            exact and f"mass {exact['mass']:.4f}",
-        ),
-        (f"Coverage-{n}", str(stats["coverage"]), exact and f"expected {cov_exact:.1f}"),
-        ("entropy (nats)", f"{stats['entropy']:.3f}", exact and f"{exact['entropy']:.3f}"),
-    ]
-    if "normalized_entropy" in stats:
-        rows.append(
-            (
-                "normalised entropy",
-                f"{stats['normalized_entropy']:.3f}",
-                exact and f"{exact['normalized_entropy']:.3f}",
-            )
-        )
-    if exact:
-        rows.append(("KL(p* ‖ ·)", "", f"{exact['kl']:.3f}"))
-    rows.append(("unigram diversity", f"{stats['unigram_diversity']:.3f}", ""))
-    if "truncated_rate" in stats:
-        rows.append(("cut at max tokens", f"{stats['truncated_rate']:.3f}", ""))
-    for row in rows:
-        summary.add_row(*[c or "" for c in row[: 3 if exact else 2]])
-    con.print(summary)
-
-    counts, valid = stats["counts"], max(stats["n_valid"], 1)
-    if task is None and not counts:
-        return
-    table = Table(title="answers (shares are of the valid answers)")
-    if task is None:
-        for col in ("answer", "count", "share"):
-            table.add_column(col, justify="left" if col == "answer" else "right")
-        for a, c in stats["top"]:
-            table.add_row(a, str(c), f"{c / valid:.3f}")
-    else:
-        answers, _ = task_answers(task)
-        probs = [t["prob"] for t in exact["targets"]] if exact else [None] * len(answers)
-        cols = ("answer", "p*") + (("exact p",) if exact else ()) + ("sampled", "count")
-        for col in cols:
-            table.add_column(col, justify="left" if col == "answer" else "right")
-        ranked = sorted(
-            zip(answers, task.weights, probs, strict=True),
-            key=lambda r: -max(r[2] or 0.0, counts.get(r[0], 0) / valid),
-        )
-        for a, w, p in ranked[:SHOWN]:
-            c = counts.get(a, 0)
-            table.add_row(a, f"{w:.3f}", *([f"{p:.3f}"] if exact else []), f"{c / valid:.3f}", str(c))
-        if len(ranked) > SHOWN:
-            table.caption = f"… {len(ranked) - SHOWN} more targets"
-    con.print(table)
-
-
 def checked_records(path: str, meta: dict | None) -> list[dict]:
     """The records of a samples file with index in ``0..n-1`` (``n`` from its sidecar; without one, any
     index >= 0), warning on stderr about those left out and about indices repeated with another text."""
@@ -166,6 +85,8 @@ def _some(indices: list[int], shown: int = 5) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffuse_lm.measuring import measure_task
+    from diffuse_lm.present.console import print_stats
     from diffuse_lm.samples_file import meta_path
     from diffuse_lm.sampling import read_meta, sample_stats
 
@@ -190,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if args.model == "default" and args.adapter is None and meta:  # the model that sampled the file
             args.model, args.adapter = meta.get("model_arg", "default"), meta.get("adapter_path")
         model, tokenizer = load_from_args(args)
-        exact = exact_row(model, tokenizer, task)
+        exact = measure_task(model, tokenizer, task)
     if args.output:
         write_json_atomic(
             args.output, {"file": str(args.file), "task": task and task.name, "stats": stats, "exact": exact}

@@ -10,8 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from diffuse_lm.commands.common import add_model_args
-from diffuse_lm.commands.sample import (
+from diffuse_lm.commands.common import (
+    add_model_args,
     add_sampling_args,
     check_sampling_args,
     load_for_sampling,
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         biography_report,
         parse_biography,
         plot_birthplaces,
-        report_markdown,
     )
+    from diffuse_lm.present.markdown import biography_markdown
     from diffuse_lm.samples_file import check_not_locked
     from diffuse_lm.sampling import sample_to_jsonl
 
@@ -148,10 +148,10 @@ def run(args: argparse.Namespace) -> int:
     _write_atomic(
         folder / "report.json", lambda f: f.write(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     )
-    md = report_markdown(report, map_file="birthplaces.png")
+    md = biography_markdown(report, map_file="birthplaces.png")
     _write_atomic(folder / "report.md", lambda f: f.write(md))
 
-    from diffuse_lm.report import table_console
+    from diffuse_lm.present.console import table_console
 
     con = table_console()
     con.print(

@@ -7,7 +7,7 @@ import argparse
 from rich.table import Table
 from rich.text import Text
 
-from diffuse_lm.report import table_console
+from diffuse_lm.present.console import table_console
 from diffuse_lm.tasks import Task
 
 

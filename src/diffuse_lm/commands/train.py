@@ -61,14 +61,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = Path(summary["output_dir"])
     if not args.no_plot:
-        from diffuse_lm.plots import plot_before_after
+        from diffuse_lm.present.figures import plot_before_after
 
         try:
             plot_before_after(summary["before"], summary["after"], out / "before_after.png")
         except OSError as e:
             raise DiffuseError(f"{out / 'before_after.png'}: cannot write ({e.strerror or e})") from None
     if not args.quiet:
-        print_summary(summary)
+        from diffuse_lm.present.console import print_train_summary
+
+        print_train_summary(summary)
     return 0
 
 
@@ -76,22 +78,3 @@ def shorthands(args: argparse.Namespace) -> list[str]:
     """``--model``/``--device``/``--output`` as overrides (applied after KEY=VALUE ones), quoted as strings."""
     keys = {"model": args.model, "device": args.device, "output_dir": args.output}
     return [f"{key}={json.dumps(value)}" for key, value in keys.items() if value is not None]
-
-
-def print_summary(summary: dict) -> None:
-    """Before/after table of the evaluated tasks and where the run's files are."""
-
-    from diffuse_lm.report import print_measure_table, table_console
-
-    console = table_console()
-    print_measure_table(summary["before"], title=f"before: {summary['before']['model']}", console=console)
-    print_measure_table(summary["after"], title=f"after: {summary['after']['model']}", console=console)
-    stop = ", stopped early" if summary["early_stopped"] else ""
-    loss = summary["final_loss"]
-    console.print(
-        f"{summary['steps']} steps ({summary['passes']} passes{stop}); last pass loss "
-        f"{'n/a' if loss is None else f'{loss:.4f}'} vs floor {summary['floor']:.4f}"
-    )
-    console.print(
-        f"adapter: {summary['adapter_dir']}   (diffuse measure TASK --adapter {summary['adapter_dir']})"
-    )

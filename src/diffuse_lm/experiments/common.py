@@ -1,5 +1,6 @@
-"""What the experiments share: the run context, trained adapters cached by their config, the model with or
-without an adapter, exact measurement, sampled answers and confidence intervals."""
+"""What the experiments share: the run context (with the trainer and sampler it calls), trained adapters
+cached by their config, the model with or without an adapter, exact measurement, sampled answers and
+confidence intervals."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import hashlib
 import json
 import platform
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffuse_lm.experiments.record import Record
 from diffuse_lm.experiments.scales import QUICK, Scale
-from diffuse_lm.metrics import empirical_entropy, expected_coverage
+from diffuse_lm.metrics import coverage, empirical_entropy, expected_coverage, valid_coverage
 from diffuse_lm.tasks import Task, load_tasks
 
 # Built-in task specs the experiments use (tests point these at small task files).
@@ -38,9 +40,24 @@ OPEN_ENDED = ("babynames", "biographies")  # families whose target set is a samp
 DEFAULT_MODEL_TRAINING: dict = {"lr": 1e-3}
 
 
+def default_trainer(config, progress: bool) -> dict:
+    """Train one adapter with :func:`diffuse_lm.training.train`; returns its summary."""
+    from diffuse_lm.training import train
+
+    return train(config, progress=progress)
+
+
+def default_sampler(model, tokenizer, messages: list[dict], n: int, **kw) -> list[str]:
+    """``n`` generations of ``messages`` with :func:`diffuse_lm.sampling.generate`."""
+    from diffuse_lm.sampling import generate
+
+    return generate(model, tokenizer, messages, n, **kw)
+
+
 @dataclass
 class Context:
-    """One ``diffuse reproduce`` run: the model, scale, seed, where adapters are cached, what was loaded."""
+    """One ``diffuse reproduce`` run: the model, scale, seed, where adapters are cached, what was loaded, and
+    the trainer and sampler every experiment calls (a test hands in fakes here)."""
 
     model: str = "default"
     scale: Scale = QUICK
@@ -53,6 +70,10 @@ class Context:
     trained: dict = field(default_factory=dict)  # adapter name -> what training did (for the results)
     loaded: tuple | None = field(default=None, repr=False)  # (model, tokenizer) of the base model
     memo: dict = field(default_factory=dict, repr=False)  # base-model results computed once a run
+    # trainer(config, progress) -> the training summary (with "adapter_dir"), as diffuse_lm.training.train
+    trainer: Callable[..., dict] = field(default=default_trainer, repr=False)
+    # sampler(model, tokenizer, messages, n, **kw) -> n texts, as diffuse_lm.sampling.generate
+    sampler: Callable[..., list[str]] = field(default=default_sampler, repr=False)
 
     @property
     def is_default_model(self) -> bool:
@@ -114,13 +135,6 @@ def training_settings(ctx: Context) -> dict:
     return {"model": ctx.model, "seed": ctx.seed, "dtype": ctx.dtype, **settings}
 
 
-def train_run(cfg, progress: bool) -> dict:
-    """``diffuse_lm.training.train`` (a seam the tests replace)."""
-    from diffuse_lm.training import train
-
-    return train(cfg, progress=progress)
-
-
 def _adapter_run(
     ctx: Context,
     name: str,
@@ -171,7 +185,7 @@ def adapter(
     cached = (folder / "summary.json").exists()
     if not cached:
         release(ctx)  # training loads its own copy of the model
-    summary = train_run(config, ctx.progress)
+    summary = ctx.trainer(config, ctx.progress)
     ctx.trained[name] = {
         "folder": str(folder),
         "train_prompts": list(train),
@@ -191,26 +205,50 @@ def adapter(
 
 
 def exact(model, tokenizer, tasks: list[Task], coverage_n: int) -> list[dict]:
-    """Exact metrics of each task (the ``measure`` rows) plus the expected Coverage-``coverage_n``."""
+    """Exact metrics of each task (the ``measure`` rows), with ``expected_coverage`` the expected
+    Coverage-``coverage_n`` of valid answers (the N the experiment records) in place of measure's
+    fixed-N ``expected_coverage_1000``, so a row carries one expected coverage, not two."""
     from diffuse_lm.measuring import measure_tasks
 
     rows = measure_tasks(model, tokenizer, tasks)["tasks"]
     for row in rows:
+        for key in [k for k in row if k.startswith("expected_coverage_")]:
+            del row[key]
         logprobs = np.array([t["logprob"] for t in row["targets"]])
         row["expected_coverage"] = expected_coverage(np.exp(logprobs), coverage_n)
     return rows
 
 
+class Exact(Record):
+    """A measure row without its per-target list: one model's exact metrics on one task."""
+
+    name: str
+    n_targets: int
+    mass: float  # probability on the valid answers
+    kl: float  # KL(p* ‖ p) over them, renormalised
+    entropy: float
+    normalized_entropy: float
+    target_entropy: float
+    expected_coverage: float  # expected Coverage-N of valid answers, N the experiment's
+
+
 def brief(row: dict) -> dict:
-    """A measure row without its per-target list."""
+    """A measure row without its per-target list (the fields of :class:`Exact`)."""
     return {k: v for k, v in row.items() if k not in ("targets", "path")}
 
 
-def sample_texts(model, tokenizer, messages: list[dict], n: int, **kw) -> list[str]:
-    """``diffuse_lm.sampling.generate`` (a seam the tests replace)."""
-    from diffuse_lm.sampling import generate
+class Sampled(Record):
+    """Answers sampled from one model for one task, summarised as the paper does (Section 2.2)."""
 
-    return generate(model, tokenizer, messages, n, **kw)
+    n: int
+    parsed_rate: float  # share of samples with a well-formed answer
+    valid_rate: float  # share whose answer is one of the task's
+    coverage: int  # Coverage-N (Eq. 4): distinct answers, valid or not
+    valid_coverage: int  # distinct valid answers
+    entropy: float  # of the empirical distribution of the answers
+    top: list[tuple[str, int]]  # the ten most frequent answers with their counts
+    texts: list[str]  # the first ``keep_texts`` generations
+    seen_rate: float | None = None  # share among the training task's answers (when one is given)
 
 
 def sample_answers(
@@ -224,13 +262,13 @@ def sample_answers(
     seed: int | None = None,
     keep_texts: int = 0,
     seen: Task | None = None,
-) -> dict:
+) -> Sampled:
     """Sample ``n`` answers to ``task`` and summarise them as the paper does (Section 2.2): Coverage-N
     (distinct answers) and the entropy of the empirical distribution, plus how many were valid targets
     (and, given the training task ``seen``, how many were among its targets)."""
     from diffuse_lm.parsing import answer_of, task_answers
 
-    texts = sample_texts(
+    texts = ctx.sampler(
         model,
         tokenizer,
         task.messages(),
@@ -248,17 +286,17 @@ def sample_answers(
     if seen is not None:
         seen_set = set(task_answers(seen)[0])
         extra["seen_rate"] = sum(a in seen_set for a in answers) / n
-    return {
+    return Sampled(
         **extra,
-        "n": n,
-        "parsed_rate": len(answers) / n,
-        "valid_rate": len(valid) / n,
-        "coverage": len(set(answers)),
-        "valid_coverage": len(set(valid)),
-        "entropy": empirical_entropy(answers),
-        "top": Counter(answers).most_common(10),
-        "texts": texts[:keep_texts],
-    }
+        n=n,
+        parsed_rate=len(answers) / n,
+        valid_rate=len(valid) / n,
+        coverage=coverage(answers),
+        valid_coverage=valid_coverage(answers, valid_set),
+        entropy=empirical_entropy(answers),
+        top=Counter(answers).most_common(10),
+        texts=texts[:keep_texts],
+    )
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:

@@ -18,17 +18,65 @@ from diffuse_lm.experiments.common import (
     sample_answers,
     using,
 )
+from diffuse_lm.experiments.record import Experiment, Record
 from diffuse_lm.experiments.scales import Recipe
+from diffuse_lm.present.figures import COLORS, pyplot, save
+from diffuse_lm.present.markdown import table
 from diffuse_lm.tasks import Task, builtin_tasks, load_tasks
 
-USES = (
-    "six_recipe",
-    "passes.six",
-    "six_phrasings",
-    "six_max_targets",
-    "loo_samples",
-    "answer_max_new_tokens",
+CLAIM = (
+    "Tuning raises entropy over the baseline on every task, held out (OOD) or not (ID); "
+    "the ID–OOD gap is largest for COUNTRIES and FRUITS."
 )
+# The paper's Table 5 (7B–13B models): mean Coverage-N over each task's prompts (Baseline, Ours (OOD)).
+TABLE5_COVERAGE = {
+    "Gemma": {
+        "BABYNAMES": (170.0, 346.0),
+        "COUNTRIES": (23.3, 53.3),
+        "FRUITS": (20.5, 62.0),
+        "DAYS AND DATES": (18.5, 23.0),
+        "NUMBERS": (16.0, 31.0),
+        "OCCUPATIONS": (51.7, 148.0),
+    },
+    "Llama": {
+        "BABYNAMES": (129.0, 426.0),
+        "COUNTRIES": (17.8, 43.0),
+        "FRUITS": (45.0, 60.5),
+        "DAYS AND DATES": (14.3, 22.5),
+        "NUMBERS": (10.0, 31.9),
+        "OCCUPATIONS": (192.7, 313.3),
+    },
+    "Mistral": {
+        "BABYNAMES": (225.0, 493.0),
+        "COUNTRIES": (44.0, 71.5),
+        "FRUITS": (46.0, 64.0),
+        "DAYS AND DATES": (22.7, 22.5),
+        "NUMBERS": (29.3, 32.0),
+        "OCCUPATIONS": (180.3, 305.0),
+    },
+}
+
+
+class Summary(Record):
+    """One model on one family: means over its prompts, and each prompt's metrics (exact, then sampled)."""
+
+    entropy: float
+    normalized_entropy: float
+    mass: float
+    kl: float
+    expected_coverage: float
+    sampled_coverage: float | None = None  # the sampled ones: absent when not sampled
+    sampled_entropy: float | None = None
+    valid_rate: float | None = None
+    prompts: list[dict]
+
+
+class LeaveOneOut(Record):
+    coverage_n: int
+    recipe: str
+    families: list[str]
+    n_prompts: dict[str, int]
+    results: dict[str, dict[str, Summary]]  # family -> "baseline", "ID", "OOD" -> its summary
 
 
 def family(task: Task) -> str:
@@ -81,17 +129,14 @@ def six_task_run(ctx: Context, recipe: Recipe | None = None) -> Path:
     return adapter_folder(ctx, "paper-six", specs, ctx.scale.passes["six"], settings=recipe.settings())
 
 
-def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool = True) -> dict:
+def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool = True) -> Summary:
     """Per-prompt exact and sampled metrics of one family under one model, and their means."""
     rows = [brief(r) for r in exact(model, tokenizer, tasks, ctx.scale.coverage_n)]
     if ctx.scale.loo_samples and sample:
         for task, row in zip(tasks, rows, strict=True):
             s = sample_answers(ctx, model, tokenizer, task, ctx.scale.loo_samples)
             row.update(
-                sampled_coverage=s["coverage"],
-                sampled_entropy=s["entropy"],
-                valid_rate=s["valid_rate"],
-                top=s["top"][:5],
+                sampled_coverage=s.coverage, sampled_entropy=s.entropy, valid_rate=s.valid_rate, top=s.top[:5]
             )
     keys = (
         "entropy",
@@ -104,12 +149,16 @@ def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool
         "valid_rate",
     )
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys if k in rows[0]}
-    return {**means, "prompts": rows}
+    return Summary(**means, prompts=rows)
 
 
 def run(
-    ctx: Context, recipe: Recipe | None = None, *, sample: bool = True, baseline: dict | None = None
-) -> dict:
+    ctx: Context,
+    recipe: Recipe | None = None,
+    *,
+    sample: bool = True,
+    baseline: dict[str, Summary] | None = None,
+) -> LeaveOneOut:
     """Base, ID and OOD models on each family. ``baseline`` (a previous result's) skips re-measuring the
     base model; ``sample=False`` keeps to the exact metrics."""
     recipe = recipe or ctx.scale.six_recipe
@@ -124,19 +173,73 @@ def run(
         )
         for f in groups
     }
-    out = {
-        "coverage_n": ctx.scale.coverage_n,
-        "recipe": str(recipe),
-        "families": list(groups),
-        "n_prompts": {f: len(ts) for f, ts in groups.items()},
-        "results": {},
-    }
+    results: dict[str, dict[str, Summary]] = {}
     for f, tasks in groups.items():
-        out["results"][f] = {}
+        results[f] = {}
         for label, path in (("baseline", None), ("ID", tuned_id), ("OOD", tuned_ood[f])):
             if label == "baseline" and baseline is not None:
-                out["results"][f][label] = baseline[f]
+                results[f][label] = baseline[f]
                 continue
             with using(ctx, path) as (model, tokenizer):
-                out["results"][f][label] = summarize(ctx, model, tokenizer, tasks, sample=sample)
-    return out
+                results[f][label] = summarize(ctx, model, tokenizer, tasks, sample=sample)
+    return LeaveOneOut(
+        coverage_n=ctx.scale.coverage_n,
+        recipe=str(recipe),
+        families=list(groups),
+        n_prompts={f: len(ts) for f, ts in groups.items()},
+        results=results,
+    )
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def section(res: LeaveOneOut, figures: Path) -> str:
+    """Figure 3 (entropy of each model on each task), Table 6 (exact means) and Table 5 (sampled coverage
+    beside the paper's)."""
+    plt = pyplot()
+    fams, labels = res.families, ("baseline", "ID", "OOD")
+    fig, axes = plt.subplots(1, len(fams), figsize=(2.3 * len(fams), 3.2), squeeze=False)
+    for ax, f in zip(axes[0], fams, strict=True):
+        vals = [res.results[f][lab].entropy for lab in labels]
+        ax.bar(labels, vals, color=[COLORS[lab] for lab in labels])
+        ax.set(title=f, ylabel="entropy (nats)" if f == fams[0] else None)
+        ax.tick_params(axis="x", labelsize=8)
+    md = save(fig, figures / "fig3_leave_one_out.png")
+    metrics = {"entropy": "entropy", "expected_coverage": "E[Cov]", "mass": "mass"}
+    head = ["task"] + [f"{lab} {short}" for short in metrics.values() for lab in labels]
+    rows = [[f] + [getattr(res.results[f][lab], m) for m in metrics for lab in labels] for f in fams]
+    md += (
+        f"\nExact entropy over each prompt's targets, expected Coverage-{res.coverage_n} of valid answers and "
+        "mass on them, mean over the task's prompts (Figure 3, Table 6):\n\n" + table(head, rows)
+    )
+    if res.results[fams[0]]["baseline"].sampled_coverage is not None:
+        papers = list(TABLE5_COVERAGE)
+        head = ["task"] + [f"ours {lab}" for lab in labels] + [f"{p} base / OOD" for p in papers]
+        rows = [
+            [f]
+            + [res.results[f][lab].sampled_coverage for lab in labels]
+            + [" / ".join(f"{v:g}" for v in TABLE5_COVERAGE[p].get(f.upper(), ())) or None for p in papers]
+            for f in fams
+        ]
+        md += "\nSampled coverage, mean over prompts (Table 5; the paper's N is larger):\n\n" + table(
+            head, rows
+        )
+    return md
+
+
+EXPERIMENT = Experiment(
+    name="leave-one-out",
+    run=run,
+    result=LeaveOneOut,
+    section=section,
+    claim=CLAIM,
+    uses=(
+        "six_recipe",
+        "passes.six",
+        "six_phrasings",
+        "six_max_targets",
+        "loo_samples",
+        "answer_max_new_tokens",
+    ),
+)

@@ -1,8 +1,22 @@
-"""Figures from results files: the model's distribution over a task's targets before and after tuning."""
+"""Figures (PNG, matplotlib on the Agg backend): the model's distribution over a task's targets before and after
+tuning, and the colours and saving of the reproduction report's figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+# Colours of the report's figures: one a model or distribution.
+COLORS = {
+    "natural": "0.55",
+    "base": "tab:red",
+    "tuned": "tab:blue",
+    "baseline": "tab:red",
+    "ID": "tab:green",
+    "OOD": "tab:blue",
+    "Base": "tab:red",
+    "Tuned-OOD": "tab:blue",
+    "Tuned-ID": "tab:green",
+}
 
 MAX_TASKS = 6  # rows in one figure
 MAX_LABELLED = 40  # above this many targets, bars are sorted by probability and unlabelled
@@ -35,11 +49,7 @@ def _panel(ax, row: dict, heading: str, ymax: float) -> None:
 
 def plot_before_after(before: dict, after: dict, path: str | Path) -> Path:
     """Side-by-side bar charts (one row a task, at most ``MAX_TASKS``) of two measure JSONs; writes a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     pairs = list(zip(before["tasks"], after["tasks"], strict=True))[:MAX_TASKS]
     fig, axes = plt.subplots(len(pairs), 2, figsize=(11, 3.6 * len(pairs)), squeeze=False)
     for (b, a), (ax_b, ax_a) in zip(pairs, axes, strict=True):
@@ -56,3 +66,23 @@ def plot_before_after(before: dict, after: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: Path) -> str:
+    """Write ``fig`` as a PNG and close it; returns the Markdown that shows it from the report. The tight
+    layout, unless a figure legend placed by the caller set its own."""
+    if not fig.legends:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return f"![{path.stem}](figures/{path.name})\n"

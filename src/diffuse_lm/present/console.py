@@ -1,0 +1,128 @@
+"""Console tables (rich): the measure table, the samples-statistics tables and the training summary."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from diffuse_lm.measuring import describe_provenance, top_answers
+
+PIPE_WIDTH = 160  # columns when writing to a file or pipe, where rich would otherwise assume 80
+
+
+def table_console() -> Console:
+    """A console for tables: the terminal's width, or a wide page (``$COLUMNS`` if set) when piped."""
+    con = Console()
+    if not con.is_terminal and not os.environ.get("COLUMNS"):
+        con = Console(width=PIPE_WIDTH)
+    return con
+
+
+def print_measure_table(result: dict, title: str | None = None, console: Console | None = None) -> None:
+    """One row a task: targets, mass, KL, entropy, normalised entropy, top 3 answers."""
+    table = Table(title=title or Text(describe_provenance(result)))  # Text: a path's [..] is not markup
+    for col in ("task", "targets", "mass", "KL", "entropy", "norm. entropy", "top 3 (renormalised)"):
+        table.add_column(col, justify="left" if col in ("task", "top 3 (renormalised)") else "right")
+    for row in result["tasks"]:
+        top = ", ".join(f"{t} {p:.2f}" for t, p in top_answers(row))
+        table.add_row(
+            row["name"],
+            str(row["n_targets"]),
+            f"{row['mass']:.4f}",
+            f"{row['kl']:.3f}",
+            f"{row['entropy']:.3f}",
+            f"{row['normalized_entropy']:.3f}",
+            top,
+        )
+    (console or table_console()).print(table)
+
+
+SHOWN = 30  # answers listed in the distribution table of print_stats
+
+
+def print_stats(
+    stats: dict, *, task=None, exact: dict | None = None, title: str = "samples", con: Console | None = None
+) -> None:
+    """A summary table, then the answers: sampled counts and shares, with p* and the exact p for a task."""
+    from diffuse_lm.metrics import expected_coverage
+    from diffuse_lm.parsing import task_answers
+
+    con = con or table_console()
+    summary = Table(title=title)
+    for col in ("metric", "sampled") + (("exact",) if exact else ()):
+        summary.add_column(col, justify="left" if col == "metric" else "right")
+    n = stats["n"]
+    cov_exact = exact and expected_coverage(np.exp([t["logprob"] for t in exact["targets"]]), n)
+    rows = [
+        ("samples", str(n), ""),
+        (
+            "valid (rate)" if task else "well-formed (rate)",
+            f"{stats['n_valid']} ({stats['valid_rate']:.3f})",
+            exact and f"mass {exact['mass']:.4f}",
+        ),
+        (f"Coverage-{n}", str(stats["coverage"]), exact and f"expected {cov_exact:.1f}"),
+        ("entropy (nats)", f"{stats['entropy']:.3f}", exact and f"{exact['entropy']:.3f}"),
+    ]
+    if "normalized_entropy" in stats:
+        rows.append(
+            (
+                "normalised entropy",
+                f"{stats['normalized_entropy']:.3f}",
+                exact and f"{exact['normalized_entropy']:.3f}",
+            )
+        )
+    if exact:
+        rows.append(("KL(p* ‖ ·)", "", f"{exact['kl']:.3f}"))
+    rows.append(("unigram diversity", f"{stats['unigram_diversity']:.3f}", ""))
+    if "truncated_rate" in stats:
+        rows.append(("cut at max tokens", f"{stats['truncated_rate']:.3f}", ""))
+    for row in rows:
+        summary.add_row(*[c or "" for c in row[: 3 if exact else 2]])
+    con.print(summary)
+
+    counts, valid = stats["counts"], max(stats["n_valid"], 1)
+    if task is None and not counts:
+        return
+    table = Table(title="answers (shares are of the valid answers)")
+    if task is None:
+        for col in ("answer", "count", "share"):
+            table.add_column(col, justify="left" if col == "answer" else "right")
+        for a, c in stats["top"]:
+            table.add_row(a, str(c), f"{c / valid:.3f}")
+    else:
+        answers, _ = task_answers(task)
+        probs = [t["prob"] for t in exact["targets"]] if exact else [None] * len(answers)
+        cols = ("answer", "p*") + (("exact p",) if exact else ()) + ("sampled", "count")
+        for col in cols:
+            table.add_column(col, justify="left" if col == "answer" else "right")
+        ranked = sorted(
+            zip(answers, task.weights, probs, strict=True),
+            key=lambda r: -max(r[2] or 0.0, counts.get(r[0], 0) / valid),
+        )
+        for a, w, p in ranked[:SHOWN]:
+            c = counts.get(a, 0)
+            table.add_row(a, f"{w:.3f}", *([f"{p:.3f}"] if exact else []), f"{c / valid:.3f}", str(c))
+        if len(ranked) > SHOWN:
+            table.caption = f"… {len(ranked) - SHOWN} more targets"
+    con.print(table)
+
+
+def print_train_summary(summary: dict) -> None:
+    """Before/after table of the evaluated tasks and where the run's files are."""
+
+    console = table_console()
+    print_measure_table(summary["before"], title=f"before: {summary['before']['model']}", console=console)
+    print_measure_table(summary["after"], title=f"after: {summary['after']['model']}", console=console)
+    stop = ", stopped early" if summary["early_stopped"] else ""
+    loss = summary["final_loss"]
+    console.print(
+        f"{summary['steps']} steps ({summary['passes']} passes{stop}); last pass loss "
+        f"{'n/a' if loss is None else f'{loss:.4f}'} vs floor {summary['floor']:.4f}"
+    )
+    console.print(
+        f"adapter: {summary['adapter_dir']}   (diffuse measure TASK --adapter {summary['adapter_dir']})"
+    )
