@@ -217,7 +217,8 @@ def load_vllm(
         ) from None
     if not torch.cuda.is_available():
         raise DiffuseError("--backend vllm: needs a CUDA GPU and none is visible; use --backend transformers")
-    from diffuse_lm.models import DEFAULT_MODEL_NAME, resolve_model_path
+    from diffuse_lm.model_info import DTYPES, display_name
+    from diffuse_lm.models import resolve_model_path
 
     rank = 0
     if adapter:
@@ -230,14 +231,12 @@ def load_vllm(
     kw = {"enable_lora": True, "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)}
     llm = vllm.LLM(
         model=resolve_model_path(model),
-        dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(
-            dtype or "auto", dtype or "auto"
-        ),
+        dtype=DTYPES.get(dtype, dtype) if dtype else "auto",
         trust_remote_code=trust_remote_code,
         **(kw if adapter else {}),
     )
     lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter else None
-    label = DEFAULT_MODEL_NAME if model in (None, "", "default") else str(model)
+    label = display_name(model)
     return VLLMModel(llm, lora, label, adapter), llm.get_tokenizer()
 
 

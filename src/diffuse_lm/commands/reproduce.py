@@ -12,6 +12,7 @@ from pathlib import Path
 from diffuse_lm.commands.common import write_json_atomic
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.experiments import EXPERIMENTS, IN_ALL
+from diffuse_lm.model_info import DEFAULT_MODEL
 
 CHOICES = [*EXPERIMENTS, "all", "report"]
 
@@ -27,7 +28,9 @@ def register(sub) -> None:
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help=f"one of: {', '.join(CHOICES)}")
     p.add_argument(
-        "--model", default="default", help="HF id or local path (default: the embedded SmolLM2-135M-Instruct)"
+        "--model",
+        default=DEFAULT_MODEL,
+        help="HF id or local path (default: the embedded SmolLM2-135M-Instruct)",
     )
     p.add_argument(
         "--scale",

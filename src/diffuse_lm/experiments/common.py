@@ -19,6 +19,7 @@ import torch
 
 from diffuse_lm.experiments.scales import QUICK, Scale
 from diffuse_lm.metrics import empirical_entropy, expected_coverage
+from diffuse_lm.model_info import DEFAULT_MODEL, is_default_model, model_label, set_model_info
 from diffuse_lm.tasks import Task, load_tasks
 
 # Built-in task specs the experiments use (tests point these at small task files).
@@ -42,7 +43,7 @@ DEFAULT_MODEL_TRAINING: dict = {"lr": 1e-3}
 class Context:
     """One ``diffuse reproduce`` run: the model, scale, seed, where adapters are cached, what was loaded."""
 
-    model: str = "default"
+    model: str = DEFAULT_MODEL
     scale: Scale = QUICK
     seed: int = 0
     out: Path = Path("results/reproduce")
@@ -56,7 +57,7 @@ class Context:
 
     @property
     def is_default_model(self) -> bool:
-        return self.model in (None, "", "default", "SmolLM2-135M-Instruct")
+        return is_default_model(self.model)
 
 
 def base(ctx: Context):
@@ -88,9 +89,7 @@ def using(ctx: Context, adapter: str | Path | None) -> Iterator[tuple]:
 
     tuned = attach_adapter(model, adapter)
     tuned.eval()
-    tuned.name_or_path_display = (
-        f"{getattr(model, 'name_or_path_display', ctx.model)} + {Path(adapter).parent.name}"
-    )
+    set_model_info(tuned, label=f"{model_label(model)} + {Path(adapter).parent.name}")
     try:
         yield tuned, tokenizer
     finally:
@@ -118,7 +117,7 @@ def train_run(cfg, progress: bool) -> dict:
     """``diffuse_lm.training.train`` (a seam the tests replace)."""
     from diffuse_lm.training import train
 
-    return train(cfg, progress=progress)
+    return train(cfg, progress=progress).summary
 
 
 def _adapter_run(
