@@ -24,8 +24,8 @@ def tuned_rng(default_model, tmp_path_factory):
     """The default model with a LoRA adapter tuned for 12 steps on RNG 1-10 (removed again afterwards)."""
     model, tokenizer = default_model
     out = tmp_path_factory.mktemp("rng") / "run"
-    summary = train(train_prompts=["rng/1-10"], output_dir=str(out), lr=1e-3, **{"alg_config.n_iters": 12})
-    tuned = attach_adapter(model, summary["adapter_dir"])
+    run = train(train_prompts=["rng/1-10"], output_dir=str(out), lr=1e-3, **{"alg_config.n_iters": 12})
+    tuned = attach_adapter(model, run.adapter_dir)
     tuned.eval()
     yield tuned, tokenizer
     tuned.unload()

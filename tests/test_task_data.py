@@ -205,13 +205,13 @@ def test_a_dataset_built_from_a_local_csv_trains_two_steps(tmp_path, model_dir, 
         "lr": 0.02,
         "alg_config": {"n_iters": 1, "batch_size": 2},  # 2 rows: 2 steps
     }
-    summary = train(train_prompts=[str(spec)], output_dir=str(tmp_path / "run"), **over)
+    summary = train(train_prompts=[str(spec)], output_dir=str(tmp_path / "run"), **over).summary
     assert summary["steps"] == 2 and (Path(summary["adapter_dir"]) / "adapter_model.safetensors").exists()
     assert [t["name"] for t in summary["after"]["tasks"]] == ["q/1", "q/2"]
 
     # the same rows as in-memory tasks: one JSONL task file in the cache, and the same run
     tasks = load_tasks([str(spec)])
-    again = train(train_prompts=tasks, output_dir=str(tmp_path / "run2"), **over)
+    again = train(train_prompts=tasks, output_dir=str(tmp_path / "run2"), **over).summary
     assert len(list((tmp_path / "cache" / "tasks").glob("*.jsonl"))) == 1
     assert again["final_loss"] == pytest.approx(summary["final_loss"])
 
