@@ -121,7 +121,7 @@ def test_csv_dataset_rows_become_tasks_with_data_files_relative_to_the_yaml(tmp_
     assert tasks[0].request == "Pick a random fruit." and tasks[0].targets == ("apple", "banana")
     assert tasks[0].weights.tolist() == [0.25, 0.75] and tasks[1].uniform
     assert tasks[0].system == "Be random." and tasks[0].path == str(spec)
-    assert tasks[0].extra["sources"] == [str(tmp_path / "spec" / "../data/q.csv")]
+    assert tasks[0].sources == (str(tmp_path / "spec" / "../data/q.csv"),)
 
 
 def test_request_column_and_fixed_choices_and_json_list_cells(tmp_path):

@@ -66,7 +66,7 @@ def package_versions() -> dict[str, str]:
 
 def task_file_hashes(tasks: Iterable[Task]) -> dict[str, str]:
     """sha256 of every file the tasks were read from (task files, a dataset mapping's data files), by path."""
-    paths = dict.fromkeys(p for t in tasks for p in [t.path, *t.extra.get("sources", ())] if p)
+    paths = dict.fromkeys(p for t in tasks for p in [t.path, *t.sources] if p)
     out = {}
     for p in paths:
         try:
