@@ -9,12 +9,11 @@ import pytest
 import torch
 from test_compare import sampled_counts, transform_of, tv_bound, tv_distance
 
-from diffuse_lm import train
+from diffuse_lm import load_tasks, train
 from diffuse_lm.encoding import encode_task
 from diffuse_lm.models import attach_adapter
 from diffuse_lm.sampling import generate_records
 from diffuse_lm.scoring import score_task
-from diffuse_lm.tasks import load_tasks
 
 N = 3000
 

@@ -11,10 +11,9 @@ import pytest
 import torch
 from conftest import char_tokenizer, tiny_llama
 
-from diffuse_lm import model_cache, models
+from diffuse_lm import load_model, model_cache, models
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.model_cache import cached_build
-from diffuse_lm.models import load_model
 
 
 def save_tiny(out: Path, seed: int = 0) -> None:

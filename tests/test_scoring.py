@@ -12,9 +12,10 @@ import pytest
 import torch
 from conftest import tiny_llama
 
+from diffuse_lm import load_tasks
 from diffuse_lm.encoding import EncodedTask, encode_task
 from diffuse_lm.scoring import PACKABLE, _batches, _packs, can_pack, score_plain, score_task
-from diffuse_lm.tasks import Task, load_tasks, task_from_dict
+from diffuse_lm.tasks import Task, task_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,9 @@ import pytest
 from test_cli_measure import assert_one_line_error
 from test_training import save_tiny_model
 
+from diffuse_lm import load_tasks
 from diffuse_lm.cli import main
-from diffuse_lm.tasks import TaskError, load_tasks, read_task_file
+from diffuse_lm.tasks import TaskError, read_task_file
 
 THREE = [
     {"request": "Pick a or b.", "targets": ["a", "b"]},
