@@ -263,7 +263,7 @@ def test_a_write_failing_mid_run_is_one_line_and_the_last_checkpoint_stays_intac
 
     import safetensors.torch
 
-    from diffuse_lm import training
+    from diffuse_lm import run_dir
 
     if fault == "disk-full":  # the second checkpoint (step 6) fails half-written
         real, calls = safetensors.torch.save_file, []
@@ -277,14 +277,14 @@ def test_a_write_failing_mid_run_is_one_line_and_the_last_checkpoint_stays_intac
         monkeypatch.setattr(safetensors.torch, "save_file", save_file)
         needle = "No space left on device"
     else:  # the folder turns read-only after step 4: the log line of step 5 cannot be written
-        real_log = training.append_log
+        real_log = run_dir.append_log
 
         def log(out, entry):
             if entry.get("step", 0) >= 5:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out / "train_log.jsonl"))
             real_log(out, entry)
 
-        monkeypatch.setattr(training, "append_log", log)
+        monkeypatch.setattr(run_dir, "append_log", log)
         needle = "Permission denied"
     cfg = _run_cfg(tmp_path, tiny_model_dir, 4)
     with pytest.raises(DiffuseError, match=needle) as e:

@@ -9,14 +9,21 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from diffuse_lm.checkpoints import CHECKPOINT_DIR, POINTER, latest_state, latest_step, private_dir
+from diffuse_lm.checkpoints import (
+    CHECKPOINT_DIR,
+    POINTER,
+    latest_state,
+    latest_step,
+    private_dir,
+    save_checkpoint,
+)
 from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import write_text_atomic
+from diffuse_lm.files import write_json_atomic, write_text_atomic
 from diffuse_lm.training_setup import TRACKER_DIR
 
 ADAPTER_DIR = "adapter"
@@ -229,3 +236,71 @@ def publish_adapter(out: Path, model) -> Path:
     shutil.rmtree(adapter, ignore_errors=True)
     os.replace(tmp, adapter)
     return adapter
+
+
+# --- what a run records after each step and at the end (in memory, and in out when there is one) ---
+
+
+def eval_row(result: dict) -> dict:
+    """A measure result as a log's eval row: the four headline metrics of each task, by name."""
+    keys = ("mass", "kl", "entropy", "normalized_entropy")
+    return {t["name"]: {k: t[k] for k in keys} for t in result["tasks"]}
+
+
+def record(out: Path | None, log: list[dict], entry: dict) -> None:
+    """A log entry: kept in ``log`` and, with ``out``, appended to its ``train_log.jsonl``."""
+    log.append(entry)
+    if out is not None:
+        append_log(out, entry)
+
+
+def write_step(
+    out: Path | None, model, opt, state: dict, entry: dict, cfg: TrainConfig, total: int, evaluate, log: list
+) -> dict | None:
+    """Main process, after a step: its log line, an evaluation every ``eval_every`` steps (``evaluate()``
+    gives its row, returned) and, with ``out``, a checkpoint every ``checkpoint_every`` steps and at the end."""
+    step, row = state["step"], None
+    record(out, log, entry)
+    if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+        row = evaluate()
+        record(out, log, {"kind": "eval", "step": step, "eval": row})
+    last = step == total or state["stopped"]
+    if out is not None and (last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+        save_checkpoint(out, model, opt, state)
+    return row
+
+
+def write_before(out: Path | None, step: int, measure: dict[str, Callable[[], dict]]) -> dict:
+    """Main process, before the first step: the log, and the 'before' measurements, once a run (a resumed
+    run reads them back)."""
+    if out is None:
+        return {name: fn() for name, fn in measure.items()}
+    truncate_log(out, step)
+    for name, fn in measure.items():
+        if not (out / f"{name}.json").exists():
+            write_json_atomic(out / f"{name}.json", fn())
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in measure}
+
+
+def finish(out: Path | None, model, before: dict, measure: dict, info: dict, log: list) -> dict:
+    """Main process, after the last step: the adapter, the 'after' measurements and the summary (with
+    ``out``, each written there; ``summary.json`` last, as its presence marks a finished run)."""
+    adapter = publish_adapter(out, model) if out is not None else None
+    summary = {
+        "output_dir": str(out) if out is not None else None,
+        "adapter_dir": str(adapter) if adapter is not None else None,
+        **info,
+        "before": None,
+        "after": None,
+        "before_train": None,
+        "after_train": None,
+    }
+    for name, fn in measure.items():
+        summary[f"after{name}"] = fn()
+        summary[f"before{name}"] = before[f"before{name}"]
+        if out is not None:
+            write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
+    record(out, log, {"kind": "eval", "step": info["steps"], "eval": eval_row(summary["after"])})
+    if out is not None:
+        write_json_atomic(out / "summary.json", summary)
+    return summary

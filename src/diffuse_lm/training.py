@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffuse_lm.checkpoints import load_checkpoint, save_checkpoint
+from diffuse_lm.checkpoints import load_checkpoint
 from diffuse_lm.config import TrainConfig
 from diffuse_lm.encoding import encode_tasks
 from diffuse_lm.errors import DiffuseError
@@ -28,18 +28,17 @@ from diffuse_lm.files import write_json_atomic
 from diffuse_lm.measuring import Measurement, measure_tasks
 from diffuse_lm.model_info import model_info, model_label, set_model_info
 from diffuse_lm.retention import RetainExample, base_responses, encode_examples, load_retain_prompts
-from diffuse_lm.run_dir import (  # noqa: F401  (RUN_FILES, ADAPTER_DIR: imported from here)
-    ADAPTER_DIR,
+from diffuse_lm.run_dir import (
     RETAIN_FILE,
-    RUN_FILES,
-    append_log,
     claim,
     clear_run_files,
     count_steps,
+    eval_row,
+    finish,
     open_output_dir,
-    publish_adapter,
     read_log,
-    truncate_log,
+    write_before,
+    write_step,
     writing,
 )
 from diffuse_lm.tasks import Task, load_tasks
@@ -150,11 +149,6 @@ def _measure(model, tokenizer, tasks, label: str, cfg: TrainConfig) -> dict:
     return result
 
 
-def _eval_row(result: dict) -> dict:
-    keys = ("mass", "kl", "entropy", "normalized_entropy")
-    return {t["name"]: {k: t[k] for k in keys} for t in result["tasks"]}
-
-
 def _retain_examples(
     out: Path | None, model, tokenizer, cfg: TrainConfig, prompts: list[str], main: bool, progress: bool
 ) -> list[RetainExample]:
@@ -187,29 +181,6 @@ def _retain_examples(
     return encode_examples(tokenizer, saved["prompts"], saved["responses"])
 
 
-# --- after each step and at the end ---------------------------------------------------------------
-
-
-def _write_step(
-    out: Path | None, model, opt, state: dict, entry: dict, cfg: TrainConfig, total: int, evaluate, log: list
-) -> dict | None:
-    """Main process, after a step: its log line, an evaluation every ``eval_every`` steps (``evaluate()``
-    gives its row, returned) and, with ``out``, a checkpoint every ``checkpoint_every`` steps and at the end."""
-    step, row = state["step"], None
-    entries = [entry]
-    if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-        row = evaluate()
-        entries.append({"kind": "eval", "step": step, "eval": row})
-    for e in entries:
-        log.append(e)
-        if out is not None:
-            append_log(out, e)
-    last = step == total or state["stopped"]
-    if out is not None and (last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-        save_checkpoint(out, model, opt, state)
-    return row
-
-
 def _track(acc, entry: dict, row: dict | None) -> None:
     """A step's numbers (and an eval row) to the trackers: ``train/loss``, ``eval/<task>/kl`` …"""
     keys = ("loss", "floor", "grad_norm", "lr", "retain_kl", "pass_loss")
@@ -218,44 +189,6 @@ def _track(acc, entry: dict, row: dict | None) -> None:
         values.update({f"eval/{task}/{k}": v for k, v in metrics.items() if v is not None})
     if values:
         acc.log(values, step=entry["step"])
-
-
-def _before(out: Path | None, step: int, measure: dict[str, Callable[[], dict]]) -> dict:
-    """Main process, before the first step: the log, and the 'before' measurements, once a run (a resumed
-    run reads them back)."""
-    if out is None:
-        return {name: fn() for name, fn in measure.items()}
-    truncate_log(out, step)
-    for name, fn in measure.items():
-        if not (out / f"{name}.json").exists():
-            write_json_atomic(out / f"{name}.json", fn())
-    return {name: json.loads((out / f"{name}.json").read_text()) for name in measure}
-
-
-def _finish(out: Path | None, model, before: dict, measure: dict, info: dict, log: list) -> dict:
-    """Main process, after the last step: the adapter, the 'after' measurements and the summary (with
-    ``out``, each written there; ``summary.json`` last, as its presence marks a finished run)."""
-    adapter = publish_adapter(out, model) if out is not None else None
-    summary = {
-        "output_dir": str(out) if out is not None else None,
-        "adapter_dir": str(adapter) if adapter is not None else None,
-        **info,
-        "before": None,
-        "after": None,
-        "before_train": None,
-        "after_train": None,
-    }
-    for name, fn in measure.items():
-        summary[f"after{name}"] = fn()
-        summary[f"before{name}"] = before[f"before{name}"]
-        if out is not None:
-            write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
-    entry = {"kind": "eval", "step": info["steps"], "eval": _eval_row(summary["after"])}
-    log.append(entry)
-    if out is not None:
-        append_log(out, entry)
-        write_json_atomic(out / "summary.json", summary)
-    return summary
 
 
 def _result(summary: dict, model, tokenizer, log: list[dict]) -> TrainResult:
@@ -343,7 +276,7 @@ def train(
     floors = [loss_floor(e.weights) for e in train_enc]
 
     def evaluate() -> dict:  # the eval row logged every eval_every steps
-        return _eval_row(_measure(model, tokenizer, eval_tasks, label, cfg))
+        return eval_row(_measure(model, tokenizer, eval_tasks, label, cfg))
 
     def measurements(name: str) -> dict:  # file-name suffix -> measuring function
         fns = {"": lambda: _measure(model, tokenizer, eval_tasks, name, cfg)}
@@ -372,7 +305,9 @@ def train(
     before: dict = {}
     if main:
         with writing(out):
-            before = _before(out, state["step"], {f"before{k}": f for k, f in measurements(label).items()})
+            before = write_before(
+                out, state["step"], {f"before{k}": f for k, f in measurements(label).items()}
+            )
     acc.wait_for_everyone()
 
     bar = tqdm(
@@ -432,7 +367,7 @@ def train(
         row = None
         if main:
             with writing(out):
-                row = _write_step(out, model, opt, state, entry, cfg, total_steps, evaluate, log)
+                row = write_step(out, model, opt, state, entry, cfg, total_steps, evaluate, log)
         if tracking:
             _track(acc, entry, row if main else None)
     bar.close()
@@ -452,9 +387,9 @@ def train(
             "world_size": world,
         }
         with writing(out):
-            summary = _finish(out, model, before, measurements(tuned), info, log)
+            summary = finish(out, model, before, measurements(tuned), info, log)
         if tracking:
-            _track(acc, {"step": step}, _eval_row(summary["after"]))
+            _track(acc, {"step": step}, eval_row(summary["after"]))
     if tracking:
         acc.end_training()
     acc.wait_for_everyone()
