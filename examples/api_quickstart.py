@@ -1,7 +1,7 @@
 """The Python API in five steps: measure a model on a task, tune it a few steps, measure again, sample.
 
-    python examples/api_quickstart.py                      # the embedded default model, ~1 minute on a CPU
-    python examples/api_quickstart.py --model PATH --out DIR
+python examples/api_quickstart.py                      # the embedded default model, ~1 minute on a CPU
+python examples/api_quickstart.py --model PATH --out DIR
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from diffuse_lm import load_model, make_task, measure, sample, train
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", default="default", help="HF id or local path (default: SmolLM2-135M-Instruct)")
-ap.add_argument("--out", default="results/api-quickstart", help="folder of the training run")
+ap.add_argument(
+    "--out", help="keep the run (adapter, logs, checkpoints) in this folder; default: write nothing"
+)
 ap.add_argument("--steps", type=int, default=20, help="passes over the task (one step each)")
 args = ap.parse_args()
 
@@ -29,21 +31,24 @@ model, tokenizer = load_model(args.model)
 before = measure(model, tokenizer, task)
 print("before:", {k: round(before["fruit3"][k], 4) for k in ("mass", "kl", "normalized_entropy")})
 
-# 3. LoRA with the distribution-matching loss; the in-memory task goes into the run as a task file.
-summary = train(
-    model=args.model,
-    train_prompts=[task],
+# 3. LoRA with the distribution-matching loss, on the model in hand (peft wraps it in place).
+result = train(
+    model=model,
+    tokenizer=tokenizer,
+    tasks=[task],
     output_dir=args.out,
     lr=1e-3,
     alg_config={"n_iters": args.steps},
 )
+print(
+    f"{result.steps} steps, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}" if result.losses else ""
+)
 
-# 4. The tuned adapter, measured the same way.
-tuned, _ = load_model(args.model, adapter=summary["adapter_dir"])
-after = measure(tuned, tokenizer, task)
+# 4. The tuned model (a peft.PeftModel), measured the same way.
+after = measure(result.model, tokenizer, task)
 print("after: ", {k: round(after["fruit3"][k], 4) for k in ("mass", "kl", "normalized_entropy")})
 print(after.to_pandas(targets=True)[["target", "prob"]].to_string(index=False))
 
 # 5. Samples, each with its parsed answer.
-for s in sample(tuned, tokenizer, task, 5, max_new_tokens=8):
+for s in sample(result.model, tokenizer, task, 5, max_new_tokens=8):
     print(s["index"], repr(s["text"]), "valid" if s["valid"] else "invalid")

@@ -3,6 +3,7 @@ quickstart example end to end."""
 
 from __future__ import annotations
 
+import ast
 import runpy
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import yaml
 from test_training import model_dir  # noqa: F401  (a fixture: a tiny model saved as a folder)
 
 import diffuse_lm
-from diffuse_lm import DiffuseError, load_model, load_tasks, make_task, measure, sample, train
+from diffuse_lm import DiffuseError, TrainResult, load_model, load_tasks, make_task, measure, sample, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,8 @@ def test_measure_sample_and_train_on_a_tiny_model(tmp_path, model_dir, monkeypat
     s = train(
         model=str(model_dir), train_prompts=[task], output_dir=str(out), lr=0.05, alg_config={"n_iters": 3}
     )
-    assert s["steps"] == 3 and Path(s["adapter_dir"]).is_dir()
+    assert isinstance(s, TrainResult) and s.steps == 3 and len(s.losses) == 3 and s.adapter_dir.is_dir()
+    assert s.adapter_dir == out / "adapter" and s.summary["adapter_dir"] == str(out / "adapter")
     (spec,) = yaml.safe_load((out / "config.yaml").read_text())["train_prompts"]
     back = load_tasks([spec])[0]  # the in-memory task went in as a file that reads back the same
     assert (back.request, back.targets, list(back.weights)) == (
@@ -63,13 +65,54 @@ def test_measure_sample_and_train_on_a_tiny_model(tmp_path, model_dir, monkeypat
         list(task.weights),
     )
     assert Path(spec).is_relative_to(tmp_path / "cache")
-    assert s["after"]["tasks"][0]["kl"] < s["before"]["tasks"][0]["kl"]
+    assert s.after["digits"]["kl"] < s.before["digits"]["kl"]
+    assert measure(s.model, tok, task)["digits"]["kl"] == pytest.approx(s.after["digits"]["kl"], abs=1e-6)
+    again = train(model=str(model_dir), tasks=[task], output_dir=str(out), lr=0.05, alg_config={"n_iters": 3})
+    assert again.model is None and again.losses == s.losses  # the finished run, read back
+
+
+def test_train_a_held_model_on_in_memory_tasks_writes_nothing(tmp_path, model_dir, monkeypatch):  # noqa: F811
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cache"))
+    task = make_task("Pick a digit: {d}.", ["{1}", "{2}", "{3}"], name="digits")
+    model, tok = load_model(str(model_dir))
+    before = measure(model, tok, task)["digits"]
+    result = train(model=model, tokenizer=tok, tasks=[task], lr=0.05, alg_config={"n_iters": 4})
+    assert list(cwd.iterdir()) == [] and not (tmp_path / "cache").exists()  # nothing written anywhere
+    assert result.adapter_dir is None and result.summary["output_dir"] is None
+    assert result.steps == 4 and len(result.losses) == 4 and all(np.isfinite(result.losses))
+    assert result.model.get_base_model() is model  # the held model, wrapped with LoRA, not reloaded
+    assert result.before["digits"]["kl"] == pytest.approx(before["kl"], abs=1e-9)
+    after = measure(result.model, tok, task)
+    assert after["digits"]["kl"] < before["kl"] / 2  # the distribution moved towards uniform
+    assert after["digits"]["kl"] == pytest.approx(result.after["digits"]["kl"], abs=1e-6)
+    assert after.model == f"{model_dir} + LoRA"  # the tuned model's label names the base
+    with pytest.raises(DiffuseError, match="tokenizer"):
+        train(model=model, tasks=[task])
+    with pytest.raises(DiffuseError, match="already has a PEFT adapter"):
+        train(model=result.model, tokenizer=tok, tasks=[task])
+
+
+def _quickstart(argv: list[str], monkeypatch, capsys) -> tuple[dict, dict, str]:
+    """Run examples/api_quickstart.py with ``argv``; its printed before/after metrics and all it printed."""
+    monkeypatch.setattr(sys, "argv", ["api_quickstart.py", *argv])
+    runpy.run_path(str(ROOT / "examples" / "api_quickstart.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    lines = {line.split(":", 1)[0]: line.split(":", 1)[1] for line in out.splitlines() if ":" in line}
+    return ast.literal_eval(lines["before"].strip()), ast.literal_eval(lines["after"].strip()), out
 
 
 def test_quickstart_example_runs(tmp_path, model_dir, monkeypatch, capsys):  # noqa: F811
     monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cache"))
-    argv = ["api_quickstart.py", "--model", str(model_dir), "--out", str(tmp_path / "q"), "--steps", "2"]
-    monkeypatch.setattr(sys, "argv", argv)
-    runpy.run_path(str(ROOT / "examples" / "api_quickstart.py"), run_name="__main__")
-    out = capsys.readouterr().out
-    assert "before:" in out and "after: " in out and out.count("valid") >= 5
+    argv = ["--model", str(model_dir), "--out", str(tmp_path / "q"), "--steps", "2"]
+    before, after, out = _quickstart(argv, monkeypatch, capsys)
+    assert after["kl"] != before["kl"] and out.count("valid") >= 5 and (tmp_path / "q" / "adapter").is_dir()
+    assert _quickstart(argv, monkeypatch, capsys)[1] == after  # rerun: the finished run, read back
+
+
+@pytest.mark.slow
+def test_quickstart_example_runs_on_the_default_model(monkeypatch, capsys):
+    before, after, out = _quickstart([], monkeypatch, capsys)  # 20 steps, nothing written
+    assert after["kl"] < before["kl"] and out.count("valid") >= 5

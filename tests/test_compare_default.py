@@ -9,12 +9,11 @@ import pytest
 import torch
 from test_compare import sampled_counts, transform_of, tv_bound, tv_distance
 
-from diffuse_lm import train
+from diffuse_lm import load_tasks, train
 from diffuse_lm.encoding import encode_task
 from diffuse_lm.models import attach_adapter
 from diffuse_lm.sampling import generate_records
 from diffuse_lm.scoring import score_task
-from diffuse_lm.tasks import load_tasks
 
 N = 3000
 
@@ -24,8 +23,8 @@ def tuned_rng(default_model, tmp_path_factory):
     """The default model with a LoRA adapter tuned for 12 steps on RNG 1-10 (removed again afterwards)."""
     model, tokenizer = default_model
     out = tmp_path_factory.mktemp("rng") / "run"
-    summary = train(train_prompts=["rng/1-10"], output_dir=str(out), lr=1e-3, **{"alg_config.n_iters": 12})
-    tuned = attach_adapter(model, summary["adapter_dir"])
+    run = train(train_prompts=["rng/1-10"], output_dir=str(out), lr=1e-3, **{"alg_config.n_iters": 12})
+    tuned = attach_adapter(model, run.adapter_dir)
     tuned.eval()
     yield tuned, tokenizer
     tuned.unload()

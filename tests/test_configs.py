@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from diffuse_lm import load_tasks
 from diffuse_lm.cli import main
 from diffuse_lm.config import PAPER_TARGET_MODULES, config_from_dict, config_to_yaml, load_config
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.tasks import load_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))

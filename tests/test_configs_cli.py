@@ -12,10 +12,10 @@ import pytest
 import yaml
 from test_training import save_tiny_model
 
+from diffuse_lm import load_tasks
 from diffuse_lm.cli import main
 from diffuse_lm.config import builtin_configs, load_config
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.tasks import load_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = {"request": "Pick one: {x}", "targets": ["{a}", "{b}"]}

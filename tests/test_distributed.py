@@ -16,8 +16,8 @@ import yaml
 from safetensors.torch import load_file
 from test_training import save_tiny_model, tiny_config
 
+from diffuse_lm import train
 from diffuse_lm.config import config_from_dict
-from diffuse_lm.training import train
 
 
 def _losses(out: Path) -> list[float]:
@@ -32,7 +32,7 @@ def _losses(out: Path) -> list[float]:
 def test_two_processes_follow_the_single_process_loss_curve(tmp_path):
     model_dir = save_tiny_model(tmp_path / "model")
     over = {"alg_config": {"n_iters": 3, "batch_size": 2}}  # 5 and 3 targets: uneven shards, 2 micro-batches
-    single = train(config_from_dict(tiny_config(tmp_path / "one", model_dir, **over)), progress=False)
+    single = train(config_from_dict(tiny_config(tmp_path / "one", model_dir, **over)), progress=False).summary
 
     cfg = tiny_config(tmp_path / "two", model_dir, **over)
     path = tmp_path / "two.yaml"

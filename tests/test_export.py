@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from test_training import save_tiny_model, tiny_config
 
+from diffuse_lm import train
 from diffuse_lm.cli import main
 from diffuse_lm.config import config_from_dict
-from diffuse_lm.training import train
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("export")
     model_dir = save_tiny_model(tmp / "tiny")
-    return train(config_from_dict(tiny_config(tmp, model_dir)), progress=False)
+    return train(config_from_dict(tiny_config(tmp, model_dir)), progress=False).summary
 
 
 def _logprobs(result: dict) -> list[float]:
@@ -76,7 +76,7 @@ def test_adapters_of_the_default_model_record_its_hub_id(tmp_path, monkeypatch):
     monkeypatch.setattr(peft_save, "check_file_exists_on_hf_hub", no_network)
     tiny = save_tiny_model(tmp_path / "cache-folder")
     monkeypatch.setattr(models, "default_model_dir", lambda: tiny)
-    s = train(config_from_dict(tiny_config(tmp_path, "default")), progress=False)
+    s = train(config_from_dict(tiny_config(tmp_path, "default")), progress=False).summary
     config = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert base_model_of(tmp_path / "run" / "adapter", {}) == "default"  # offline: back to the embedded model
@@ -92,7 +92,7 @@ def test_default_model_export_measures_as_the_adapter_did(tmp_path, capsys):
 
     run = api_train(
         train_prompts=["rng/1-10"], output_dir=str(tmp_path / "run"), lr=1e-3, **{"alg_config.n_iters": 4}
-    )
+    ).summary
     merged = tmp_path / "merged"
     assert main(["export", run["adapter_dir"], "--merge", "--output", str(merged)]) == 0
     assert main(["measure", "rng/1-10", "--model", str(merged), "--output", str(tmp_path / "m.json")]) == 0

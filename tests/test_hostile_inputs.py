@@ -240,10 +240,10 @@ def test_output_where_no_file_can_be_made_is_refused_before_the_model_load(capsy
 
 @pytest.mark.parametrize("under", ["", "sub"], ids=["is-a-file", "under-a-file"])
 def test_diffuse_cache_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch, under):
-    from diffuse_lm import models
+    from diffuse_lm import model_cache
     from diffuse_lm.commands import measure
 
-    monkeypatch.setattr(models, "_dequantize_gguf", lambda *a: pytest.fail("the cache was built"))
+    monkeypatch.setattr(model_cache, "_dequantize_gguf", lambda *a: pytest.fail("the cache was built"))
     (tmp_path / "cachefile").write_text("not a folder")
     before = snapshot(tmp_path)
     monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cachefile" / under))

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import char_tokenizer, tiny_llama
 
-from diffuse_lm import models
+from diffuse_lm import load_model, model_cache, models
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.models import cached_build, load_model
+from diffuse_lm.model_cache import cached_build
 
 
 def save_tiny(out: Path, seed: int = 0) -> None:
@@ -117,10 +117,10 @@ def test_stale_or_corrupt_cache_is_rebuilt_never_loaded(cache, damage):
     folder, source, build = cache
     good = weights(folder)
     damage(folder, source)
-    assert not models._cache_valid(folder, source)
+    assert not model_cache._cache_valid(folder, source)
     assert cached_build(folder, source, build) == folder
     assert build.calls == 2
-    assert models._cache_valid(folder, source)
+    assert model_cache._cache_valid(folder, source)
     assert_same_weights(weights(folder), good)
 
 
@@ -142,7 +142,7 @@ def test_same_source_bytes_elsewhere_reuse_the_cache(cache, tmp_path):
     assert cached_build(folder, moved, build) == folder and build.calls == 1
     recorded = json.loads((folder / "diffuse-cache.json").read_text())["source"]
     assert recorded["mtime_ns"] == moved.stat().st_mtime_ns  # trusted by stat from now on
-    assert models._cache_valid(folder, source)  # and the original still matches by its bytes
+    assert model_cache._cache_valid(folder, source)  # and the original still matches by its bytes
 
 
 def test_first_version_manifest_is_accepted_and_upgraded(cache):
@@ -166,7 +166,7 @@ def test_failed_build_leaves_nothing_that_passes_for_a_cache(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         cached_build(tmp_path / "c" / "m", source, half_build)
     assert [p.name for p in (tmp_path / "c").iterdir()] == [".m.lock"]  # no folder, no half-built temp
-    assert not models._cache_valid(tmp_path / "c" / "m", source)
+    assert not model_cache._cache_valid(tmp_path / "c" / "m", source)
 
 
 def test_default_model_dir_goes_through_the_cache(tmp_path, monkeypatch):
@@ -174,11 +174,11 @@ def test_default_model_dir_goes_through_the_cache(tmp_path, monkeypatch):
     source.write_bytes(b"gguf")
     build = Builder()
     monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "dc"))
-    monkeypatch.setattr(models, "default_gguf_path", lambda: source)
-    monkeypatch.setattr(models, "_dequantize_gguf", lambda src, out: build(out))
-    folder = models.default_model_dir()
+    monkeypatch.setattr(model_cache, "default_gguf_path", lambda: source)
+    monkeypatch.setattr(model_cache, "_dequantize_gguf", lambda src, out: build(out))
+    folder = model_cache.default_model_dir()
     assert folder == tmp_path / "dc" / "SmolLM2-135M-Instruct-float32"
-    assert models.default_model_dir() == folder and build.calls == 1
+    assert model_cache.default_model_dir() == folder and build.calls == 1
 
 
 def test_concurrent_builders_build_once(tmp_path):
@@ -189,7 +189,7 @@ def test_concurrent_builders_build_once(tmp_path):
     build = Builder()
     with ThreadPoolExecutor(3) as pool:
         folders = list(pool.map(lambda _: cached_build(tmp_path / "c" / "m", source, build), range(3)))
-    assert build.calls == 1 and len(set(folders)) == 1 and models._cache_valid(folders[0], source)
+    assert build.calls == 1 and len(set(folders)) == 1 and model_cache._cache_valid(folders[0], source)
 
 
 def test_local_model_loads(tmp_path):
@@ -302,7 +302,7 @@ def test_a_build_killed_midway_leaves_a_temp_folder_the_next_build_removes(tmp_p
     other.mkdir()
     build = Builder()
     folder = cached_build(tmp_path / "c" / "m", source, build)
-    assert build.calls == 1 and models._cache_valid(folder, source)
+    assert build.calls == 1 and model_cache._cache_valid(folder, source)
     assert not stale.exists() and other.exists()
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".m.lock", ".other.tmp-abc123", "m"]
 

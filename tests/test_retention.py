@@ -11,10 +11,10 @@ import torch
 from conftest import tiny_llama
 from test_training import _lora, model_dir, tiny_config  # noqa: F401  (model_dir is a fixture)
 
+from diffuse_lm import train
 from diffuse_lm.config import config_from_dict
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.retention import RetainExample, encode_examples, load_retain_prompts, retention_kl
-from diffuse_lm.training import train
 
 PROMPTS = ["Say hi.", "What is two plus two? Explain.", "Name a colour"]
 ANSWERS = ["Hello there!", "4", "Blue, like the sky on a clear day."]
@@ -93,10 +93,10 @@ def _params(run: Path) -> dict:
 
 
 def test_retain_off_or_zero_weight_trains_bit_identically(tmp_path, model_dir):  # noqa: F811
-    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False).summary
     zero = train(
         config_from_dict(tiny_config(tmp_path / "b", model_dir, retain={"weight": 0.0})), progress=False
-    )
+    ).summary
 
     def log(s):
         return [json.loads(x) for x in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]
@@ -111,9 +111,9 @@ def test_training_with_retention_logs_it_keeps_closer_to_base_and_resumes(tmp_pa
     prompts = tmp_path / "general.txt"
     prompts.write_text("\n".join(PROMPTS + ["Tell me about cats.", "Why is ice cold?"]))
     retain = {"weight": 5.0, "prompts": str(prompts), "max_new_tokens": 6, "per_step": 2}
-    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False).summary
     cfg = tiny_config(tmp_path / "b", model_dir, retain=retain)
-    kept = train(config_from_dict(cfg), progress=False)
+    kept = train(config_from_dict(cfg), progress=False).summary
     out = Path(kept["output_dir"])
     saved = json.loads((out / "retain.json").read_text())
     assert saved["prompts"] == prompts.read_text().splitlines() and len(saved["responses"]) == 5
@@ -130,7 +130,7 @@ def test_training_with_retention_logs_it_keeps_closer_to_base_and_resumes(tmp_pa
     cfg2 = tiny_config(tmp_path / "c", model_dir, retain=retain)
     short = {**cfg2, "alg_config": {**cfg2["alg_config"], "n_iters": 2}}
     train(config_from_dict(short), progress=False)
-    resumed = train(config_from_dict(cfg2), progress=False)
+    resumed = train(config_from_dict(cfg2), progress=False).summary
     a, b = _params(out), _params(Path(resumed["output_dir"]))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
@@ -165,7 +165,7 @@ def test_non_finite_numbers_are_refused_and_a_diverging_run_stops_before_saving(
 
 
 def test_train_log_lines_are_strict_json():
-    from diffuse_lm.training import _strict
+    from diffuse_lm.run_dir import strict_json as _strict
 
     entry = {"step": 1, "eval": {"t": {"kl": float("inf"), "mass": 0.5}}, "x": [float("nan"), 1.0]}
     assert json.loads(json.dumps(_strict(entry), allow_nan=False)) == {

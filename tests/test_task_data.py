@@ -10,8 +10,9 @@ import pytest
 from test_cli_measure import assert_one_line_error
 from test_training import save_tiny_model
 
+from diffuse_lm import load_tasks
 from diffuse_lm.cli import main
-from diffuse_lm.tasks import TaskError, load_tasks, read_task_file
+from diffuse_lm.tasks import TaskError, read_task_file
 
 THREE = [
     {"request": "Pick a or b.", "targets": ["a", "b"]},
@@ -121,7 +122,7 @@ def test_csv_dataset_rows_become_tasks_with_data_files_relative_to_the_yaml(tmp_
     assert tasks[0].request == "Pick a random fruit." and tasks[0].targets == ("apple", "banana")
     assert tasks[0].weights.tolist() == [0.25, 0.75] and tasks[1].uniform
     assert tasks[0].system == "Be random." and tasks[0].path == str(spec)
-    assert tasks[0].extra["sources"] == [str(tmp_path / "spec" / "../data/q.csv")]
+    assert tasks[0].sources == (str(tmp_path / "spec" / "../data/q.csv"),)
 
 
 def test_request_column_and_fixed_choices_and_json_list_cells(tmp_path):
@@ -205,13 +206,13 @@ def test_a_dataset_built_from_a_local_csv_trains_two_steps(tmp_path, model_dir, 
         "lr": 0.02,
         "alg_config": {"n_iters": 1, "batch_size": 2},  # 2 rows: 2 steps
     }
-    summary = train(train_prompts=[str(spec)], output_dir=str(tmp_path / "run"), **over)
+    summary = train(train_prompts=[str(spec)], output_dir=str(tmp_path / "run"), **over).summary
     assert summary["steps"] == 2 and (Path(summary["adapter_dir"]) / "adapter_model.safetensors").exists()
     assert [t["name"] for t in summary["after"]["tasks"]] == ["q/1", "q/2"]
 
     # the same rows as in-memory tasks: one JSONL task file in the cache, and the same run
     tasks = load_tasks([str(spec)])
-    again = train(train_prompts=tasks, output_dir=str(tmp_path / "run2"), **over)
+    again = train(train_prompts=tasks, output_dir=str(tmp_path / "run2"), **over).summary
     assert len(list((tmp_path / "cache" / "tasks").glob("*.jsonl"))) == 1
     assert again["final_loss"] == pytest.approx(summary["final_loss"])
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffuse_lm.tasks import TaskError, load_tasks, read_task_file
+from diffuse_lm import load_tasks
+from diffuse_lm.tasks import TaskError, read_task_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG_REQUEST = (

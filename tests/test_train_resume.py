@@ -18,9 +18,9 @@ import yaml
 from safetensors.torch import load_file
 from test_training import save_tiny_model, tiny_config
 
+from diffuse_lm import train
 from diffuse_lm.config import config_from_dict
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.training import train
 
 KILL_AFTER = 13  # steps logged before the kill: past the checkpoints at 5 and 10, not on one
 
@@ -40,7 +40,9 @@ def _losses(out: Path) -> dict[int, float]:
 def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_does(tmp_path):
     model_dir = save_tiny_model(tmp_path / "model")
     over = {"alg_config": {"n_iters": 20, "batch_size": 2}, "checkpoint_every": 5}
-    reference = train(config_from_dict(tiny_config(tmp_path / "ref", model_dir, **over)), progress=False)
+    reference = train(
+        config_from_dict(tiny_config(tmp_path / "ref", model_dir, **over)), progress=False
+    ).summary
 
     cfg = tiny_config(tmp_path / "killed", model_dir, **over)
     out = Path(cfg["output_dir"])
@@ -73,7 +75,7 @@ def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_does(tmp_path):
     assert load_file(out / pointer["dir"] / "optimizer.safetensors")
     assert json.loads((out / pointer["dir"] / "state.json").read_text())["step"] == pointer["step"]
 
-    resumed = train(config_from_dict(cfg), progress=False)
+    resumed = train(config_from_dict(cfg), progress=False).summary
     assert resumed["steps"] == reference["steps"] == 40
     assert resumed["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-6)
     ref_losses, got_losses = _losses(Path(reference["output_dir"])), _losses(out)
@@ -123,7 +125,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def reference(tmp_path_factory, tiny_model_dir) -> dict:
     """An uninterrupted run of 8 steps, the one every resumed run below must end as."""
     cfg = _run_cfg(tmp_path_factory.mktemp("reference"), tiny_model_dir, 4)
-    return train(config_from_dict(cfg), progress=False)
+    return train(config_from_dict(cfg), progress=False).summary
 
 
 def test_a_folder_holding_other_files_is_refused_and_overwrite_deletes_only_run_files(
@@ -162,7 +164,7 @@ def test_a_folder_holding_other_files_is_refused_and_overwrite_deletes_only_run_
     kept = {"checkpoint-mine/notes.txt", ".work-tmp-1", "notes.txt"}
     assert {k for k in kept if (out / k).exists()} == kept  # everything else is left as it was
     # the folder is this run's now: a rerun returns it, without --overwrite
-    assert train(config_from_dict(cfg), progress=False)["steps"] == 8
+    assert train(config_from_dict(cfg), progress=False).summary["steps"] == 8
 
 
 def test_another_configs_run_is_replaced_only_with_overwrite(tmp_path, tiny_model_dir, reference):
@@ -170,7 +172,7 @@ def test_another_configs_run_is_replaced_only_with_overwrite(tmp_path, tiny_mode
     cfg = config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 4))
     with pytest.raises(DiffuseError, match="lr=0.5"):
         train(cfg, progress=False)
-    summary = train(cfg, progress=False, overwrite=True)
+    summary = train(cfg, progress=False, overwrite=True).summary
     assert _kls(summary["before"]) == _kls(reference["before"]) and summary["steps"] == 8
     _assert_same_adapter(_adapter(summary), _adapter(reference))
 
@@ -178,7 +180,7 @@ def test_another_configs_run_is_replaced_only_with_overwrite(tmp_path, tiny_mode
 def test_checkpoints_carry_checksums_and_a_corrupt_latest_falls_back_to_the_previous(
     tmp_path, tiny_model_dir, reference, capsys
 ):
-    short = train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 3)), progress=False)
+    short = train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 3)), progress=False).summary
     out = Path(short["output_dir"])
     pointer = json.loads((out / "checkpoint.json").read_text())
     assert [c["dir"] for c in pointer["checkpoints"]] == ["checkpoint-000006", "checkpoint-000003"]
@@ -190,7 +192,7 @@ def test_checkpoints_carry_checksums_and_a_corrupt_latest_falls_back_to_the_prev
     data[-64:] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()  # same size
     latest.write_bytes(bytes(data))
     capsys.readouterr()
-    resumed = train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 4)), progress=False)
+    resumed = train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 4)), progress=False).summary
     err = capsys.readouterr().err
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1, err
@@ -234,7 +236,7 @@ def test_a_dangling_checkpoint_pointer_falls_back_or_says_it_starts_again(
     out = tmp_path / "a" / "run"
     shutil.rmtree(out / "checkpoint-000006")
     capsys.readouterr()
-    resumed = train(config_from_dict(_run_cfg(tmp_path / "a", tiny_model_dir, 4)), progress=False)
+    resumed = train(config_from_dict(_run_cfg(tmp_path / "a", tiny_model_dir, 4)), progress=False).summary
     warning = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
     assert len(warning) == 1 and "checkpoint-000006 is missing" in warning[0], warning
     assert "resuming from checkpoint-000003" in warning[0]
@@ -245,7 +247,7 @@ def test_a_dangling_checkpoint_pointer_falls_back_or_says_it_starts_again(
     for name in ("checkpoint-000003", "checkpoint-000006"):
         shutil.rmtree(out / name)
     capsys.readouterr()
-    again = train(config_from_dict(_run_cfg(tmp_path / "b", tiny_model_dir, 4)), progress=False)
+    again = train(config_from_dict(_run_cfg(tmp_path / "b", tiny_model_dir, 4)), progress=False).summary
     warning = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
     assert len(warning) == 1 and "starts again from step 0" in warning[0], warning
     assert "steps 1-6" in warning[0]
@@ -261,7 +263,7 @@ def test_a_write_failing_mid_run_is_one_line_and_the_last_checkpoint_stays_intac
 
     import safetensors.torch
 
-    from diffuse_lm import training
+    from diffuse_lm import run_dir
 
     if fault == "disk-full":  # the second checkpoint (step 6) fails half-written
         real, calls = safetensors.torch.save_file, []
@@ -275,14 +277,14 @@ def test_a_write_failing_mid_run_is_one_line_and_the_last_checkpoint_stays_intac
         monkeypatch.setattr(safetensors.torch, "save_file", save_file)
         needle = "No space left on device"
     else:  # the folder turns read-only after step 4: the log line of step 5 cannot be written
-        real_log = training._log
+        real_log = run_dir.append_log
 
         def log(out, entry):
             if entry.get("step", 0) >= 5:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(out / "train_log.jsonl"))
             real_log(out, entry)
 
-        monkeypatch.setattr(training, "_log", log)
+        monkeypatch.setattr(run_dir, "append_log", log)
         needle = "Permission denied"
     cfg = _run_cfg(tmp_path, tiny_model_dir, 4)
     with pytest.raises(DiffuseError, match=needle) as e:
@@ -292,5 +294,5 @@ def test_a_write_failing_mid_run_is_one_line_and_the_last_checkpoint_stays_intac
     pointer = json.loads((out / "checkpoint.json").read_text())
     assert pointer["dir"] == "checkpoint-000003" and not list(out.glob(".*-tmp-*"))
     monkeypatch.undo()
-    resumed = train(config_from_dict(cfg), progress=False)
+    resumed = train(config_from_dict(cfg), progress=False).summary
     _assert_same_adapter(_adapter(resumed), _adapter(reference))

@@ -12,6 +12,7 @@ import yaml
 from conftest import char_tokenizer, tiny_llama
 from peft import LoraConfig, PeftModel, get_peft_model
 
+from diffuse_lm import distribution_matching_loss, train
 from diffuse_lm.cli import main
 from diffuse_lm.config import config_from_dict
 from diffuse_lm.encoding import encode_task
@@ -19,14 +20,7 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.metrics import entropy, kl_divergence
 from diffuse_lm.scoring import score_plain
 from diffuse_lm.tasks import task_from_dict
-from diffuse_lm.training import (
-    _shard,
-    distribution_matching_loss,
-    loss_floor,
-    step_prompts,
-    train,
-    train_step,
-)
+from diffuse_lm.training_step import _shard, loss_floor, step_prompts, train_step
 
 TASKS = {
     "digits": {
@@ -153,7 +147,7 @@ def test_every_pass_visits_every_prompt_once_in_a_seeded_order():
 
 def test_run_moves_towards_p_star_and_leaves_its_files(tmp_path, model_dir):
     cfg = config_from_dict(tiny_config(tmp_path, model_dir, eval_every=2))
-    s = train(cfg, progress=False)
+    s = train(cfg, progress=False).summary
     out = Path(s["output_dir"])
     assert s["steps"] == 8 and s["passes"] == 4 and not s["early_stopped"]
     assert s["floor"] == pytest.approx(np.log(5) + entropy(np.array([0.5, 0.3, 0.2])))
@@ -184,7 +178,7 @@ def test_run_moves_towards_p_star_and_leaves_its_files(tmp_path, model_dir):
 
 
 def test_adapter_loads_in_plain_peft_and_in_diffuse_measure(tmp_path, model_dir):
-    s = train(config_from_dict(tiny_config(tmp_path, model_dir)), progress=False)
+    s = train(config_from_dict(tiny_config(tmp_path, model_dir)), progress=False).summary
     from transformers import AutoModelForCausalLM
 
     tuned = PeftModel.from_pretrained(
@@ -226,14 +220,14 @@ def test_every_trainable_parameter_changes_and_only_those(tokenizer):
 
 def test_early_stop_ends_at_the_first_pass_under_the_threshold(tmp_path, model_dir):
     cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 5, "early_stop": True, "gamma": 1000.0})
-    s = train(config_from_dict(cfg), progress=False)
+    s = train(config_from_dict(cfg), progress=False).summary
     assert s["early_stopped"] and s["steps"] == 2 and s["passes"] == 1
     assert s["final_loss"] <= s["floor"] * 1001
 
 
 def test_prompts_per_step_averages_prompts_into_one_step(tmp_path, model_dir):
     cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 2, "prompts_per_step": 2})
-    s = train(config_from_dict(cfg), progress=False)
+    s = train(config_from_dict(cfg), progress=False).summary
     log = [json.loads(x) for x in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]
     steps = [e for e in log if "loss" in e]
     assert s["steps"] == 2 and len(steps) == 2
@@ -242,14 +236,14 @@ def test_prompts_per_step_averages_prompts_into_one_step(tmp_path, model_dir):
 
 def test_finished_run_is_returned_and_extended_when_n_iters_grows(tmp_path, model_dir):
     cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 2})
-    first = train(config_from_dict(cfg), progress=False)
+    first = train(config_from_dict(cfg), progress=False).summary
     log = Path(first["output_dir"]) / "train_log.jsonl"
     lines = log.read_text()
-    assert train(config_from_dict(cfg), progress=False)["steps"] == 4
+    assert train(config_from_dict(cfg), progress=False).summary["steps"] == 4
     assert log.read_text() == lines  # nothing retrained
     longer = train(
         config_from_dict(tiny_config(tmp_path, model_dir, alg_config={"n_iters": 3})), progress=False
-    )
+    ).summary
     assert longer["steps"] == 6 and longer["before"] == first["before"]
 
 
@@ -260,10 +254,10 @@ def test_other_config_in_a_run_folder_is_refused(tmp_path, model_dir):
 
 
 def test_bf16_autocast_gives_nearly_the_fp32_loss(tmp_path, model_dir):
-    fp32 = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    fp32 = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False).summary
     bf16 = train(
         config_from_dict(tiny_config(tmp_path / "b", model_dir, mixed_precision="bf16")), progress=False
-    )
+    ).summary
     assert bf16["final_loss"] == pytest.approx(fp32["final_loss"], rel=0.02)
 
 
@@ -284,11 +278,11 @@ def test_cli_train_writes_the_plot_and_bad_input_is_one_line(tmp_path, model_dir
 
 
 def test_load_model_continues_an_existing_adapter(tmp_path, model_dir):
-    first = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    first = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False).summary
     cont = tiny_config(
         tmp_path / "b", model_dir, load_model=True, ckpt_dir=first["adapter_dir"], alg_config={"n_iters": 1}
     )
-    second = train(config_from_dict(cont), progress=False)
+    second = train(config_from_dict(cont), progress=False).summary
     for b, a in zip(second["before"]["tasks"], first["after"]["tasks"], strict=True):
         assert b["kl"] == pytest.approx(a["kl"], abs=1e-5)  # starts where the first run ended
     assert second["steps"] == 2

@@ -15,12 +15,12 @@ from safetensors.torch import load_file
 from test_training import TASKS, save_tiny_model, tiny_config
 from transformers import get_scheduler
 
+from diffuse_lm import train
 from diffuse_lm.cli import main
 from diffuse_lm.config import config_from_dict
 from diffuse_lm.encoding import encode_task
 from diffuse_lm.scoring import score_plain, score_task
 from diffuse_lm.tasks import task_from_dict
-from diffuse_lm.training import train
 from diffuse_lm.training_setup import scheduler
 
 
@@ -40,7 +40,7 @@ def _adapter(out: Path) -> dict:
 def test_default_has_no_scheduler_and_logs_kinds(tmp_path, model_dir):
     cfg = config_from_dict(tiny_config(tmp_path, model_dir, eval_every=4))
     assert scheduler(cfg, torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]), 8) is None
-    out = Path(train(cfg, progress=False)["output_dir"])
+    out = Path(train(cfg, progress=False).summary["output_dir"])
     log = _log(out)
     assert {e["kind"] for e in log} == {"train", "eval"}
     assert all(
@@ -54,7 +54,7 @@ def test_default_has_no_scheduler_and_logs_kinds(tmp_path, model_dir):
 def test_warmup_and_cosine_follow_get_scheduler_and_resume_restores_them(tmp_path, model_dir):
     over = {"lr_scheduler": "cosine", "warmup_steps": 3, "checkpoint_every": 5}
     cfg = config_from_dict(tiny_config(tmp_path, model_dir, **over))
-    out = Path(train(cfg, progress=False)["output_dir"])
+    out = Path(train(cfg, progress=False).summary["output_dir"])
     lrs = [e["lr"] for e in _log(out) if e["kind"] == "train"]
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
     ref = get_scheduler("cosine", opt, num_warmup_steps=3, num_training_steps=8)
@@ -68,7 +68,7 @@ def test_warmup_and_cosine_follow_get_scheduler_and_resume_restores_them(tmp_pat
     # Interrupted after step 5: drop the final checkpoint and the finished run's files, and rerun.
     shutil.rmtree(out / "checkpoint-000008")
     (out / "summary.json").unlink()
-    again = train(cfg, progress=False)
+    again = train(cfg, progress=False).summary
     assert again["steps"] == 8
     assert [e["lr"] for e in _log(out) if e["kind"] == "train"] == pytest.approx(want)
     for name, tensor in _adapter(out).items():
@@ -98,10 +98,10 @@ def test_prompt_per_batch_scoring_equals_the_plain_scorer(tokenizer, model):
 
 
 def test_gradient_checkpointing_trains_to_the_same_adapter(tmp_path, model_dir):
-    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False)
+    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False).summary
     ckpt = train(
         config_from_dict(tiny_config(tmp_path / "b", model_dir, gradient_checkpointing=True)), progress=False
-    )
+    ).summary
     a, b = _adapter(Path(plain["output_dir"])), _adapter(Path(ckpt["output_dir"]))
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=1e-3)
@@ -114,7 +114,7 @@ def test_tensorboard_event_files_parse_with_tensorboards_reader(tmp_path, model_
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = config_from_dict(tiny_config(tmp_path, model_dir, report_to="tensorboard", eval_every=4))
-    out = Path(train(cfg, progress=False)["output_dir"])
+    out = Path(train(cfg, progress=False).summary["output_dir"])
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
     acc = EventAccumulator(str(out / "tensorboard"))  # the scalars; hparams go to a subfolder
     acc.Reload()
@@ -150,7 +150,7 @@ def test_missing_packages_and_bad_values_are_one_line_exit_2(tmp_path, model_dir
 
 def test_a_run_saved_before_the_new_keys_still_resumes(tmp_path, model_dir):
     cfg = config_from_dict(tiny_config(tmp_path, model_dir))
-    out = Path(train(cfg, progress=False)["output_dir"])
+    out = Path(train(cfg, progress=False).summary["output_dir"])
     saved = yaml.safe_load((out / "config.yaml").read_text())
     for key in (
         "lr_scheduler",
@@ -162,6 +162,6 @@ def test_a_run_saved_before_the_new_keys_still_resumes(tmp_path, model_dir):
     ):
         del saved[key]
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
-    assert train(cfg, progress=False)["steps"] == 8  # the finished run, not a refusal
+    assert train(cfg, progress=False).summary["steps"] == 8  # the finished run, not a refusal
     with pytest.raises(Exception, match="holds a run with lr_scheduler"):
         train(config_from_dict(tiny_config(tmp_path, model_dir, lr_scheduler="linear")), progress=False)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffuse_lm.tasks import builtin_dir, builtin_groups, load_tasks
+from diffuse_lm import load_tasks
+from diffuse_lm.tasks import builtin_dir, builtin_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = builtin_dir().parent

@@ -5,12 +5,15 @@ measure, sample, train, load_model, make_task``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from diffuse_lm.tasks import Task, load_tasks, task_from_dict
+
+if TYPE_CHECKING:
+    from diffuse_lm.measuring import Measurement
+    from diffuse_lm.training import TrainResult
 
 
 def make_task(
@@ -41,42 +44,13 @@ def _tasks(tasks: Task | str | Sequence[Task | str]) -> list[Task]:
     return out
 
 
-@dataclass
-class Measurement:
-    """Exact metrics of each task under one model (the ``diffuse measure`` JSON): mass on the valid answers,
-    KL to the wanted distribution, entropy, … and every target's probability; ``provenance`` names the
-    adapter (path and sha256), dtype, device, package versions and the task files' hashes."""
-
-    model: str
-    tasks: list[dict] = field(default_factory=list)
-    provenance: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"model": self.model, "provenance": self.provenance, "tasks": self.tasks}
-
-    def to_pandas(self, *, targets: bool = False):
-        """One row a task (``targets=False``) or one row a target (the table ``measure --rows`` writes), as a
-        pandas DataFrame."""
-        import pandas as pd
-
-        from diffuse_lm.measuring import target_rows
-
-        if targets:
-            return pd.DataFrame(target_rows(self.to_json()))
-        return pd.DataFrame([{k: v for k, v in t.items() if k != "targets"} for t in self.tasks])
-
-    def __getitem__(self, name: str) -> dict:
-        return next(t for t in self.tasks if t["name"] == name)
-
-
 def measure(
     model, tokenizer, tasks: Task | str | Sequence[Task | str], *, progress: bool = False
 ) -> Measurement:
     """Score every target of every task by teacher forcing (no sampling) and compute the metrics."""
-    from diffuse_lm.measuring import measure_tasks
+    from diffuse_lm.measuring import Measurement, measure_tasks
 
-    result = measure_tasks(model, tokenizer, _tasks(tasks), progress=progress)
-    return Measurement(result["model"], result["tasks"], result["provenance"])
+    return Measurement.from_json(measure_tasks(model, tokenizer, _tasks(tasks), progress=progress))
 
 
 def sample(model, tokenizer, task: Task | str, n: int, **settings: Any) -> list[dict]:
@@ -98,27 +72,70 @@ def sample(model, tokenizer, task: Task | str, n: int, **settings: Any) -> list[
     ]
 
 
-def train(config: Any = None, /, *, progress: bool = False, **keys: Any) -> dict:
+def train(
+    config: Any = None,
+    /,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    tasks: Task | str | Sequence[Task | str] | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+    **keys: Any,
+) -> TrainResult:
     """Tune a LoRA adapter with the distribution-matching loss (and the retention term, if configured).
-    ``config`` is a :class:`TrainConfig`, a dict of config keys or a YAML file; ``keys`` set (dotted) keys
-    on top, e.g. ``train(train_prompts=["rng/1-10"], output_dir="run", lr=1e-3)``. Returns the run's
-    summary (``adapter_dir``, steps, loss, before/after measurements)."""
+
+    ``config`` is a :class:`TrainConfig`, a dict of config keys or a YAML file; ``keys`` set (dotted) keys on
+    top, e.g. ``train(tasks=["rng/1-10"], lr=1e-3, alg_config={"n_iters": 20})``. ``model``: a name or path
+    to load (the config's ``model`` key), or a model you hold, with its ``tokenizer`` (peft wraps it in place,
+    as ``get_peft_model`` does; its device and dtype are kept). ``tasks`` (or ``train_prompts``) and ``test_prompts``: Task objects, built-in names,
+    files. Without ``output_dir`` nothing is written and the tuned model comes back in memory; with it the
+    run lives there (resumable; in-memory tasks go in as task files under ``$DIFFUSE_CACHE/tasks``).
+    Returns a :class:`~diffuse_lm.training.TrainResult`: the tuned PEFT ``model``, ``adapter_dir``, ``steps``,
+    ``losses`` and the ``before``/``after`` measurements."""
     from pathlib import Path
 
     from diffuse_lm.config import TrainConfig, config_from_dict, load_config
+    from diffuse_lm.errors import DiffuseError
     from diffuse_lm.training import train as run
 
-    for key in ("train_prompts", "test_prompts"):  # tasks built in code go into the run as task files
-        if key in keys:
-            keys[key] = _task_specs(keys[key])
-    overrides = [f"{k}={_yaml(v)}" for k, v in keys.items()]
+    if isinstance(model, str | Path):  # a name to load, as TRL's trainers take one: the config's model key
+        keys["model"], model = str(model), None
+    if tasks is not None:
+        if "train_prompts" in keys:
+            raise DiffuseError("train(): give tasks= or train_prompts=, not both")
+        keys["train_prompts"] = tasks
     if isinstance(config, TrainConfig):
-        cfg = config_from_dict(config.model_dump(mode="json"), overrides=overrides)
+        data = config.model_dump(mode="json")
     elif isinstance(config, str | Path):
-        cfg = load_config(config, overrides)
+        # output_dir comes from the file, or from the keyword (which may be None: nothing written)
+        data = load_config(config, ["output_dir=null"] if "output_dir" in keys else []).model_dump(
+            mode="json"
+        )
     else:
-        cfg = config_from_dict(dict(config or {}), source="train()", overrides=overrides)
-    return run(cfg, progress=progress)
+        data = dict(config or {})
+    data.setdefault("output_dir", None)
+    in_memory = {}
+    on_disk = keys.get("output_dir", data["output_dir"]) is not None
+    for key in ("train_prompts", "test_prompts"):
+        if key not in keys:
+            continue
+        if on_disk:  # a resumable run reads its tasks back from files
+            keys[key] = _task_specs(keys[key])
+        else:  # the run takes the tasks as they are; the config names them
+            in_memory[key] = _tasks(keys[key])
+            keys[key] = [t.name for t in in_memory[key]]
+    overrides = [f"{k}={_yaml(v)}" for k, v in keys.items()]
+    cfg = config_from_dict(data, source="train()", overrides=overrides)
+    return run(
+        cfg,
+        model=model,
+        tokenizer=tokenizer,
+        tasks=in_memory.get("train_prompts"),
+        eval_tasks=in_memory.get("test_prompts"),
+        progress=progress,
+        overwrite=overwrite,
+    )
 
 
 def task_to_dict(task: Task) -> dict:

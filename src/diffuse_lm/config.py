@@ -19,9 +19,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.model_info import DEFAULT_MODEL, DTYPES
 
 PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-DTYPES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 
 
 class _Strict(BaseModel):
@@ -62,11 +62,13 @@ class RetainSettings(_Strict):
 class TrainConfig(_Strict):
     """Everything a training run depends on; saved resolved as ``output_dir/config.yaml``."""
 
-    model: str = "default"
+    model: str = DEFAULT_MODEL
     train_prompts: list[str] = Field(min_length=1)
     test_prompts: list[str] = Field(default_factory=list)
     alg_config: AlgConfig = Field(default_factory=AlgConfig)
-    output_dir: str
+    output_dir: str | None = Field(
+        ..., description="where the run lives (resumable); null, from the Python API only: nothing is written"
+    )
     load_model: bool = Field(False, description="continue training the adapter in ckpt_dir")
     ckpt_dir: str | None = None
     lr: float = Field(5e-5, gt=0)
@@ -80,7 +82,7 @@ class TrainConfig(_Strict):
     )
     checkpoint_every: int = Field(10, ge=0, description="checkpoint every K steps (0: only at the end)")
     device: str | None = None
-    dtype: Literal[DTYPES] | None = Field(
+    dtype: Literal[tuple(DTYPES)] | None = Field(
         None, description="weights' dtype (default: bf16 on GPU, fp32 on CPU)"
     )
     mixed_precision: Literal["no", "bf16"] = Field("no", description="bf16 autocast of the forward pass")

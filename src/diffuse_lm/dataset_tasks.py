@@ -51,7 +51,7 @@ def dataset_tasks(spec: dict, path: Path) -> list[Task]:
     _check(spec, WHERE | COLUMNS | FIXED, fail)
     ds, sources = _load(spec, path, fail)
     tasks = _row_tasks(ds, spec, str(path), name=spec.get("name") or path.stem)
-    return [replace(t, path=str(path), extra={"sources": sources}) for t in tasks]
+    return [replace(t, path=str(path), sources=tuple(sources)) for t in tasks]
 
 
 def tasks_from_dataset(dataset: Any, *, name: str = "dataset", **mapping: Any) -> list[Task]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.models import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID
+from diffuse_lm.model_info import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID, is_default_model
 
 CARD_METRICS = ("mass", "kl", "normalized_entropy")
 
@@ -41,7 +41,7 @@ def base_model_of(adapter: Path, run: dict) -> str:
 
 
 def _hub_name(model: str) -> str:
-    return DEFAULT_MODEL_HUB_ID if model in ("", DEFAULT_MODEL) else model
+    return DEFAULT_MODEL_HUB_ID if is_default_model(model) else model
 
 
 def model_card(base: str, run: dict, merged: bool) -> str:

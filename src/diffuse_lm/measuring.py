@@ -2,15 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
 from diffuse_lm.encoding import encode_tasks
 from diffuse_lm.metrics import distribution_metrics, renormalize
-from diffuse_lm.models import model_label
+from diffuse_lm.model_info import model_label
 from diffuse_lm.provenance import provenance
 from diffuse_lm.scoring import score_task
 from diffuse_lm.tasks import Task
+
+
+@dataclass
+class Measurement:
+    """Exact metrics of each task under one model (the ``diffuse measure`` JSON): mass on the valid answers,
+    KL to the wanted distribution, entropy, … and every target's probability; ``provenance`` names the
+    adapter (path and sha256), dtype, device, package versions and the task files' hashes."""
+
+    model: str
+    tasks: list[dict] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Measurement:
+        """A measure JSON (what ``diffuse measure --output`` writes) as a record."""
+        return cls(data["model"], data["tasks"], data.get("provenance") or {})
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "provenance": self.provenance, "tasks": self.tasks}
+
+    def to_pandas(self, *, targets: bool = False):
+        """One row a task (``targets=False``) or one row a target (the table ``measure --rows`` writes), as a
+        pandas DataFrame."""
+        import pandas as pd
+
+        if targets:
+            return pd.DataFrame(target_rows(self.to_json()))
+        return pd.DataFrame([{k: v for k, v in t.items() if k != "targets"} for t in self.tasks])
+
+    def __getitem__(self, name: str) -> dict:
+        """The result of the task called ``name``."""
+        for t in self.tasks:
+            if t["name"] == name:
+                return t
+        raise KeyError(name)
 
 
 @torch.no_grad()

@@ -14,7 +14,6 @@ from diffuse_lm.files import sha256_file
 from diffuse_lm.tasks import Task
 
 PACKAGES = ("diffuse-lm", "torch", "transformers", "peft", "accelerate", "safetensors", "numpy", "datasets")
-ADAPTER_ATTR = "diffuse_adapter"  # set by models.attach_adapter on a model whose adapter stays as saved
 
 
 def provenance(model, tasks: Iterable[Task] = ()) -> dict:
@@ -33,9 +32,11 @@ def adapter_provenance(model) -> dict | None:
     """``{"path", "sha256"}`` of the adapter file a model was loaded with (the hash ``sha256sum`` prints for
     its ``adapter_model.safetensors``); for an adapter changed since (training) or made in memory,
     ``{"path": None, "lora_sha256"}``, a hash of its LoRA weights as they are now; ``None`` without one."""
-    saved = getattr(model, ADAPTER_ATTR, None)
-    if saved is not None:
-        return dict(saved)
+    from diffuse_lm.model_info import model_info
+
+    saved = model_info(model)
+    if saved is not None and saved.adapter is not None:  # set by models.attach_adapter, weights as saved
+        return dict(saved.adapter)
     if not hasattr(model, "peft_config"):
         return None
     return {"path": None, "lora_sha256": lora_sha256(model)}
@@ -65,7 +66,7 @@ def package_versions() -> dict[str, str]:
 
 def task_file_hashes(tasks: Iterable[Task]) -> dict[str, str]:
     """sha256 of every file the tasks were read from (task files, a dataset mapping's data files), by path."""
-    paths = dict.fromkeys(p for t in tasks for p in [t.path, *t.extra.get("sources", ())] if p)
+    paths = dict.fromkeys(p for t in tasks for p in [t.path, *t.sources] if p)
     out = {}
     for p in paths:
         try:

@@ -18,24 +18,31 @@ nearly all are identical, but not all are promised to be.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
-from diffuse_lm.encoding import end_of_turn_ids, prompt_messages, render_prompt
+from diffuse_lm.decoding import (  # noqa: F401  (imported from here)
+    SampleConfig,
+    min_p_filter,
+    pick_tokens,
+    prompt_ids,
+    sample_seed,
+    stop_ids,
+    top_p_filter,
+)
+from diffuse_lm.encoding import end_of_turn_ids
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file
-from diffuse_lm.models import cache_kwargs, model_label, output_cache
+from diffuse_lm.model_info import model_label
+from diffuse_lm.models import cache_kwargs, output_cache
 from diffuse_lm.parsing import answer_of, sample_stats, task_answers
 from diffuse_lm.provenance import lora_sha256, provenance
 from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
 from diffuse_lm.tasks import Task
+from diffuse_lm.vllm_backend import VLLMModel, load_vllm, vllm_rows
 
 __all__ = [
     "generate",
@@ -48,91 +55,6 @@ __all__ = [
     "meta_path",
     "load_vllm",
 ]
-
-
-@dataclass(frozen=True)
-class SampleConfig:
-    """Decoding settings; the paper's are the defaults (pure sampling from the model)."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 32
-    seed: int = 0
-    min_p: float = 0.0  # last, so positional construction keeps its meaning
-
-    def check(self) -> SampleConfig:
-        if not self.temperature >= 0:
-            raise DiffuseError(f"--temperature {self.temperature}: must be >= 0 (0 is greedy)")
-        if not 0 < self.top_p <= 1:
-            raise DiffuseError(f"--top-p {self.top_p}: must be in (0, 1]")
-        if not 0 <= self.min_p <= 1:
-            raise DiffuseError(f"--min-p {self.min_p}: must be in [0, 1] (0 turns it off)")
-        if self.top_k < 0:
-            raise DiffuseError(f"--top-k {self.top_k}: must be >= 0 (0 turns it off)")
-        if self.max_new_tokens < 1:
-            raise DiffuseError(f"--max-new-tokens {self.max_new_tokens}: must be >= 1")
-        if self.seed < 0:
-            raise DiffuseError(f"--seed {self.seed}: must be >= 0")
-        return self
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """The seed of sample ``index``: a hash of (seed, index), so neighbouring samples are independent."""
-    a, b = np.random.SeedSequence([seed, index]).generate_state(2)
-    return int((int(a) << 32 | int(b)) & (2**63 - 1))
-
-
-def prompt_ids(tokenizer, messages: list[dict], prefix: str = "") -> list[int]:
-    """Token ids the model continues: the chat template with its generation prompt (the one
-    :func:`diffuse_lm.encoding.encode_task` scores from), then the assistant's response prefix, if any."""
-    text = render_prompt(tokenizer, prompt_messages(tokenizer, messages))
-    return tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
-
-
-def stop_ids(model, tokenizer) -> set[int]:
-    """End-of-turn ids: the tokenizer's (see encoding) and the model's generation config's EOS ids."""
-    ids = set(end_of_turn_ids(tokenizer))
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids.update([eos] if isinstance(eos, int) else list(eos or []))
-    return ids
-
-
-def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
-    """Min-p sampling's rule on logits (..., V): drop every token less probable than ``min_p`` times the most
-    probable one (p / p_max < min_p, i.e. logit < max logit + log min_p); the rest renormalise in the softmax."""
-    threshold = logits.max(-1, keepdim=True).values + math.log(min_p)
-    return logits.masked_fill(logits < threshold, float("-inf"))
-
-
-def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Top-p (nucleus) sampling's rule on logits (..., V): keep the smallest set of most probable tokens whose
-    mass reaches ``top_p`` -- the set :func:`pick_tokens` keeps -- and drop the rest (-inf)."""
-    probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
-    drop = probs.cumsum(-1) - probs >= top_p  # in sorted order, as pick_tokens computes it
-    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-
-
-def pick_tokens(logits: torch.Tensor, u: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
-    """Next token of each row (B, V) -> (B,) by inverse-CDF sampling with uniforms ``u`` (B,).
-    Rules apply in the order temperature, top-k, min-p, top-p."""
-    if cfg.temperature == 0:
-        return logits.argmax(-1)
-    logits = logits.float() / cfg.temperature
-    if 0 < cfg.top_k < logits.shape[-1]:
-        kth = logits.topk(cfg.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if cfg.min_p > 0:
-        logits = min_p_filter(logits, cfg.min_p)
-    probs = torch.softmax(logits, dim=-1)
-    order = None
-    if cfg.top_p < 1:  # keep the smallest set of most probable tokens whose mass reaches top_p
-        probs, order = probs.sort(dim=-1, descending=True)
-        probs = probs.masked_fill(probs.cumsum(-1) - probs >= cfg.top_p, 0.0)
-    cdf = probs.cumsum(-1)
-    x = (u.to(cdf.device, cdf.dtype)[:, None] * cdf[:, -1:]).contiguous()
-    choice = torch.searchsorted(cdf, x, right=True).clamp_max(cdf.shape[-1] - 1)  # (B, 1)
-    return (order.gather(1, choice) if order is not None else choice).squeeze(1)
 
 
 @torch.inference_mode()
@@ -186,88 +108,6 @@ def _transformers_rows(
         logits = out.logits[:, -1]
 
 
-# --- vLLM backend ---------------------------------------------------------------------------------
-
-
-@dataclass
-class VLLMModel:
-    """A vLLM engine with its LoRA request; passed wherever a transformers model is accepted."""
-
-    llm: Any
-    lora: Any
-    label: str
-    adapter: str | None = None
-
-
-def load_vllm(
-    model: str | None = None,
-    adapter: str | None = None,
-    *,
-    dtype: str | None = None,
-    trust_remote_code: bool = False,
-):
-    """``(VLLMModel, tokenizer)`` for ``--backend vllm``; a one-line error when vLLM or a GPU is missing."""
-    try:
-        import vllm
-        from vllm.lora.request import LoRARequest
-    except ImportError:
-        raise DiffuseError(
-            "--backend vllm: vLLM is not installed (pip install vllm; it needs an NVIDIA GPU), "
-            "or use --backend transformers"
-        ) from None
-    if not torch.cuda.is_available():
-        raise DiffuseError("--backend vllm: needs a CUDA GPU and none is visible; use --backend transformers")
-    from diffuse_lm.models import DEFAULT_MODEL_NAME, resolve_model_path
-
-    rank = 0
-    if adapter:
-        cfg_file = Path(adapter) / "adapter_config.json"
-        if not cfg_file.exists():
-            raise DiffuseError(
-                f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter folder)"
-            )
-        rank = int(json.loads(cfg_file.read_text()).get("r", 8))
-    kw = {"enable_lora": True, "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)}
-    llm = vllm.LLM(
-        model=resolve_model_path(model),
-        dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(
-            dtype or "auto", dtype or "auto"
-        ),
-        trust_remote_code=trust_remote_code,
-        **(kw if adapter else {}),
-    )
-    lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter else None
-    label = DEFAULT_MODEL_NAME if model in (None, "", "default") else str(model)
-    return VLLMModel(llm, lora, label, adapter), llm.get_tokenizer()
-
-
-def _vllm_rows(
-    vm: VLLMModel, prompt: list[int], seeds: list[int], cfg: SampleConfig, stop: set[int]
-) -> Iterator[tuple[int, list[int], bool]]:
-    from vllm import SamplingParams
-
-    extra = {"top_k": cfg.top_k} if cfg.top_k else {}
-    extra |= {"min_p": cfg.min_p} if cfg.min_p else {}
-    params = [
-        SamplingParams(
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_tokens=cfg.max_new_tokens,
-            seed=s,
-            stop_token_ids=sorted(stop),
-            skip_special_tokens=True,
-            **extra,
-        )
-        for s in seeds
-    ]
-    outs = vm.llm.generate(
-        [{"prompt_token_ids": prompt}] * len(seeds), params, lora_request=vm.lora, use_tqdm=False
-    )
-    for row, out in enumerate(outs):
-        ids = [t for t in out.outputs[0].token_ids if t not in stop]
-        yield row, ids, out.outputs[0].finish_reason == "stop"
-
-
 # --- the shared loop --------------------------------------------------------------------------------
 
 
@@ -302,7 +142,7 @@ def _samples(
         for batch in batches:
             seeds = [sample_seed(cfg.seed, i) for i in batch]
             if vllm:
-                rows = _vllm_rows(model, prompt, seeds, cfg, stop)
+                rows = vllm_rows(model, prompt, seeds, cfg, stop)
             else:
                 rows = _transformers_rows(model, prefill, seeds, cfg, stop)
             for row, ids, stopped in rows:

@@ -9,7 +9,7 @@ backpropagated a single time at the end, so memory is bounded by one micro-batch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -267,11 +267,6 @@ def score_task(
     inverse = torch.empty(len(done), dtype=torch.long, device=flat.device)
     inverse[torch.tensor(done, device=flat.device)] = torch.arange(len(done), device=flat.device)
     return flat[inverse]
-
-
-def score(model, tasks: Sequence[EncodedTask], **kw) -> list[torch.Tensor]:
-    """log p(target | prompt) for every target of every task (one tensor per task); see :func:`score_task`."""
-    return [score_task(model, enc, **kw) for enc in tasks]
 
 
 def score_plain(model, enc: EncodedTask) -> torch.Tensor:

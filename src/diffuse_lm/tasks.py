@@ -47,7 +47,7 @@ class Task:
     family: str | None = None
     description: str | None = None
     path: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    sources: tuple[str, ...] = field(default=(), compare=False)  # files it was built from (a dataset's)
 
     @property
     def uniform(self) -> bool:

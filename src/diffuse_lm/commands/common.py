@@ -10,13 +10,16 @@ from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import write_json_atomic  # noqa: F401  (commands import it from here)
+from diffuse_lm.model_info import DEFAULT_MODEL
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """``--model``, ``--adapter``, ``--device``, ``--dtype``, ``--trust-remote-code``."""
     g = p.add_argument_group("model")
     g.add_argument(
-        "--model", default="default", help="HF id or local path (default: the embedded SmolLM2-135M-Instruct)"
+        "--model",
+        default=DEFAULT_MODEL,
+        help="HF id or local path (default: the embedded SmolLM2-135M-Instruct)",
     )
     g.add_argument("--adapter", help="folder of a PEFT LoRA adapter to attach")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if present)")

@@ -10,6 +10,7 @@ from pathlib import Path
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.experiments import NAMES, in_all
 from diffuse_lm.files import write_json_atomic
+from diffuse_lm.model_info import DEFAULT_MODEL
 
 CHOICES = [*NAMES, "all", "report"]
 
@@ -34,7 +35,9 @@ def register(sub) -> None:
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help=f"one of: {', '.join(CHOICES)}")
     p.add_argument(
-        "--model", default="default", help="HF id or local path (default: the embedded SmolLM2-135M-Instruct)"
+        "--model",
+        default=DEFAULT_MODEL,
+        help="HF id or local path (default: the embedded SmolLM2-135M-Instruct)",
     )
     p.add_argument(
         "--scale",

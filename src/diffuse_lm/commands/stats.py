@@ -107,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
     exact = None
     if task is not None and not args.no_exact:
         from diffuse_lm.commands.common import load_from_args
+        from diffuse_lm.model_info import DEFAULT_MODEL
 
-        if args.model == "default" and args.adapter is None and meta:  # the model that sampled the file
-            args.model, args.adapter = meta.get("model_arg", "default"), meta.get("adapter_path")
+        if args.model == DEFAULT_MODEL and args.adapter is None and meta:  # the model that sampled the file
+            args.model, args.adapter = meta.get("model_arg", DEFAULT_MODEL), meta.get("adapter_path")
         model, tokenizer = load_from_args(args)
         exact = measure_task(model, tokenizer, task)
     if args.output:

@@ -52,11 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from diffuse_lm.training import train
 
     cfg = load_config(args.config, [*args.overrides, *shorthands(args)])
+    if cfg.output_dir is None:  # null: the Python API's in-memory run; the command writes a run folder
+        raise DiffuseError(f"{args.config}: output_dir: the folder the run is written to, not null")
     verbose = getattr(args, "verbose", False)
     quiet_transformers(verbose)
     if not verbose:
         warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes from the libraries
-    summary = train(cfg, progress=not args.quiet, overwrite=args.overwrite)
+    summary = train(cfg, progress=not args.quiet, overwrite=args.overwrite).summary
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process reports
         return 0
     out = Path(summary["output_dir"])

@@ -21,6 +21,7 @@ import torch
 from diffuse_lm.experiments.record import Record
 from diffuse_lm.experiments.scales import QUICK, Scale
 from diffuse_lm.metrics import coverage, empirical_entropy, expected_coverage, valid_coverage
+from diffuse_lm.model_info import DEFAULT_MODEL, is_default_model, model_label, set_model_info
 from diffuse_lm.tasks import Task, load_tasks
 
 # Built-in task specs the experiments use (tests point these at small task files).
@@ -44,7 +45,7 @@ def default_trainer(config, progress: bool) -> dict:
     """Train one adapter with :func:`diffuse_lm.training.train`; returns its summary."""
     from diffuse_lm.training import train
 
-    return train(config, progress=progress)
+    return train(config, progress=progress).summary
 
 
 def default_sampler(model, tokenizer, messages: list[dict], n: int, **kw) -> list[str]:
@@ -59,7 +60,7 @@ class Context:
     """One ``diffuse reproduce`` run: the model, scale, seed, where adapters are cached, what was loaded, and
     the trainer and sampler every experiment calls (a test hands in fakes here)."""
 
-    model: str = "default"
+    model: str = DEFAULT_MODEL
     scale: Scale = QUICK
     seed: int = 0
     out: Path = Path("results/reproduce")
@@ -77,7 +78,7 @@ class Context:
 
     @property
     def is_default_model(self) -> bool:
-        return self.model in (None, "", "default", "SmolLM2-135M-Instruct")
+        return is_default_model(self.model)
 
 
 def base(ctx: Context):
@@ -109,9 +110,7 @@ def using(ctx: Context, adapter: str | Path | None) -> Iterator[tuple]:
 
     tuned = attach_adapter(model, adapter)
     tuned.eval()
-    tuned.name_or_path_display = (
-        f"{getattr(model, 'name_or_path_display', ctx.model)} + {Path(adapter).parent.name}"
-    )
+    set_model_info(tuned, label=f"{model_label(model)} + {Path(adapter).parent.name}")
     try:
         yield tuned, tokenizer
     finally:

@@ -1,0 +1,99 @@
+"""The decoding rules of sampling: the settings (the paper's pure sampling by default), each sample's seed, the
+prompt a model continues, where a generation stops, and the next-token pick (temperature, top-k, min-p, top-p
+by inverse-CDF sampling with one uniform a token)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffuse_lm.encoding import end_of_turn_ids, prompt_messages, render_prompt
+from diffuse_lm.errors import DiffuseError
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Decoding settings; the paper's are the defaults (pure sampling from the model)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 32
+    seed: int = 0
+    min_p: float = 0.0  # last, so positional construction keeps its meaning
+
+    def check(self) -> SampleConfig:
+        if not self.temperature >= 0:
+            raise DiffuseError(f"--temperature {self.temperature}: must be >= 0 (0 is greedy)")
+        if not 0 < self.top_p <= 1:
+            raise DiffuseError(f"--top-p {self.top_p}: must be in (0, 1]")
+        if not 0 <= self.min_p <= 1:
+            raise DiffuseError(f"--min-p {self.min_p}: must be in [0, 1] (0 turns it off)")
+        if self.top_k < 0:
+            raise DiffuseError(f"--top-k {self.top_k}: must be >= 0 (0 turns it off)")
+        if self.max_new_tokens < 1:
+            raise DiffuseError(f"--max-new-tokens {self.max_new_tokens}: must be >= 1")
+        if self.seed < 0:
+            raise DiffuseError(f"--seed {self.seed}: must be >= 0")
+        return self
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index``: a hash of (seed, index), so neighbouring samples are independent."""
+    a, b = np.random.SeedSequence([seed, index]).generate_state(2)
+    return int((int(a) << 32 | int(b)) & (2**63 - 1))
+
+
+def prompt_ids(tokenizer, messages: list[dict], prefix: str = "") -> list[int]:
+    """Token ids the model continues: the chat template with its generation prompt (the one
+    :func:`diffuse_lm.encoding.encode_task` scores from), then the assistant's response prefix, if any."""
+    text = render_prompt(tokenizer, prompt_messages(tokenizer, messages))
+    return tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
+
+
+def stop_ids(model, tokenizer) -> set[int]:
+    """End-of-turn ids: the tokenizer's (see encoding) and the model's generation config's EOS ids."""
+    ids = set(end_of_turn_ids(tokenizer))
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update([eos] if isinstance(eos, int) else list(eos or []))
+    return ids
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Min-p sampling's rule on logits (..., V): drop every token less probable than ``min_p`` times the most
+    probable one (p / p_max < min_p, i.e. logit < max logit + log min_p); the rest renormalise in the softmax."""
+    threshold = logits.max(-1, keepdim=True).values + math.log(min_p)
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Top-p (nucleus) sampling's rule on logits (..., V): keep the smallest set of most probable tokens whose
+    mass reaches ``top_p`` -- the set :func:`pick_tokens` keeps -- and drop the rest (-inf)."""
+    probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)
+    drop = probs.cumsum(-1) - probs >= top_p  # in sorted order, as pick_tokens computes it
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
+def pick_tokens(logits: torch.Tensor, u: torch.Tensor, cfg: SampleConfig) -> torch.Tensor:
+    """Next token of each row (B, V) -> (B,) by inverse-CDF sampling with uniforms ``u`` (B,).
+    Rules apply in the order temperature, top-k, min-p, top-p."""
+    if cfg.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / cfg.temperature
+    if 0 < cfg.top_k < logits.shape[-1]:
+        kth = logits.topk(cfg.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.min_p > 0:
+        logits = min_p_filter(logits, cfg.min_p)
+    probs = torch.softmax(logits, dim=-1)
+    order = None
+    if cfg.top_p < 1:  # keep the smallest set of most probable tokens whose mass reaches top_p
+        probs, order = probs.sort(dim=-1, descending=True)
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= cfg.top_p, 0.0)
+    cdf = probs.cumsum(-1)
+    x = (u.to(cdf.device, cdf.dtype)[:, None] * cdf[:, -1:]).contiguous()
+    choice = torch.searchsorted(cdf, x, right=True).clamp_max(cdf.shape[-1] - 1)  # (B, 1)
+    return (order.gather(1, choice) if order is not None else choice).squeeze(1)

@@ -1,0 +1,306 @@
+"""A training run's folder (``output_dir``): which files a run writes and deletes, whether a folder holds this
+run (resume), another (refused unless ``overwrite``) or someone else's files (refused), the log, the claim
+(``config.yaml``) and the published adapter. Every file here is written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from diffuse_lm.checkpoints import (
+    CHECKPOINT_DIR,
+    POINTER,
+    latest_state,
+    latest_step,
+    private_dir,
+    save_checkpoint,
+)
+from diffuse_lm.config import TrainConfig, config_to_yaml
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import write_json_atomic, write_text_atomic
+from diffuse_lm.training_setup import TRACKER_DIR
+
+ADAPTER_DIR = "adapter"
+RETAIN_FILE = "retain.json"  # the general prompts and the base model's answers of the retention term
+# The files a run writes (bar its checkpoints): all that ``overwrite`` ever deletes of an earlier run.
+RUN_FILES = (
+    "config.yaml",
+    "train_log.jsonl",
+    "summary.json",
+    POINTER,
+    RETAIN_FILE,
+    "before.json",
+    "before_train.json",
+    "after.json",
+    "after_train.json",
+    "before_after.png",
+    ADAPTER_DIR,
+    TRACKER_DIR,
+)
+TEMP_PREFIXES = (".probe-tmp-", ".config-tmp-", ".adapter-tmp-", ".checkpoint-tmp-")  # left only by a kill
+# Keys a resumed run may change; any other difference from the saved config is an error.
+RESUMABLE = {
+    "alg_config.n_iters",
+    "alg_config.early_stop",
+    "alg_config.gamma",
+    "eval_every",
+    "checkpoint_every",
+    "device",
+    "output_dir",
+    "report_to",
+    "gradient_checkpointing",
+}
+
+
+def _check_same_run(out: Path, cfg: TrainConfig) -> None:
+    """A run folder may only be resumed with the config it was started with (bar RESUMABLE keys)."""
+    import yaml
+
+    def flat(d: dict, pre: str = "") -> dict:
+        return {
+            k2: v2
+            for k, v in d.items()
+            for k2, v2 in (flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v}).items()
+        }
+
+    try:
+        saved = yaml.safe_load((out / "config.yaml").read_text()) or {}
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise DiffuseError(f"{out / 'config.yaml'}: unreadable ({e.__class__.__name__})") from None
+    if not isinstance(saved, dict):
+        raise DiffuseError(f"{out / 'config.yaml'}: not a run's config")
+    saved, now = flat(saved), flat(cfg.model_dump(mode="json"))
+    for key in sorted(set(saved) | set(now)):
+        field = TrainConfig.model_fields.get(key)
+        if key not in saved and field is not None and now[key] == field.default:
+            continue  # a key added since that run was saved, at its default: the same run
+        if key not in RESUMABLE and saved.get(key) != now.get(key):
+            raise DiffuseError(
+                f"{out}: holds a run with {key}={saved.get(key)!r}, not {now.get(key)!r}; "
+                "use another output_dir, or --overwrite to replace that run"
+            )
+
+
+def strict_json(value):
+    """``value`` with every non-finite float as null, so every line is JSON that strict readers accept."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def append_log(out: Path, entry: dict) -> None:
+    with open(out / "train_log.jsonl", "a") as f:
+        f.write(json.dumps(strict_json(entry), allow_nan=False) + "\n")
+
+
+def truncate_log(out: Path, step: int) -> None:
+    """Keep only log entries of steps a resumed run will not redo (drops a torn last line too)."""
+    path, keep = out / "train_log.jsonl", []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("step", 0) <= step:
+                keep.append(line)
+    write_text_atomic(path, "".join(s + "\n" for s in keep))
+
+
+def read_log(out: Path) -> list[dict]:
+    """The entries of ``out/train_log.jsonl``, in order (a torn last line is skipped)."""
+    entries = []
+    for line in (out / "train_log.jsonl").read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _finished(out: Path, total_steps: int) -> dict | None:
+    """The summary of a finished run in ``out`` (all steps done, or stopped early), if there is one."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        state = latest_state(out)
+    except (OSError, ValueError, KeyError):
+        return None
+    return summary if state.get("stopped") or state.get("step", 0) >= total_steps else None
+
+
+def count_steps(cfg: TrainConfig, n_prompts: int) -> int:
+    """The run's optimizer steps: ``n_iters`` passes over ``n_prompts``, ``prompts_per_step`` a step."""
+    return cfg.alg_config.n_iters * math.ceil(n_prompts / cfg.alg_config.prompts_per_step)
+
+
+def _is_run_file(path: Path) -> bool:
+    """Is ``path`` a file or folder that a training run writes into its output_dir?"""
+    name = path.name
+    return name in RUN_FILES or bool(CHECKPOINT_DIR.fullmatch(name)) or name.startswith(TEMP_PREFIXES)
+
+
+def _foreign(out: Path) -> list[str]:
+    """Names in ``out`` that no run writes (and temporary leftovers are not): files of someone else."""
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIXES))
+
+
+def clear_run_files(out: Path) -> None:
+    """``overwrite``: delete what an earlier run wrote in ``out`` (only those names), so none of it is reused."""
+    for path in out.iterdir():
+        if _is_run_file(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def open_output_dir(
+    out: Path, cfg: TrainConfig, n_prompts: int, overwrite: bool = False
+) -> tuple[dict | None, bool]:
+    """Check ``out`` can hold this run. Returns the summary if it already holds this run, finished, and
+    whether an earlier run's files there must be cleared first (``overwrite`` of another run, or of a folder
+    holding other files: without ``overwrite`` both are refused, so a run never deletes what it did not write)."""
+    if out.exists() and not out.is_dir():
+        raise DiffuseError(f"output_dir {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".probe-tmp-")
+        probe.close()
+    except OSError as e:
+        raise DiffuseError(f"output_dir {out}: cannot write there ({e.strerror or e})") from None
+    if (out / "config.yaml").exists():
+        try:
+            _check_same_run(out, cfg)
+        except DiffuseError:
+            if not overwrite:
+                raise
+            return None, True
+        return _finished(out, count_steps(cfg, n_prompts)), False
+    foreign = _foreign(out)
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DiffuseError(
+            f"output_dir {out}: holds files of no run of this config ({shown}); use an empty or new "
+            "folder, or --overwrite to train there anyway (it replaces only a run's own files)"
+        )
+    return None, bool(foreign)
+
+
+@contextmanager
+def writing(out: Path | None) -> Iterator[None]:
+    """A full disk or a folder turned read-only while the run writes: one line, not a traceback; the last
+    checkpoint is intact (a checkpoint is published only once written whole). A run without ``out`` writes
+    nothing: then this does nothing."""
+    from safetensors import SafetensorError
+
+    if out is None:
+        yield
+        return
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        why = getattr(e, "strerror", None) or str(e).strip().splitlines()[0][:80] or e.__class__.__name__
+        step = latest_step(out)
+        kept = f"the checkpoint of step {step} is intact" if step else "no checkpoint was written yet"
+        raise DiffuseError(f"output_dir {out}: cannot write ({why}); {kept}, rerun to resume") from None
+
+
+def claim(out: Path, cfg: TrainConfig) -> None:
+    """Main process, once the model has loaded and before any other file is written: ``config.yaml``, which
+    marks the folder as this run's (so a rerun resumes it), and the removal of temporary leftovers of a kill."""
+    for stale in out.iterdir():
+        if stale.name.startswith(TEMP_PREFIXES) and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        elif stale.name.startswith(TEMP_PREFIXES):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config-tmp-", dir=out)  # whole or absent: other processes read it
+    with os.fdopen(fd, "w") as f:
+        f.write(config_to_yaml(cfg))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out / "config.yaml")
+
+
+def publish_adapter(out: Path, model) -> Path:
+    """Save ``model``'s LoRA adapter as ``out/adapter`` (written beside it, then swapped in)."""
+    adapter = out / ADAPTER_DIR
+    tmp = private_dir(out, ".adapter-tmp-")
+    model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA only: no hub lookup of the base
+    shutil.rmtree(adapter, ignore_errors=True)
+    os.replace(tmp, adapter)
+    return adapter
+
+
+# --- what a run records after each step and at the end (in memory, and in out when there is one) ---
+
+
+def eval_row(result: dict) -> dict:
+    """A measure result as a log's eval row: the four headline metrics of each task, by name."""
+    keys = ("mass", "kl", "entropy", "normalized_entropy")
+    return {t["name"]: {k: t[k] for k in keys} for t in result["tasks"]}
+
+
+def record(out: Path | None, log: list[dict], entry: dict) -> None:
+    """A log entry: kept in ``log`` and, with ``out``, appended to its ``train_log.jsonl``."""
+    log.append(entry)
+    if out is not None:
+        append_log(out, entry)
+
+
+def write_step(
+    out: Path | None, model, opt, state: dict, entry: dict, cfg: TrainConfig, total: int, evaluate, log: list
+) -> dict | None:
+    """Main process, after a step: its log line, an evaluation every ``eval_every`` steps (``evaluate()``
+    gives its row, returned) and, with ``out``, a checkpoint every ``checkpoint_every`` steps and at the end."""
+    step, row = state["step"], None
+    record(out, log, entry)
+    if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+        row = evaluate()
+        record(out, log, {"kind": "eval", "step": step, "eval": row})
+    last = step == total or state["stopped"]
+    if out is not None and (last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+        save_checkpoint(out, model, opt, state)
+    return row
+
+
+def write_before(out: Path | None, step: int, measure: dict[str, Callable[[], dict]]) -> dict:
+    """Main process, before the first step: the log, and the 'before' measurements, once a run (a resumed
+    run reads them back)."""
+    if out is None:
+        return {name: fn() for name, fn in measure.items()}
+    truncate_log(out, step)
+    for name, fn in measure.items():
+        if not (out / f"{name}.json").exists():
+            write_json_atomic(out / f"{name}.json", fn())
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in measure}
+
+
+def finish(out: Path | None, model, before: dict, measure: dict, info: dict, log: list) -> dict:
+    """Main process, after the last step: the adapter, the 'after' measurements and the summary (with
+    ``out``, each written there; ``summary.json`` last, as its presence marks a finished run)."""
+    adapter = publish_adapter(out, model) if out is not None else None
+    summary = {
+        "output_dir": str(out) if out is not None else None,
+        "adapter_dir": str(adapter) if adapter is not None else None,
+        **info,
+        "before": None,
+        "after": None,
+        "before_train": None,
+        "after_train": None,
+    }
+    for name, fn in measure.items():
+        summary[f"after{name}"] = fn()
+        summary[f"before{name}"] = before[f"before{name}"]
+        if out is not None:
+            write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
+    record(out, log, {"kind": "eval", "step": info["steps"], "eval": eval_row(summary["after"])})
+    if out is not None:
+        write_json_atomic(out / "summary.json", summary)
+    return summary
