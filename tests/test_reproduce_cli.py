@@ -4,6 +4,7 @@ on, skips finished experiments, and writes the report."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import test_experiments
@@ -54,7 +55,9 @@ def test_run_writes_results_skips_finished_and_reports(tiny, capsys, monkeypatch
     ctx = tiny.ctx
     monkeypatch.setitem(scales.SCALES, "quick", ctx.scale)  # the tiny scale, under the name `quick`
     # The command builds its own Context, whose default trainer and sampler call these
-    monkeypatch.setattr(training, "train", tiny.fake_train)
+    monkeypatch.setattr(  # training.train returns a TrainResult; the context's trainer takes its summary
+        training, "train", lambda cfg, progress: SimpleNamespace(summary=tiny.fake_train(cfg, progress))
+    )
     monkeypatch.setattr(sampling, "generate", test_experiments.fake_sampler)
     argv = ["reproduce", "table1", "--model", ctx.model, "--out", str(ctx.out), "--seed", "3"]
     assert main(argv) == 0
