@@ -122,3 +122,27 @@ def test_a_samples_file_ends_in_index_order_after_grouped_and_resumed_runs(tmp_p
     assert out.read_text().splitlines() == lines  # the same lines, in index order
     meta = json.loads((tmp_path / "s.jsonl.meta.json").read_text())
     assert meta["provenance"]["dtype"] == "float32" and meta["provenance"]["adapter"] is None
+
+
+def test_a_training_runs_after_json_names_its_saved_adapter_as_measure_does(tmp_path, model_dir, capsys):
+    from test_training import tiny_config
+
+    from diffuse_lm.config import config_from_dict
+    from diffuse_lm.training import train
+
+    cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 1})  # 2 tasks: 2 steps
+    r = train(config_from_dict(cfg), progress=False)
+    run = Path(r.summary["output_dir"])
+    after = json.loads((run / "after.json").read_text())["provenance"]["adapter"]
+    out = tmp_path / "m.json"
+    task = cfg["train_prompts"][0]
+    argv = ["measure", task, "--model", str(model_dir), "--adapter", str(r.adapter_dir), "--output", str(out)]
+    assert r.steps == 2 and main(argv) == 0
+    measured = json.loads(out.read_text())["provenance"]["adapter"]
+    assert (
+        after
+        == measured
+        == r.after.provenance["adapter"]
+        == {"path": str(r.adapter_dir), "sha256": sha256_file(r.adapter_dir / "adapter_model.safetensors")}
+    )
+    assert json.loads((run / "before.json").read_text())["provenance"]["adapter"]["path"] is None

@@ -23,10 +23,12 @@ from diffuse_lm.checkpoints import (
 )
 from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import write_json_atomic, write_text_atomic
+from diffuse_lm.files import sha256_file, write_json_atomic, write_text_atomic
+from diffuse_lm.model_info import set_model_info
 from diffuse_lm.training_setup import TRACKER_DIR
 
 ADAPTER_DIR = "adapter"
+ADAPTER_FILE = "adapter_model.safetensors"  # what PEFT's save_pretrained writes (safetensors)
 RETAIN_FILE = "retain.json"  # the general prompts and the base model's answers of the retention term
 # The files a run writes (bar its checkpoints): all that ``overwrite`` ever deletes of an earlier run.
 RUN_FILES = (
@@ -286,6 +288,10 @@ def finish(out: Path | None, model, before: dict, measure: dict, info: dict, log
     """Main process, after the last step: the adapter, the 'after' measurements and the summary (with
     ``out``, each written there; ``summary.json`` last, as its presence marks a finished run)."""
     adapter = publish_adapter(out, model) if out is not None else None
+    if adapter is not None:
+        # The 'after' results name the saved adapter as `diffuse measure --adapter` does (path, file hash),
+        # so the two can be matched; the weights in memory are the ones just saved.
+        set_model_info(model, adapter={"path": str(adapter), "sha256": sha256_file(adapter / ADAPTER_FILE)})
     summary = {
         "output_dir": str(out) if out is not None else None,
         "adapter_dir": str(adapter) if adapter is not None else None,
