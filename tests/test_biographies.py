@@ -149,3 +149,35 @@ def test_synth_biographies_command(tmp_path):
     assert report["n"] == 4 and report["map"]["placed"] == 0
     assert (out / "report.md").exists() and (out / "birthplaces.png").exists()
     assert len((out / "generations.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("parse", ["tolerant", "strict"])
+def test_synth_fills_fields_by_the_parser_asked_and_reports_both_shares(tmp_path, monkeypatch, parse):
+    import diffuse_lm.sampling as sampling
+
+    texts = [EXAMPLE, "Maria Lopez\nGender: Female\nBorn: 1960", "Sure! Here you go."]
+    monkeypatch.setattr(
+        sampling,
+        "sample_to_jsonl",
+        lambda *a, **k: [{"index": i, "text": t} for i, t in enumerate(texts)],
+    )
+    tok = char_tokenizer()
+    tiny_llama(len(tok), layers=1).save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    out = tmp_path / "bios"
+    argv = ["synth", "biographies", "--model", str(tmp_path / "tiny"), "--n", "3", "--output", str(out)]
+    assert main([*argv, "--parse", parse]) == 0
+    rows = [json.loads(x) for x in (out / "biographies.jsonl").read_text().splitlines()]
+    assert [r["valid"] for r in rows] == [True, False, False]  # the strict verdict either way
+    assert rows[1]["first_name"] == ("Maria" if parse == "tolerant" else None)
+    assert rows[1]["birth_year"] == (1960 if parse == "tolerant" else None)
+    assert rows[2]["name"] is None
+    report = json.loads((out / "report.json").read_text())
+    assert report["parse"] == parse and report["attributes"]["first_name"]["present"] == (
+        2 if parse == "tolerant" else 1
+    )
+    shares = report["recovered"]
+    assert shares["strict"]["gender"] == pytest.approx(1 / 3) and shares["tolerant"][
+        "gender"
+    ] == pytest.approx(2 / 3)
+    assert "| gender | 33% | 67% |" in (out / "report.md").read_text()

@@ -361,6 +361,10 @@ def test_biographies_continue_tuned_ood(tiny):
     for m in res.models.values():
         assert m.report["n"] == TINY.bio_samples and m.report["n_valid"] == 2
         assert m.records[0]["text"] == BIOS[0] and m.records[0]["first_name"] == "Ada"
+        shares = m.recovered  # beside the strict metrics: "{Lyon}" alone is no place to the tolerant parser
+        assert shares.strict["birth_place"] == 1.0 and shares.tolerant["birth_place"] == 2 / 3
+    assert res.to_json()["models"]["Base"]["recovered"]["tolerant"]["birth_place"] == 2 / 3
+    assert "| birth_place | 100% / 67% | 100% / 67% | 100% / 67% |" in biographies.section(res, tiny.tmp)
     child = tiny.calls[-1]
     assert child.load_model and Path(child.ckpt_dir).parent.name.startswith("paper-six-")
 

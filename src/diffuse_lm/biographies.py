@@ -111,10 +111,19 @@ def parse_biography(text: str) -> dict:
     """One generation -> a record: name (first, last), gender, birth date and year, birth place (city,
     country), profession, accomplishments, ``valid`` and its ``problems``. Malformed records are kept."""
     fields = [_clean(f) for f in parse_fields(text)]
+    rec = record_of(dict(zip(BIOGRAPHY_FIELDS, fields, strict=False)))
+    if len(fields) != len(BIOGRAPHY_FIELDS):
+        rec["problems"].insert(0, f"{len(fields)} fields, not 6")
+        rec["valid"] = False
+    return rec
+
+
+def record_of(values: dict) -> dict:
+    """A record from the six fields' texts (absent or empty: None): the derived keys (first and last name,
+    birth year, city, region, country), ``valid`` and the ``problems`` found in the values."""
     rec: dict = dict.fromkeys(BIOGRAPHY_FIELDS)
-    rec.update({k: v or None for k, v in zip(BIOGRAPHY_FIELDS, fields, strict=False)})
-    problems = [f"{len(fields)} fields, not 6"] if len(fields) != len(BIOGRAPHY_FIELDS) else []
-    problems += [f"missing {k}" for k in BIOGRAPHY_FIELDS if not rec[k]]
+    rec.update({k: values.get(k) or None for k in BIOGRAPHY_FIELDS})
+    problems = [f"missing {k}" for k in BIOGRAPHY_FIELDS if not rec[k]]
 
     words = (rec["name"] or "").split()
     rec["first_name"] = words[0] if words else None

@@ -63,6 +63,19 @@ def biography_markdown(
         f"- accomplishments: {div['accomplishments']:.3f}",
         f"- whole biography: {div['biography']:.3f}",
     ]
+    rec = report.get("recovered")
+    if rec:
+        lines += [
+            "",
+            f"## Fields recovered ({report.get('parse', 'strict')} parse above)",
+            "",
+            "Share of biographies with each field: strict (the paper's braced line in its place, any text) and "
+            "tolerant (also labelled lines, a name on the first line, numbered or comma-separated fields).",
+            "",
+            "| field | strict | tolerant |",
+            "| --- | ---: | ---: |",
+        ]
+        lines += [f"| {k} | {rec['strict'][k]:.0%} | {rec['tolerant'][k]:.0%} |" for k in rec["strict"]]
     if report.get("problems"):
         lines += ["", "## Problems found in malformed records", ""]
         lines += [f"- {p}: {c}" for p, c in report["problems"].items()]
