@@ -335,6 +335,30 @@ def test_six_tasks_subset_keeps_every_family(tiny):
         "days/b/p0",
         "fruits/a/p0",
     ]
+    assert names(six_phrasings=1, six_max_targets=1, six_subtasks=1) == [
+        "babynames/train/p0",
+        "days/a/p0",
+        "fruits/a/p0",
+    ]
+    assert len(names(six_subtasks=1)) == 6  # both phrasings of the first sub-task of each family
+
+
+def test_smoke_scale_one_subtask_a_family_ten_questions_a_kind_and_every_experiment_takes_it():
+    from collections import Counter
+
+    from diffuse_lm import experiments
+    from diffuse_lm.experiments.scales import SCALES, SMOKE
+
+    groups = leave_one_out.families(leave_one_out.six_tasks(Context(scale=SMOKE)))
+    assert len(groups) == 6 and all(len(ts) == 1 for ts in groups.values())  # 6 training prompts
+    asked = utility.per_kind(utility.load_questions()[1], SMOKE.utility_questions)
+    assert Counter(q["kind"] for q in asked) == {"factual": 10, "arithmetic": 10}
+    assert utility.per_kind(asked, None) == asked
+    assert SCALES["smoke"] is SMOKE and SMOKE.six_recipe.retain == 0  # no retention term: ~9x faster steps
+    for name in experiments.NAMES:
+        uses = experiments.experiment(name).uses
+        assert set(choices(SMOKE, uses)) <= set(choices(SMOKE, scale_fields()))  # every setting documented
+    assert "sub-tasks of each of the six tasks: all -> 1" in choices(SMOKE, scale_fields())
 
 
 def test_leave_one_out_holds_each_task_out(tiny):

@@ -79,3 +79,28 @@ def test_run_writes_results_skips_finished_and_reports(tiny, capsys, monkeypatch
     assert main([*argv[:-1], "4"]) == 0 and len(tiny.calls) == 6  # another seed is another run
     assert record["recipe"] == str(ctx.scale.six_recipe)
     assert main([*argv[:-1], "4", "--recipe", "paper"]) == 0 and len(tiny.calls) == 8  # another recipe too
+
+
+def test_smoke_scale_trains_a_few_real_steps_and_its_report_says_so(tiny, monkeypatch):
+    from dataclasses import replace
+
+    from diffuse_lm import sampling
+    from diffuse_lm.experiments import scales
+
+    ctx = tiny.ctx
+    natural = {k: getattr(ctx.scale, k) for k in ("natural_babynames", "temperature_babynames")}
+    smoke = replace(scales.SMOKE, **natural)  # the tiny task files for the natural distribution
+    monkeypatch.setitem(scales.SCALES, "smoke", smoke)
+    monkeypatch.setattr(sampling, "generate", test_experiments.fake_sampler)  # training is real
+    argv = ["reproduce", "table1", "--scale", "smoke", "--model", ctx.model, "--output", str(ctx.out)]
+    assert main(argv) == 0
+    record = json.loads((ctx.out / "table1.json").read_text())
+    assert record["scale"] == "smoke" and record["recipe"] == str(scales.PAPER_RECIPE)
+    trained = record["adapters"]
+    assert trained["rng-1-10"]["steps"] == smoke.passes["rng"] == 10
+    assert 1 <= trained["babynames"]["steps"] <= smoke.passes["babynames"] == 3  # early stopping may end it
+    assert record["result"]["n_samples"] == 50
+    assert "samples per model and task for Coverage-N and entropy (Table 1): 1000 -> 50" in record["choices"]
+    report = (ctx.out / "report.md").read_text()
+    assert "**Smoke scale**" in report and "not meant to reproduce anything" in report
+    assert "Smoke-scale choices (paper -> here): training passes (rng): 50 -> 10" in report

@@ -181,6 +181,7 @@ EXPERIMENT = Experiment(
         "passes.six",
         "six_phrasings",
         "six_max_targets",
+        "six_subtasks",
         "passes.biographies",
         "bio_samples",
         "bio_max_new_tokens",

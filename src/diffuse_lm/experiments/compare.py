@@ -112,6 +112,14 @@ EXPERIMENT = Experiment(
     result=Compare,
     section=section,
     claim=CLAIM,
-    uses=("six_recipe", "passes.six", "passes.rng", "six_phrasings", "six_max_targets", "loo_samples"),
+    uses=(
+        "six_recipe",
+        "passes.six",
+        "passes.rng",
+        "six_phrasings",
+        "six_max_targets",
+        "six_subtasks",
+        "loo_samples",
+    ),
     in_all=False,  # beyond the paper
 )

@@ -4,6 +4,7 @@ prompt's targets, and Coverage-N and entropy of sampled answers, averaged over t
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,7 @@ def spec(task: Task) -> str:
 def six_tasks(ctx: Context) -> list[Task]:
     """The six tasks' prompts at this scale: the first ``six_phrasings`` phrasings of each sub-task (e.g.
     COUNTRIES in Africa), without sub-tasks of more than ``six_max_targets`` targets unless a family
-    would be left with none."""
+    would be left with none, and the first ``six_subtasks`` sub-tasks of each family."""
     s = ctx.scale
     subtasks: dict[str, list[Task]] = {}
     for t in load_tasks([TASKS["six"]]):
@@ -107,7 +108,16 @@ def six_tasks(ctx: Context) -> list[Task]:
     kept = [ts[: s.six_phrasings] for ts in subtasks.values()]
     small = [ts for ts in kept if s.six_max_targets is None or len(ts[0].targets) <= s.six_max_targets]
     lost = {family(ts[0]) for ts in kept} - {family(ts[0]) for ts in small}
-    return [t for ts in kept if ts in small or family(ts[0]) in lost for t in ts]
+    chosen = [ts for ts in kept if ts in small or family(ts[0]) in lost]
+    if s.six_subtasks is not None:  # the first ``six_subtasks`` sub-tasks of each family
+        rank = Counter()
+        first = []
+        for ts in chosen:
+            rank[family(ts[0])] += 1
+            if rank[family(ts[0])] <= s.six_subtasks:
+                first.append(ts)
+        chosen = first
+    return [t for ts in chosen for t in ts]
 
 
 def tuned(ctx: Context, name: str, tasks: list[Task], recipe: Recipe | None = None) -> Path:
@@ -239,6 +249,7 @@ EXPERIMENT = Experiment(
         "passes.six",
         "six_phrasings",
         "six_max_targets",
+        "six_subtasks",
         "loo_samples",
         "answer_max_new_tokens",
     ),

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.experiments import experiment
 from diffuse_lm.experiments.runner import load_results
+from diffuse_lm.experiments.scales import SCALE_NOTES
 from diffuse_lm.files import write_text_atomic
 
 
@@ -50,11 +51,12 @@ def header(results: dict[str, dict]) -> str:
         "Entropies are in nats. *Exact* numbers are computed by teacher forcing over the task's valid "
         "answers (renormalised over them; *mass* is the probability the model puts on them at all); "
         "*sampled* ones from generations at temperature 1, as in the paper.\n"
+        + (f"\n{SCALE_NOTES[first['scale']]}\n" if first["scale"] in SCALE_NOTES else "")
     )
 
 
 def settings(record: dict) -> str:
-    """How one experiment ran: time, device, each adapter trained or reused, the quick-scale choices."""
+    """How one experiment ran: time, device, each adapter trained or reused, its scale's choices."""
     lines = [f"Ran in {record['wall_s']:.0f} s on {record['device'] or 'the default device'}."]
     for name, a in record.get("adapters", {}).items():
         how = "reused from cache" if a.get("cached") else f"trained in {a.get('train_seconds') or 0:.0f} s"
@@ -68,7 +70,8 @@ def settings(record: dict) -> str:
             f"Adapter `{name}`: {a.get('steps')} steps ({a.get('passes')} passes){stop}{loss}; {how}."
         )
     if record.get("choices"):
-        lines.append("Quick-scale choices (paper -> here): " + "; ".join(record["choices"]) + ".")
+        scale = str(record.get("scale", "quick")).capitalize()
+        lines.append(f"{scale}-scale choices (paper -> here): " + "; ".join(record["choices"]) + ".")
     return " ".join(lines)
 
 

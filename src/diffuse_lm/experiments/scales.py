@@ -1,5 +1,6 @@
-"""The two scales of `diffuse reproduce`: ``paper`` (the paper's settings) and ``quick`` (every experiment
-on the default 135M model on a 2-core CPU within the hour), and the record of where quick departs."""
+"""The scales of `diffuse reproduce`: ``paper`` (the paper's settings), ``quick`` (every experiment on the
+default 135M model on a 2-core CPU within the hour) and ``smoke`` (each experiment in about a minute, to
+try it out), and the record of where a scale departs from the paper."""
 
 from __future__ import annotations
 
@@ -109,6 +110,8 @@ class Scale:
     batch_size: int
     six_recipe: Recipe = PAPER_RECIPE  # how the six-task models of leave-one-out, biographies, utility train
     tradeoff: tuple[Recipe, ...] = ()  # the recipes `tradeoff` compares
+    six_subtasks: int | None = None  # sub-tasks kept of each of the six tasks (None: all)
+    utility_questions: int | None = None  # questions of each kind asked in `utility` (None: all)
 
 
 SCALE_DOC = {
@@ -132,6 +135,8 @@ SCALE_DOC = {
     "batch_size": "sampling batch size",
     "six_recipe": "training recipe of the six-task models",
     "tradeoff": "recipes compared",
+    "six_subtasks": "sub-tasks of each of the six tasks",
+    "utility_questions": "utility questions of each kind (factual, arithmetic)",
 }
 
 PAPER = Scale(
@@ -180,6 +185,40 @@ QUICK = Scale(
     tradeoff=TRADEOFF,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}
+# Each experiment in about a minute on the default model on a 2-core CPU, to try `reproduce` out: Eq. 5
+# alone (no retention term, whose generations make a step ~9x slower), one sub-task and phrasing of each
+# of the six tasks (6 training prompts), 1-10 passes, few samples; its numbers reproduce nothing.
+SMOKE = Scale(
+    name="smoke",
+    passes={"rng": 10, "babynames": 3, "rng_train": 5, "six": 1, "biographies": 1},
+    six_phrasings=1,
+    six_max_targets=30,
+    natural_babynames="babynames-natural/top1000",
+    temperature_babynames="babynames/train/p0",
+    samples=50,
+    coverage_n=1000,
+    loo_samples=8,
+    bio_samples=8,
+    bio_max_new_tokens=80,
+    answer_max_new_tokens=16,
+    fig2_highs=(5, 10, 20),
+    fig2_sizes=(10, 50),
+    fig2_lows=2,
+    temperatures=(1.0, 3.0, 10.0),
+    temperature_samples=4,
+    utility_max_new_tokens=16,
+    batch_size=32,
+    six_recipe=PAPER_RECIPE,
+    tradeoff=(PAPER_RECIPE,),
+    six_subtasks=1,
+    utility_questions=10,
+)
+SCALES[SMOKE.name] = SMOKE
+# What a report says of a scale's results beyond its departures from the paper.
+SCALE_NOTES = {
+    "smoke": "**Smoke scale**: every experiment cut to about a minute, to try the pipeline out. These numbers "
+    "are not meant to reproduce anything; run `--scale quick` or `--scale paper` for that.",
+}
 
 
 def choices(scale: Scale, uses: Sequence[str]) -> list[str]:

@@ -192,6 +192,14 @@ EXPERIMENT = Experiment(
     result=Tradeoff,
     section=section,
     claim=CLAIM,
-    uses=("tradeoff", "passes.six", "six_phrasings", "six_max_targets", "utility_max_new_tokens"),
+    uses=(
+        "tradeoff",
+        "passes.six",
+        "six_phrasings",
+        "six_max_targets",
+        "six_subtasks",
+        "utility_questions",
+        "utility_max_new_tokens",
+    ),
     in_all=False,  # seven models a recipe
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def load_questions() -> tuple[dict[str, str], list[dict]]:
     answers."""
     qa = _data("qa.yaml")
     return {"braced": qa["instruction"], "free": qa["free_instruction"]}, qa["questions"]
+
+
+def per_kind(questions: list[dict], n: int | None) -> list[dict]:
+    """The first ``n`` questions of each kind, in file order (all of them for None)."""
+    if n is None:
+        return questions
+    seen: Counter = Counter()
+    out = []
+    for q in questions:
+        seen[q["kind"]] += 1
+        if seen[q["kind"]] <= n:
+            out.append(q)
+    return out
 
 
 def normalize(text: str) -> str:
@@ -154,6 +168,7 @@ def question_answers(ctx: Context, model, tokenizer) -> list[dict]:
     """Greedy answers of the base model and of ``model`` (with its adapter) to every question in both
     formats, graded."""
     instructions, questions = load_questions()
+    questions = per_kind(questions, ctx.scale.utility_questions)
     items = []
     for fmt in FORMATS:
         texts = [f"{q['question']} {instructions[fmt]}" for q in questions]
@@ -270,6 +285,8 @@ EXPERIMENT = Experiment(
         "passes.six",
         "six_phrasings",
         "six_max_targets",
+        "six_subtasks",
+        "utility_questions",
         "utility_max_new_tokens",
         "batch_size",
     ),
