@@ -62,6 +62,7 @@ def sample(model, tokenizer, task: Task | str, n: int, **settings: Any) -> list[
     from diffuse_lm.sampling import generate
 
     (task,) = _tasks(task)[:1]
+    settings.setdefault("what", task.name)  # for the progress bar
     texts = generate(model, tokenizer, task.messages(), n, responses=task.responses, **settings)
     valid, braces = task_answers(task)
     valid = set(valid)

@@ -58,7 +58,10 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
 
     encoded = encode_tasks(tokenizer, tasks)
     rows = []
-    for enc in tqdm(encoded, desc="measuring", unit="task", disable=not progress or len(encoded) < 2):
+    label = model_label(model, short=True)
+    bar = tqdm(encoded, desc=f"measure {label}", unit="task", disable=not progress or len(encoded) < 2)
+    for enc in bar:
+        bar.set_description(f"measure {label}: {enc.task.name}")
         logprobs = score_task(model, enc, **score_kw).double().cpu().numpy()
         rows.append(task_result(enc.task, logprobs))
     return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}

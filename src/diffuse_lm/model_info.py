@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, replace
+from pathlib import PurePath
 from typing import Any
 
 DEFAULT_MODEL = "default"  # the sentinel: ``--model default``, ``model: default`` in a config
@@ -64,10 +65,30 @@ def model_info(model: Any) -> ModelInfo | None:
     return info
 
 
-def model_label(model: Any) -> str:
-    """A short name for tables and results files: the recorded label, else the model's ``name_or_path``."""
-    info = model_info(model)
-    return info.label if info is not None else _fallback_label(model)
+def model_label(model: Any, *, short: bool = False, adapter: bool = True) -> str:
+    """A short name for tables and results files: the recorded label, else the model's ``name_or_path``.
+    ``short``: as progress bars name it, the last part of its path or hub id and ``+ <adapter>`` when a LoRA
+    adapter is on (named by its folder, or by its run's folder for ``<run>/adapter``), without it when not
+    ``adapter`` (the caller has turned it off)."""
+    engine_label = getattr(model, "label", None)  # a vLLM engine's (no record: it is not hashable)
+    if isinstance(engine_label, str):
+        info, label = None, engine_label
+    else:
+        info = model_info(model)
+        label = info.label if info is not None else _fallback_label(model)
+    if not short:
+        return label
+    base, _, extra = label.partition(" + ")
+    name = base.rstrip("/").rsplit("/", 1)[-1] or base
+    if not adapter:
+        return name
+    path = (info.adapter or {}).get("path") if info is not None else getattr(model, "adapter", None)
+    if isinstance(path, str | PurePath) and str(path):
+        p = PurePath(path)
+        return f"{name} + {p.parent.name if p.name == 'adapter' else p.name}"
+    if extra:
+        return f"{name} + {extra}"
+    return f"{name} + adapter" if hasattr(model, "peft_config") else name
 
 
 def _fallback_label(model: Any) -> str:

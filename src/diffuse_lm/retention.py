@@ -107,6 +107,7 @@ def base_responses(
     (weights, prompts, length) and kept in ``cache`` (a folder) when given."""
     from contextlib import nullcontext
 
+    from diffuse_lm.model_info import model_label
     from diffuse_lm.sampling import greedy_texts
 
     key = hashlib.sha256(json.dumps([_fingerprint(model), prompts, max_new_tokens]).encode()).hexdigest()
@@ -129,7 +130,7 @@ def base_responses(
             convs,
             max_new_tokens=max_new_tokens,
             progress=progress,
-            desc="retain: base answers",
+            desc=f"greedy {model_label(model, short=True, adapter=False)}: retention prompts",
         )
     model.train(was_training)
     if path is not None:

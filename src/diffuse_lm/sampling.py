@@ -173,7 +173,7 @@ def _decode(tokenizer, ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True)
 
 
-def _progress(total: int, initial: int, enabled: bool, desc: str = "sampling", unit: str = "sample"):
+def _progress(total: int, initial: int, enabled: bool, desc: str, unit: str = "sample"):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
@@ -194,12 +194,14 @@ def generate_records(
     batch_size: int = 16,
     progress: bool = False,
     responses: Sequence[str] = ("",),
+    what: str = "prompt",
 ) -> list[dict]:
     """``n`` sampled generations of ``messages`` as records (``text``, ``n_tokens``: tokens generated before
-    the end-of-turn token, ``stopped``: whether it came, ``seed``), in sample order; reproducible by seed."""
+    the end-of-turn token, ``stopped``: whether it came, ``seed``), in sample order; reproducible by seed.
+    ``what`` names the task for the progress bar."""
     cfg = SampleConfig(temperature, top_p, top_k, max_new_tokens, seed, min_p).check()
     records: list[dict | None] = [None] * n
-    with _progress(n, 0, progress) as bar:
+    with _progress(n, 0, progress, f"sample {model_label(model, short=True)}: {what}") as bar:
         for rec in _samples(
             model, tokenizer, messages, range(n), cfg, responses=responses, batch_size=batch_size
         ):
@@ -223,7 +225,7 @@ def greedy_texts(
     max_new_tokens: int = 32,
     batch_size: int = 32,
     progress: bool = False,
-    desc: str = "greedy",
+    desc: str | None = None,
 ) -> list[str]:
     """Greedy (temperature 0) answers to many different prompts, batched with left padding; the decoded
     text of each (up to its end-of-turn token), in input order: the same text as
@@ -241,7 +243,8 @@ def greedy_texts(
     prompts = [prompt_ids(tokenizer, messages) for messages in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts: list[str] = [""] * len(prompts)
-    with _progress(len(prompts), 0, progress, desc=desc, unit="prompt") as bar:
+    desc = desc or f"greedy {model_label(model, short=True)}"  # the progress bar's: "greedy <model>: <task>"
+    with _progress(len(prompts), 0, progress, desc, unit="prompt") as bar:
         for b in range(0, len(order), batch_size):
             rows = order[b : b + batch_size]  # input indices of the rows still generating
             width = max(len(prompts[i]) for i in rows)
@@ -310,12 +313,14 @@ def sample_to_jsonl(
     progress: bool = False,
     responses: Sequence[str] | None = None,
     meta: dict | None = None,
+    what: str | None = None,
 ) -> list[dict]:
     """Sample into ``output`` (one JSON object a line), resuming: only indices missing from the file are
     generated, each appended as soon as it ends. Returns the records of indices ``0..n-1``, by index.
 
     A sidecar ``<output>.meta.json`` holds the settings; resuming with other settings is an error.
-    ``meta`` adds informational fields to it (e.g. the adapter folder).
+    ``meta`` adds informational fields to it (e.g. the adapter folder). ``what`` names the task for the
+    progress bar (default: the task's name).
     """
     cfg = SampleConfig(temperature, top_p, top_k, max_new_tokens, seed).check()
     if responses is None:
@@ -339,7 +344,8 @@ def sample_to_jsonl(
         missing = [i for i in range(n) if i not in records]
         kw = {"responses": responses, "batch_size": batch_size, "n": n}
         samples = _samples(model, tokenizer, messages, missing, cfg, **kw) if missing else ()
-        with _progress(n, n - len(missing), progress and bool(missing)) as bar:
+        desc = f"sample {model_label(model, short=True)}: {what or (task.name if task else 'prompt')}"
+        with _progress(n, n - len(missing), progress and bool(missing), desc) as bar:
             for rec in samples:
                 answer = answer_of(rec["text"], braces=braces)
                 rec["answer"], rec["valid"] = (

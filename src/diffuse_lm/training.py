@@ -57,6 +57,7 @@ from diffuse_lm.training_step import (  # noqa: F401  (the loss and the step: im
     _shard,
     distribution_matching_loss,
     loss_floor,
+    step_description,
     step_prompts,
     train_step,
 )
@@ -310,10 +311,11 @@ def train(
             )
     acc.wait_for_everyone()
 
+    short = model_label(model, short=True, adapter=False)
     bar = tqdm(
         total=total_steps,
         initial=state["step"],
-        desc=f"training {label} on {len(train_enc)} task{'s' * (len(train_enc) != 1)}",
+        desc=f"train {short}: {len(train_enc)} task{'s' * (len(train_enc) != 1)}",
         unit="step",
         disable=not (progress and main),
     )
@@ -322,6 +324,7 @@ def train(
     while step < total_steps and not state["stopped"]:
         model.train()
         idx = step_prompts(len(train_enc), cfg.alg_config.prompts_per_step, cfg.seed, step)
+        bar.set_description(step_description(short, train_enc, idx), refresh=False)
         t0 = time.time()
         batch = (
             [retain[i] for i in step_prompts(len(retain), cfg.retain.per_step, cfg.seed, step)]

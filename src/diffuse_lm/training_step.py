@@ -138,3 +138,9 @@ def step_prompts(n_prompts: int, per_step: int, seed: int, step: int) -> list[in
     order = np.random.default_rng([seed, step // steps_per_pass]).permutation(n_prompts)
     k = step % steps_per_pass
     return [int(i) for i in order[k * per_step : (k + 1) * per_step]]
+
+
+def step_description(model_name: str, encoded: Sequence[EncodedTask], idx: list[int]) -> str:
+    """The progress bar's text during a step: ``train <model>: <the step's first task> (+<more>)``."""
+    more = f" (+{len(idx) - 1})" if len(idx) > 1 else ""
+    return f"train {model_name}: {encoded[idx[0]].task.name}{more}"

@@ -147,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     messages = [{"role": "user", "content": BIOGRAPHY_PROMPT}]
     max_new = args.max_new_tokens or BIOGRAPHY_MAX_NEW_TOKENS
     out = folder / "generations.jsonl"
-    samples = sample_to_jsonl(model, tokenizer, messages, args.n, out, **sampling_kwargs(args, max_new))
+    kw = sampling_kwargs(args, max_new)
+    samples = sample_to_jsonl(model, tokenizer, messages, args.n, out, what="biographies", **kw)
     parse = parse_biography_tolerant if args.parse == "tolerant" else parse_biography
     records = [{"index": s["index"], **parse(s["text"]), "text": s["text"]} for s in samples]
     written = write_records(records, folder, as_csv=args.csv)

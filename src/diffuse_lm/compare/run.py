@@ -22,7 +22,7 @@ import torch
 from diffuse_lm.compare.method import Draws, Spec
 from diffuse_lm.encoding import encode_task
 from diffuse_lm.metrics import distribution_metrics, renormalize, wilson_interval
-from diffuse_lm.models import model_label
+from diffuse_lm.model_info import model_label
 from diffuse_lm.scoring import score_task
 from diffuse_lm.tasks import Task
 
@@ -46,14 +46,15 @@ def compare_tasks(
     from tqdm.auto import tqdm
 
     rows = []
-    bar = tqdm(total=len(specs) * len(tasks), desc="comparing", unit="row", disable=not progress)
+    label = model_label(model, short=True)
+    bar = tqdm(total=len(specs) * len(tasks), desc=f"compare {label}", unit="row", disable=not progress)
     with bar:
         for spec in specs:
             start = time.perf_counter()
             with spec.method.attach(model, spec.value) as m:
                 setup = time.perf_counter() - start
                 for task in tasks:
-                    bar.set_postfix_str(f"{spec.label} on {task.name}")
+                    bar.set_description(f"compare {label}: {task.name} ({spec.label})", refresh=False)
                     start = time.perf_counter()
                     if spec.method.kind == "exact":
                         row = exact_row(m, tokenizer, task, spec, coverage_n)

@@ -95,6 +95,7 @@ def run(ctx: Context) -> Biographies:
                 seed=ctx.seed,
                 batch_size=s.batch_size,
                 progress=ctx.progress,
+                what="biographies",
             )
         records = records_of(texts)
         models[label] = Model(report=report_of(records), records=records, recovered=recovered(texts))

@@ -112,9 +112,15 @@ def grade(response: str, answers: list[str]) -> dict:
     }
 
 
-def _greedy(ctx: Context, model, tokenizer, texts: list[str], max_new_tokens: int, desc: str) -> list[str]:
+def _greedy(
+    ctx: Context, model, tokenizer, texts: list[str], max_new_tokens: int, what: str, *, base: bool = False
+) -> list[str]:
+    """Greedy answers of ``model`` to ``texts`` (``what`` they are, for the progress bar; ``base``: the
+    caller has turned the adapter off)."""
+    from diffuse_lm.model_info import model_label
     from diffuse_lm.sampling import greedy_texts
 
+    label = model_label(model, short=True, adapter=not base)
     convs = [[{"role": "user", "content": t}] for t in texts]
     return greedy_texts(
         model,
@@ -123,7 +129,7 @@ def _greedy(ctx: Context, model, tokenizer, texts: list[str], max_new_tokens: in
         max_new_tokens=max_new_tokens,
         batch_size=ctx.scale.batch_size,
         progress=ctx.progress,
-        desc=desc,
+        desc=f"greedy {label}: utility {what}",
     )
 
 
@@ -134,7 +140,7 @@ def next_token_kl(ctx: Context, model, tokenizer, prompts: list[str]) -> NextTok
 
     with model.disable_adapter():
         answers = _greedy(
-            ctx, model, tokenizer, prompts, ctx.scale.utility_max_new_tokens, "utility: base answers"
+            ctx, model, tokenizer, prompts, ctx.scale.utility_max_new_tokens, "general prompts", base=True
         )
     examples = encode_examples(tokenizer, prompts, answers)
     rows = []
@@ -176,10 +182,10 @@ def question_answers(ctx: Context, model, tokenizer) -> list[dict]:
         if key not in ctx.memo:  # the base model's answers do not depend on the adapter
             with model.disable_adapter():
                 ctx.memo[key] = _greedy(
-                    ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"utility: base, {fmt}"
+                    ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"{fmt} questions", base=True
                 )
         base = ctx.memo[key]
-        tuned = _greedy(ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"utility: tuned, {fmt}")
+        tuned = _greedy(ctx, model, tokenizer, texts, QA_MAX_NEW_TOKENS, f"{fmt} questions")
         for q, b, t in zip(questions, base, tuned, strict=True):
             items.append(
                 {
