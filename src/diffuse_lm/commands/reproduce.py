@@ -43,7 +43,7 @@ def register(sub) -> None:
         "--scale",
         default="quick",
         help="quick (fewer samples and passes; `all` in under an hour on a 2-core CPU with the "
-        "default model), paper (the paper's settings) or smoke (each experiment in about a minute, to try "
+        "default model), paper (the paper's settings) or smoke (each experiment in a few minutes, to try "
         "it out; its numbers reproduce nothing)",
     )
     p.add_argument(

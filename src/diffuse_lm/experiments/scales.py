@@ -1,5 +1,5 @@
 """The scales of `diffuse reproduce`: ``paper`` (the paper's settings), ``quick`` (every experiment on the
-default 135M model on a 2-core CPU within the hour) and ``smoke`` (each experiment in about a minute, to
+default 135M model on a 2-core CPU within the hour) and ``smoke`` (each experiment in a few minutes, to
 try it out), and the record of where a scale departs from the paper."""
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ QUICK = Scale(
     tradeoff=TRADEOFF,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}
-# Each experiment in about a minute on the default model on a 2-core CPU, to try `reproduce` out: Eq. 5
+# Each experiment in a few minutes on the default model on a 2-core CPU, to try `reproduce` out: Eq. 5
 # alone (no retention term, whose generations make a step ~9x slower), one sub-task and phrasing of each
 # of the six tasks (6 training prompts), 1-10 passes, few samples; its numbers reproduce nothing.
 SMOKE = Scale(
@@ -216,7 +216,7 @@ SMOKE = Scale(
 SCALES[SMOKE.name] = SMOKE
 # What a report says of a scale's results beyond its departures from the paper.
 SCALE_NOTES = {
-    "smoke": "**Smoke scale**: every experiment cut to about a minute, to try the pipeline out. These numbers "
+    "smoke": "**Smoke scale**: every experiment cut to a few minutes, to try the pipeline out. These numbers "
     "are not meant to reproduce anything; run `--scale quick` or `--scale paper` for that.",
 }
 
