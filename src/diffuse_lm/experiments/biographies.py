@@ -9,7 +9,7 @@ from pathlib import Path
 
 from diffuse_lm.biographies import plot_birthplaces
 from diffuse_lm.experiments.common import TASKS, Context, adapter, using
-from diffuse_lm.experiments.leave_one_out import six_task_adapter
+from diffuse_lm.experiments.leave_one_out import SIX_TASK_USES, six_task_adapter
 from diffuse_lm.experiments.record import Experiment, Record
 from diffuse_lm.present.figures import COLORS, pyplot, save
 from diffuse_lm.present.markdown import table
@@ -179,10 +179,7 @@ EXPERIMENT = Experiment(
     section=section,
     claim=CLAIM,
     uses=(
-        "passes.six",
-        "six_phrasings",
-        "six_max_targets",
-        "six_subtasks",
+        *SIX_TASK_USES,
         "passes.biographies",
         "bio_samples",
         "bio_max_new_tokens",

@@ -97,6 +97,10 @@ def spec(task: Task) -> str:
     return task.name if task.name in builtin_tasks() or not task.path else task.path
 
 
+# The scale settings every experiment on the six-task models depends on (its report lists where they depart).
+SIX_TASK_USES = ("passes.six", "six_phrasings", "six_max_targets", "six_subtasks")
+
+
 def six_tasks(ctx: Context) -> list[Task]:
     """The six tasks' prompts at this scale: the first ``six_phrasings`` phrasings of each sub-task (e.g.
     COUNTRIES in Africa), without sub-tasks of more than ``six_max_targets`` targets unless a family
@@ -246,10 +250,7 @@ EXPERIMENT = Experiment(
     claim=CLAIM,
     uses=(
         "six_recipe",
-        "passes.six",
-        "six_phrasings",
-        "six_max_targets",
-        "six_subtasks",
+        *SIX_TASK_USES,
         "loo_samples",
         "answer_max_new_tokens",
     ),

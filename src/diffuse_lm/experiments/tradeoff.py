@@ -16,7 +16,7 @@ import numpy as np
 
 from diffuse_lm.experiments import leave_one_out, utility
 from diffuse_lm.experiments.common import Context
-from diffuse_lm.experiments.leave_one_out import LeaveOneOut, Summary
+from diffuse_lm.experiments.leave_one_out import SIX_TASK_USES, LeaveOneOut, Summary
 from diffuse_lm.experiments.record import Experiment, Record
 from diffuse_lm.experiments.utility import Accuracy, Utility
 from diffuse_lm.files import write_json_atomic
@@ -194,10 +194,7 @@ EXPERIMENT = Experiment(
     claim=CLAIM,
     uses=(
         "tradeoff",
-        "passes.six",
-        "six_phrasings",
-        "six_max_targets",
-        "six_subtasks",
+        *SIX_TASK_USES,
         "utility_questions",
         "utility_max_new_tokens",
     ),

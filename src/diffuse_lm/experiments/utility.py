@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from diffuse_lm.experiments.common import Context, using
-from diffuse_lm.experiments.leave_one_out import six_task_adapter
+from diffuse_lm.experiments.leave_one_out import SIX_TASK_USES, six_task_adapter
 from diffuse_lm.experiments.record import Experiment, Record
 from diffuse_lm.metrics import wilson_interval
 from diffuse_lm.present.markdown import table
@@ -288,10 +288,7 @@ EXPERIMENT = Experiment(
     claim=CLAIM,
     uses=(
         "six_recipe",
-        "passes.six",
-        "six_phrasings",
-        "six_max_targets",
-        "six_subtasks",
+        *SIX_TASK_USES,
         "utility_questions",
         "utility_max_new_tokens",
         "batch_size",
