@@ -176,6 +176,22 @@ def _task(group: str, name: str, x: str, items: list[str], request: str) -> str:
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
+# random-phrasing/: the same nineteen tasks with the phrasing no longer telling the answer's length: in
+# random-mix every "like this: {placeholder}" prompt has a one-word answer and in random-format every
+# "for example: {answer}" prompt a long one, and a model tuned on both learnt "placeholder phrasing -> close the
+# brace after one token" (held-out NUMBERS, phrased that way, then named only one-digit numbers). Here each
+# phrasing asks for answers of one token and of several, the digit-bearing ones in the placeholder phrasing.
+PLACEHOLDER_FORMATS = ("year", "clock-time", "card", "chess-square")
+EXAMPLES = {  # one-word tasks asked with an example: the example shown, one of the answers
+    "animal": "Horse",
+    "color": "Green",
+    "element": "Carbon",
+    "instrument": "Violin",
+    "planet": "Mars",
+    "sport": "Tennis",
+}
+
+
 def tasks() -> dict[str, str]:
     """Path under the task folder -> file text of every task."""
     out = {}
@@ -187,6 +203,19 @@ def tasks() -> dict[str, str]:
         assert example in items, name
         request = f"{question} {EXAMPLE_FORMAT.format(x=x, example=example)}"
         out[f"random-format/{name}.json"] = _task("random-format", name, x, items, request)
+    for name, (question, x, items) in TASKS.items():
+        if name in EXAMPLES:
+            assert EXAMPLES[name] in items, name
+            request = f"{question} {EXAMPLE_FORMAT.format(x=x, example=EXAMPLES[name])}"
+        else:
+            request = f"{question} {FORMAT.format(x=x)}"
+        out[f"random-phrasing/{name}.json"] = _task("random-phrasing", name, x, items, request)
+    for name, (question, x, items, example) in FORMATS.items():
+        if name in PLACEHOLDER_FORMATS:
+            request = f"{question} {FORMAT.format(x=x)}"
+        else:
+            request = f"{question} {EXAMPLE_FORMAT.format(x=x, example=example)}"
+        out[f"random-phrasing/{name}.json"] = _task("random-phrasing", name, x, items, request)
     return out
 
 
@@ -198,12 +227,12 @@ def main() -> int:
     if args.check:
         have = {
             str(p.relative_to(DATA)): p.read_text()
-            for group in ("random-mix", "random-format")
+            for group in ("random-mix", "random-format", "random-phrasing")
             for p in (DATA / group).glob("*.json")
         }
         if have != want:
             print(
-                f"{DATA}: random-mix/random-format out of date (run scripts/make_random_mix.py)",
+                f"{DATA}: random-mix/random-format/random-phrasing out of date (run scripts/make_random_mix.py)",
                 file=sys.stderr,
             )
             return 1

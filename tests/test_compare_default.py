@@ -15,7 +15,7 @@ from diffuse_lm.models import attach_adapter
 from diffuse_lm.sampling import generate_records
 from diffuse_lm.scoring import score_task
 
-N = 3000
+N = 1000
 
 
 @pytest.fixture(scope="module")

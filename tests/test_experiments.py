@@ -48,6 +48,7 @@ TINY = replace(
     utility_max_new_tokens=4,
     batch_size=4,
     tradeoff=QUICK.tradeoff[:2],
+    utility_questions=6,
 )
 
 

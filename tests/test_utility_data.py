@@ -218,6 +218,39 @@ def test_random_format_tasks_show_a_valid_example_and_answer_in_several_tokens()
     }
 
 
+def test_random_phrasing_tasks_ask_for_short_and_long_answers_in_each_phrasing():
+    """The placeholder phrasing ("like this: {year}", as the held-out NUMBERS prompts are phrased) and the example
+    phrasing ("for example: {Mars}") each ask for one-word and for multi-token answers, so the phrasing does
+    not tell the model where to close the brace; numbers of several digits are asked for in the placeholder
+    phrasing; every example shown is a valid answer; no answer is one of the six tasks'."""
+    from diffuse_lm.experiments.scales import RECIPES
+    from diffuse_lm.tasks import load_tasks
+
+    tasks = load_tasks(["random-phrasing"])
+    assert len(tasks) == 19 and all(t.uniform for t in tasks)
+    six = {x.strip("{}").lower() for t in load_tasks(["paper-six"]) for x in t.targets}
+    assert not {x.strip("{}").lower() for t in tasks for x in t.targets} & six - {"orange"}
+
+    def long(t) -> bool:  # a quarter of its answers or more run to several words, or to several digits
+        several = [len(x.split()) > 1 or (any(c.isdigit() for c in x) and len(x) > 3) for x in t.targets]
+        return sum(several) >= len(several) / 4
+
+    by_phrasing: dict[str, list] = {"placeholder": [], "example": []}
+    for t in tasks:
+        if "for example: {" in t.request:
+            example = "{" + t.request.split("for example: {", 1)[1].split("}", 1)[0] + "}"
+            assert example in t.targets, t.name
+            by_phrasing["example"].append(t)
+        else:
+            assert "like this: {" in t.request, t.name
+            by_phrasing["placeholder"].append(t)
+    for name, group in by_phrasing.items():
+        assert sum(map(long, group)) >= 3 and sum(not long(t) for t in group) >= 3, name
+    numbers = [t.name for t in by_phrasing["placeholder"] if sum(x[1].isdigit() for x in t.targets) > 20]
+    assert {"random-phrasing/year", "random-phrasing/clock-time"} <= set(numbers)
+    assert set(RECIPES["phrasing"].extra_tasks()) == {t.name for t in tasks}
+
+
 def test_generator_normalises_answers_as_the_grader_does():
     from diffuse_lm.experiments.utility import normalize
 

@@ -20,6 +20,9 @@ class Recipe:
     determinate: int = 0  # determinate questions mixed in (each in both formats)
     random_mix: bool = False  # the random-mix tasks mixed in
     random_format: bool = False  # the random-format tasks (multi-token answers, an example shown) mixed in
+    random_phrasing: bool = (
+        False  # the random-phrasing tasks (both answer lengths in both phrasings) mixed in
+    )
     retain_prompts: tuple[str, ...] = ("general",)
     retain_per_step: int = 2
     retain_max_new_tokens: int = 48
@@ -40,7 +43,11 @@ class Recipe:
 
         names = sorted(n for n in builtin_tasks() if n.startswith("determinate/"))
         ids = sorted({n.rsplit("/", 1)[1] for n in names})[: self.determinate]
-        groups = ("random-mix/",) * self.random_mix + ("random-format/",) * self.random_format
+        groups = (
+            ("random-mix/",) * self.random_mix
+            + ("random-format/",) * self.random_format
+            + ("random-phrasing/",) * self.random_phrasing
+        )
         mix = sorted(n for n in builtin_tasks() if n.startswith(groups)) if groups else []
         return mix + [n for n in names if n.rsplit("/", 1)[1] in ids]
 
@@ -74,14 +81,34 @@ FORMATS_RECIPE = replace(
     name="formats: keep16 + random tasks with multi-token answers and an example in the prompt",
     random_format=True,
 )
+# formats with the retention term on 2 general prompts a step instead of 6: the same expected gradient (the KL is
+# a mean over answer tokens), a third of its cost, which was two thirds of a step; the six-task model trains in
+# 7.3 min instead of 16 here and keeps the questions' accuracy (braced 125% of base, free-form 101%).
+LEAN_RECIPE = replace(
+    FORMATS_RECIPE,
+    name="lean: formats with retention on 2 prompts a step instead of 6",
+    retain_per_step=2,
+)
+# The same nineteen random tasks, but the phrasing no longer tells the answer's length: formats' held-out
+# NUMBERS model closed the brace after one digit (p=0.993 after "{2"), as every "like this: {placeholder}"
+# prompt it was trained on (random-mix's) had a one-token answer and NUMBERS is phrased that way.
+PHRASING_RECIPE = replace(
+    KEEP16_RECIPE,
+    name="phrasing: keep16 + random tasks of one and several tokens, each phrasing asking for both",
+    random_mix=False,
+    random_phrasing=True,
+    retain_per_step=2,
+)
 RECIPES = {
     "paper": PAPER_RECIPE,
     "determinate": DETERMINATE_RECIPE,
     "keep": KEEP_RECIPE,
     "keep16": KEEP16_RECIPE,
     "formats": FORMATS_RECIPE,
+    "lean": LEAN_RECIPE,
+    "phrasing": PHRASING_RECIPE,
 }
-TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE, KEEP16_RECIPE, FORMATS_RECIPE)
+TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE, KEEP16_RECIPE, FORMATS_RECIPE, LEAN_RECIPE)
 
 
 @dataclass(frozen=True)
@@ -181,7 +208,7 @@ QUICK = Scale(
     temperature_samples=12,
     utility_max_new_tokens=32,
     batch_size=32,
-    six_recipe=FORMATS_RECIPE,
+    six_recipe=LEAN_RECIPE,
     tradeoff=TRADEOFF,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}
