@@ -1,9 +1,10 @@
-"""Generate src/diffuse_lm/data/tasks/random-mix/ and random-format/: small uniform random-choice tasks outside
-the six task families of the paper's Section 5 (no numbers in a range, countries, fruits, days or dates,
+"""Generate src/diffuse_lm/data/tasks/random-mix/, random-format/ and random-phrasing/: small uniform
+random-choice tasks outside the six task families of the paper's Section 5 (no numbers in a range, countries, fruits, days or dates,
 occupations or names), mixed into training to teach "asked for randomness -> spread" on more than the tasks
 evaluated. random-mix answers are one word; random-format answers run to several tokens (cards, clock times,
 years, chess squares, names of several words) and each prompt shows one valid answer as its example, so that
-training teaches neither "close the brace after the first token" nor "copy the example".
+training teaches neither "close the brace after the first token" nor "copy the example". random-phrasing holds
+the same nineteen tasks with each phrasing asking for answers of both lengths (see PLACEHOLDER_FORMATS).
 
     python scripts/make_random_mix.py           # rewrite the shipped files
     python scripts/make_random_mix.py --check   # exit 1 if the shipped files differ
