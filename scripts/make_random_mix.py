@@ -1,7 +1,7 @@
 """Generate src/diffuse_lm/data/tasks/random-mix/, random-format/ and random-phrasing/: small uniform
-random-choice tasks outside the six task families of the paper's Section 5 (no numbers in a range, countries, fruits, days or dates,
-occupations or names), mixed into training to teach "asked for randomness -> spread" on more than the tasks
-evaluated. random-mix answers are one word; random-format answers run to several tokens (cards, clock times,
+random-choice tasks outside the six task families of the paper's Section 5 (no numbers in a range, countries,
+fruits, days or dates, occupations or names), mixed into training to teach "asked for randomness -> spread"
+on more than the tasks evaluated. random-mix answers are one word; random-format answers run to several tokens (cards, clock times,
 years, chess squares, names of several words) and each prompt shows one valid answer as its example, so that
 training teaches neither "close the brace after the first token" nor "copy the example". random-phrasing holds
 the same nineteen tasks with each phrasing asking for answers of both lengths (see PLACEHOLDER_FORMATS).
@@ -193,30 +193,33 @@ EXAMPLES = {  # one-word tasks asked with an example: the example shown, one of 
 }
 
 
+def _request(question: str, x: str, items: list[str], example: str | None) -> str:
+    """The prompt: the question, then the answer format, with ``example`` (one of the answers) when given."""
+    if example is None:
+        return f"{question} {FORMAT.format(x=x)}"
+    assert example in items, example
+    return f"{question} {EXAMPLE_FORMAT.format(x=x, example=example)}"
+
+
 def tasks() -> dict[str, str]:
     """Path under the task folder -> file text of every task."""
+    words = {name: (*task, None) for name, task in TASKS.items()}  # one-word answers, no example
+    asked = {  # group -> name -> (question, what, answers, the example shown or None)
+        "random-mix": words,
+        "random-format": FORMATS,
+        "random-phrasing": {
+            **{name: (q, x, items, EXAMPLES.get(name)) for name, (q, x, items, _) in words.items()},
+            **{
+                name: (q, x, items, None if name in PLACEHOLDER_FORMATS else example)
+                for name, (q, x, items, example) in FORMATS.items()
+            },
+        },
+    }
     out = {}
-    for name, (question, x, items) in TASKS.items():
-        out[f"random-mix/{name}.json"] = _task(
-            "random-mix", name, x, items, f"{question} {FORMAT.format(x=x)}"
-        )
-    for name, (question, x, items, example) in FORMATS.items():
-        assert example in items, name
-        request = f"{question} {EXAMPLE_FORMAT.format(x=x, example=example)}"
-        out[f"random-format/{name}.json"] = _task("random-format", name, x, items, request)
-    for name, (question, x, items) in TASKS.items():
-        if name in EXAMPLES:
-            assert EXAMPLES[name] in items, name
-            request = f"{question} {EXAMPLE_FORMAT.format(x=x, example=EXAMPLES[name])}"
-        else:
-            request = f"{question} {FORMAT.format(x=x)}"
-        out[f"random-phrasing/{name}.json"] = _task("random-phrasing", name, x, items, request)
-    for name, (question, x, items, example) in FORMATS.items():
-        if name in PLACEHOLDER_FORMATS:
-            request = f"{question} {FORMAT.format(x=x)}"
-        else:
-            request = f"{question} {EXAMPLE_FORMAT.format(x=x, example=example)}"
-        out[f"random-phrasing/{name}.json"] = _task("random-phrasing", name, x, items, request)
+    for group, specs in asked.items():
+        for name, (question, x, items, example) in specs.items():
+            request = _request(question, x, items, example)
+            out[f"{group}/{name}.json"] = _task(group, name, x, items, request)
     return out
 
 

@@ -20,9 +20,7 @@ class Recipe:
     determinate: int = 0  # determinate questions mixed in (each in both formats)
     random_mix: bool = False  # the random-mix tasks mixed in
     random_format: bool = False  # the random-format tasks (multi-token answers, an example shown) mixed in
-    random_phrasing: bool = (
-        False  # the random-phrasing tasks (both answer lengths in both phrasings) mixed in
-    )
+    random_phrasing: bool = False  # the random-phrasing tasks (each phrasing, both lengths) mixed in
     retain_prompts: tuple[str, ...] = ("general",)
     retain_per_step: int = 2
     retain_max_new_tokens: int = 48
