@@ -296,3 +296,34 @@ def test_a_write_failing_mid_run_is_one_line_and_the_last_checkpoint_stays_intac
     monkeypatch.undo()
     resumed = train(config_from_dict(cfg), progress=False).summary
     _assert_same_adapter(_adapter(resumed), _adapter(reference))
+
+
+def test_measure_off_trains_the_same_adapter_without_before_and_after(
+    tmp_path, tiny_model_dir, reference, capsys
+):
+    """`measure: false` (what `reproduce` sets: it measures its models itself) skips only the two exact
+    passes over the tasks: the same weights, no before/after files, and the CLI reports the run without them."""
+    cfg = _run_cfg(tmp_path, tiny_model_dir, 4, measure=False)
+    result = train(config_from_dict(cfg), progress=False)
+    out = Path(cfg["output_dir"])
+    assert result.before is None and result.after is None
+    assert result.summary["before"] is None and result.summary["after"] is None
+    assert not (out / "before.json").exists() and not (out / "after.json").exists()
+    twin = train(
+        config_from_dict(_run_cfg(tmp_path / "on", tiny_model_dir, 4)), progress=False
+    )  # same threads
+    a, b = _adapter(result.summary), _adapter(twin.summary)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-identical
+    assert twin.before is not None and _kls(twin.summary["before"]) == _kls(reference["before"])
+    # the finished run is found again with measure back on (a key a run may change)
+    again = train(config_from_dict({**cfg, "measure": True}), progress=False)
+    assert again.steps == 8 and again.after is None
+
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({**cfg, "output_dir": str(tmp_path / "cli")}))
+    from diffuse_lm.cli import main
+
+    assert main(["train", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "8 steps" in shown and "before:" not in shown
+    assert not (tmp_path / "cli" / "before_after.png").exists()

@@ -80,6 +80,10 @@ class TrainConfig(_Strict):
     eval_every: int = Field(
         0, ge=0, description="measure the test tasks every K steps (0: before/after only)"
     )
+    measure: bool = Field(
+        True,
+        description="measure the test tasks before and after training (off: a caller that measures itself)",
+    )
     checkpoint_every: int = Field(10, ge=0, description="checkpoint every K steps (0: only at the end)")
     device: str | None = None
     dtype: Literal[tuple(DTYPES)] | None = Field(

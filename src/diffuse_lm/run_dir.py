@@ -52,6 +52,7 @@ RESUMABLE = {
     "alg_config.early_stop",
     "alg_config.gamma",
     "eval_every",
+    "measure",
     "checkpoint_every",
     "device",
     "output_dir",
@@ -303,10 +304,11 @@ def finish(out: Path | None, model, before: dict, measure: dict, info: dict, log
     }
     for name, fn in measure.items():
         summary[f"after{name}"] = fn()
-        summary[f"before{name}"] = before[f"before{name}"]
+        summary[f"before{name}"] = before.get(f"before{name}")
         if out is not None:
             write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
-    record(out, log, {"kind": "eval", "step": info["steps"], "eval": eval_row(summary["after"])})
+    if summary["after"] is not None:
+        record(out, log, {"kind": "eval", "step": info["steps"], "eval": eval_row(summary["after"])})
     if out is not None:
         write_json_atomic(out / "summary.json", summary)
     return summary

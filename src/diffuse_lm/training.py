@@ -75,8 +75,8 @@ class TrainResult:
     adapter_dir: Path | None
     steps: int
     losses: list[float]
-    before: Measurement
-    after: Measurement
+    before: Measurement | None  # None: run with measure off
+    after: Measurement | None
     summary: dict
     log: list[dict] = field(default_factory=list, repr=False)  # train_log.jsonl's entries
 
@@ -200,8 +200,8 @@ def _result(summary: dict, model, tokenizer, log: list[dict]) -> TrainResult:
         adapter_dir=Path(adapter) if adapter else None,
         steps=summary["steps"],
         losses=[e["loss"] for e in log if e.get("kind") == "train"],
-        before=Measurement.from_json(summary["before"]),
-        after=Measurement.from_json(summary["after"]),
+        before=Measurement.from_json(summary["before"]) if summary.get("before") else None,
+        after=Measurement.from_json(summary["after"]) if summary.get("after") else None,
         summary=summary,
         log=log,
     )
@@ -280,6 +280,8 @@ def train(
         return eval_row(_measure(model, tokenizer, eval_tasks, label, cfg))
 
     def measurements(name: str) -> dict:  # file-name suffix -> measuring function
+        if not cfg.measure:
+            return {}
         fns = {"": lambda: _measure(model, tokenizer, eval_tasks, name, cfg)}
         if cfg.test_prompts and sorted(cfg.test_prompts) != sorted(cfg.train_prompts):
             fns["_train"] = lambda: _measure(model, tokenizer, train_tasks, name, cfg)
@@ -306,8 +308,10 @@ def train(
     before: dict = {}
     if main:
         with writing(out):
+            # 'before' is the untrained model: a run resumed with measure newly on has none to measure
+            fresh = state["step"] == 0 or out is None or (out / "before.json").exists()
             before = write_before(
-                out, state["step"], {f"before{k}": f for k, f in measurements(label).items()}
+                out, state["step"], {f"before{k}": f for k, f in measurements(label).items()} if fresh else {}
             )
     acc.wait_for_everyone()
 
@@ -391,7 +395,7 @@ def train(
         }
         with writing(out):
             summary = finish(out, model, before, measurements(tuned), info, log)
-        if tracking:
+        if tracking and summary["after"] is not None:
             _track(acc, {"step": step}, eval_row(summary["after"]))
     if tracking:
         acc.end_training()

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process reports
         return 0
     out = Path(summary["output_dir"])
-    if not args.no_plot:
+    if not args.no_plot and summary.get("before") and summary.get("after"):
         from diffuse_lm.present.figures import plot_before_after
 
         try:

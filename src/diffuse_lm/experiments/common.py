@@ -179,7 +179,9 @@ def adapter(
 
     folder, cfg, early = _adapter_run(ctx, name, train, passes, parent=parent, settings=settings)
     config = config_from_dict(
-        {**cfg, "output_dir": str(folder), "device": ctx.device}, source=f"training config of {name}"
+        # measure off: every experiment measures its models itself (the trained weights are the same)
+        {**cfg, "output_dir": str(folder), "device": ctx.device, "measure": False},
+        source=f"training config of {name}",
     )
     cached = (folder / "summary.json").exists()
     if not cached:

@@ -115,8 +115,9 @@ def print_train_summary(summary: dict) -> None:
     """Before/after table of the evaluated tasks and where the run's files are."""
 
     console = table_console()
-    print_measure_table(summary["before"], title=f"before: {summary['before']['model']}", console=console)
-    print_measure_table(summary["after"], title=f"after: {summary['after']['model']}", console=console)
+    for when in ("before", "after"):  # absent from a run with measure off
+        if summary.get(when):
+            print_measure_table(summary[when], title=f"{when}: {summary[when]['model']}", console=console)
     stop = ", stopped early" if summary["early_stopped"] else ""
     loss = summary["final_loss"]
     console.print(
