@@ -26,6 +26,7 @@ tiny = test_experiments.tiny  # a fixture shared with the experiments
             "--recipe magic: expected one of paper, determinate, keep",
         ),
         (["reproduce", "table1", "--dtype", "int3"], "--dtype int3"),
+        (["reproduce", "all", "--jobs", "0"], "--jobs 0: must be >= 1"),
         pytest.param(
             ["reproduce", "all", "--device", "cuda"],
             "--device cuda: CUDA is not available",
@@ -104,3 +105,42 @@ def test_smoke_scale_trains_a_few_real_steps_and_its_report_says_so(tiny, monkey
     report = (ctx.out / "report.md").read_text()
     assert "**Smoke scale**" in report and "not meant to reproduce anything" in report
     assert "Smoke-scale choices (paper -> here): training passes (rng): 50 -> 10" in report
+
+
+def test_jobs_plan_the_adapters_and_train_them_side_by_side(tiny, capsys):
+    """`--jobs`: the adapters the experiments train from the base model are found without training any (the
+    six-task model once, the model with a parent not at all), then trained as `diffuse train` processes."""
+    from diffuse_lm.experiments import runner
+
+    ctx = tiny.ctx
+    names = ["table1", "fig2", "leave-one-out", "biographies", "utility"]
+    todo = runner.planned_adapters(names, ctx)
+    assert tiny.calls == []  # planned, none trained
+    labels = [name for name, _, _ in todo]
+    assert len({folder for _, folder, _ in todo}) == len(todo)
+    assert labels.count("paper-six") == 1 and "biographies-id" not in labels  # it starts from paper-six
+    assert {"rng-1-10", "babynames", "rng-train"} <= set(labels)
+    assert sum(name.startswith("paper-six-without-") for name in labels) >= 2  # one per family
+    assert all(cfg.measure is False for _, _, cfg in todo)
+
+    runner.train_side_by_side(["table1", "fig2"], ctx, 2, ctx.out / "logs")
+    shown = capsys.readouterr().out
+    assert "training 3 adapters, 2 at a time" in shown and shown.count(": done in") == 3, shown
+    assert runner.planned_adapters(["table1", "fig2"], ctx) == []  # trained: nothing left to plan
+    for _, folder, _ in [j for j in todo if j[0] in ("rng-1-10", "babynames", "rng-train")]:
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["steps"] >= 1 and summary["before"] is None  # measure off
+        assert (folder / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_a_failing_side_by_side_command_is_one_line_naming_its_log(tmp_path, capsys):
+    from diffuse_lm.errors import DiffuseError
+    from diffuse_lm.experiments.runner import side_by_side
+
+    with pytest.raises(DiffuseError, match="bad failed: see .*bad.log") as e:
+        side_by_side([("good", ["--version"]), ("bad", ["reproduce", "table9"])], 2, tmp_path / "logs")
+    assert "\n" not in str(e.value)
+    assert "unknown experiment 'table9'" in (tmp_path / "logs" / "bad.log").read_text()
+    assert "diffuse-lm" in (tmp_path / "logs" / "good.log").read_text()
+    shown = capsys.readouterr().out
+    assert "good: done" in shown and "bad: FAILED (exit 2)" in shown

@@ -182,6 +182,19 @@ def _retain_examples(
     return encode_examples(tokenizer, saved["prompts"], saved["responses"])
 
 
+def prepare_retention(cfg: TrainConfig, progress: bool = False) -> None:
+    """Compute and cache the base model's answers to ``cfg``'s retention prompts as a run of ``cfg`` does,
+    so that runs started side by side find them rather than each computing them."""
+    from diffuse_lm.models import cache_dir
+
+    if cfg.retain is None or cfg.retain.weight <= 0:
+        return
+    model, tokenizer = _setup_model(cfg, cfg.device)  # the run's model: its weights' fingerprint is the key
+    prompts = load_retain_prompts(cfg.retain.prompts)
+    cache = cache_dir() / "retain"
+    base_responses(model, tokenizer, prompts, cfg.retain.max_new_tokens, cache=cache, progress=progress)
+
+
 def _track(acc, entry: dict, row: dict | None) -> None:
     """A step's numbers (and an eval row) to the trackers: ``train/loss``, ``eval/<task>/kl`` …"""
     keys = ("loss", "floor", "grad_norm", "lr", "retain_kl", "pass_loss")

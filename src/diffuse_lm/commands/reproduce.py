@@ -69,6 +69,16 @@ def register(sub) -> None:
         "--force", action="store_true", help="rerun experiments whose results are already in OUTPUT"
     )
     p.add_argument("--no-report", action="store_true", help="do not (re)write OUTPUT/report.md")
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N processes side by side, each on its share of the CPU cores: first the adapters the "
+        "experiments train from the base model, then the experiments (logs in OUTPUT/logs; default 1: "
+        "one after another in this process)",
+    )
     p.set_defaults(func=run)
 
 
@@ -86,6 +96,8 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise DiffuseError(f"--recipe {args.recipe}: expected one of {', '.join(RECIPES)}")
     if args.seed < 0:
         raise DiffuseError(f"--seed {args.seed}: must be >= 0")
+    if args.jobs < 1:
+        raise DiffuseError(f"--jobs {args.jobs}: must be >= 1")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DiffuseError(f"--output {out}: exists and is not a folder")
@@ -106,6 +118,26 @@ def _same_run(path: Path, ctx) -> bool:
     return (old.get("model"), old.get("scale"), old.get("seed"), old.get("recipe")) == now
 
 
+def _side_by_side(args: argparse.Namespace, ctx, names: list[str]) -> list[str]:
+    """``--jobs``: train the experiments' adapters side by side, then run the experiments side by side
+    (one alone runs here); returns those left to run in this process."""
+    from diffuse_lm.experiments.runner import COST, side_by_side, train_side_by_side
+
+    logs = Path(args.out) / "logs"
+    train_side_by_side(names, ctx, args.jobs, logs)
+    if len(names) < 2:
+        return names
+    common = ["--model", args.model, "--scale", args.scale, "--output", args.out, "--seed", str(args.seed)]
+    for flag in ("recipe", "adapters", "device", "dtype"):
+        if getattr(args, flag) is not None:
+            common += [f"--{flag}", str(getattr(args, flag))]
+    common += ["--no-report"] + ["--force"] * args.force
+    ordered = sorted(names, key=lambda n: -COST.get(n, 0))
+    print(f"== {len(names)} experiments, {args.jobs} at a time", flush=True)
+    side_by_side([(n, ["reproduce", n, *common]) for n in ordered], args.jobs, logs)
+    return []
+
+
 def run(args: argparse.Namespace) -> int:
     from diffuse_lm.experiments.common import Context
     from diffuse_lm.experiments.runner import run_experiment
@@ -124,9 +156,12 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
     )
+    done = [n for n in names if not args.force and _same_run(out / f"{n}.json", ctx)]
+    if args.jobs > 1:
+        names = _side_by_side(args, ctx, [n for n in names if n not in done]) + done
     for name in names:
         path = out / f"{name}.json"
-        if not args.force and _same_run(path, ctx):
+        if name in done:
             print(f"{name}: results already in {path} (--force to rerun)")
             continue
         print(f"== {name} ({ctx.scale.name} scale, model {ctx.model}, seed {ctx.seed})", flush=True)

@@ -184,4 +184,5 @@ EXPERIMENT = Experiment(
         "bio_samples",
         "bio_max_new_tokens",
     ),
+    adapters=six_task_adapter,
 )

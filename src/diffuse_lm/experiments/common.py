@@ -71,6 +71,8 @@ class Context:
     trained: dict = field(default_factory=dict)  # adapter name -> what training did (for the results)
     loaded: tuple | None = field(default=None, repr=False)  # (model, tokenizer) of the base model
     memo: dict = field(default_factory=dict, repr=False)  # base-model results computed once a run
+    # Where adapter() only plans: (name, folder, config) of each adapter asked for, none trained (--jobs)
+    planned: list | None = field(default=None, repr=False)
     # trainer(config, progress) -> the training summary (with "adapter_dir"), as diffuse_lm.training.train
     trainer: Callable[..., dict] = field(default=default_trainer, repr=False)
     # sampler(model, tokenizer, messages, n, **kw) -> n texts, as diffuse_lm.sampling.generate
@@ -183,6 +185,9 @@ def adapter(
         {**cfg, "output_dir": str(folder), "device": ctx.device, "measure": False},
         source=f"training config of {name}",
     )
+    if ctx.planned is not None:
+        ctx.planned.append((name, folder, config))
+        return folder / "adapter"
     cached = (folder / "summary.json").exists()
     if not cached:
         release(ctx)  # training loads its own copy of the model

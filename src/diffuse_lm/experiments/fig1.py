@@ -113,4 +113,5 @@ EXPERIMENT = Experiment(
     section=section,
     claim=CLAIM,
     uses=("passes.rng", "passes.babynames", "natural_babynames"),
+    adapters=section42_adapters,
 )

@@ -166,6 +166,21 @@ def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool
     return Summary(**means, prompts=rows)
 
 
+def models(ctx: Context, recipe: Recipe | None = None) -> tuple[Path, dict[str, Path]]:
+    """The ID model (tuned on all six tasks) and, per family, the OOD model tuned without it."""
+    groups = families(six_tasks(ctx))
+    without = {
+        f: tuned(
+            ctx,
+            f"paper-six-without-{f.lower().replace(' ', '-')}",
+            [t for g, ts in groups.items() if g != f for t in ts],
+            recipe,
+        )
+        for f in groups
+    }
+    return six_task_adapter(ctx, recipe), without
+
+
 def run(
     ctx: Context,
     recipe: Recipe | None = None,
@@ -177,16 +192,7 @@ def run(
     base model; ``sample=False`` keeps to the exact metrics."""
     recipe = recipe or ctx.scale.six_recipe
     groups = families(six_tasks(ctx))
-    tuned_id = six_task_adapter(ctx, recipe)
-    tuned_ood = {
-        f: tuned(
-            ctx,
-            f"paper-six-without-{f.lower().replace(' ', '-')}",
-            [t for g, ts in groups.items() if g != f for t in ts],
-            recipe,
-        )
-        for f in groups
-    }
+    tuned_id, tuned_ood = models(ctx, recipe)
     results: dict[str, dict[str, Summary]] = {}
     for f, tasks in groups.items():
         results[f] = {}
@@ -254,4 +260,5 @@ EXPERIMENT = Experiment(
         "loo_samples",
         "answer_max_new_tokens",
     ),
+    adapters=models,
 )

@@ -43,3 +43,6 @@ class Experiment:
     claim: str  # what the paper says, quoted above the section
     uses: tuple[str, ...]  # Scale fields it depends on (``passes.<model>`` for one model's passes)
     in_all: bool = True  # run by ``diffuse reproduce all``
+    # The adapters it trains from the base model (calls :func:`common.adapter` as ``run`` does): what
+    # ``--jobs`` trains side by side before the experiments run
+    adapters: Callable[[Context], Any] | None = None

@@ -47,3 +47,99 @@ def load_results(out: str | Path) -> dict[str, dict]:
             except ValueError:
                 raise DiffuseError(f"{path}: not a valid results file (malformed JSON)") from None
     return found
+
+
+# --- side by side (--jobs) ---------------------------------------------------------------------------
+
+# Rough share of `all`'s work at quick scale (measured wall times): the longest start first.
+COST = {
+    "leave-one-out": 46,
+    "biographies": 8,
+    "utility": 7,
+    "table1": 5,
+    "fig2": 4,
+    "temperature": 1,
+    "fig1": 1,
+}
+
+
+def planned_adapters(names: list[str], ctx: Context) -> list[tuple[str, Path, object]]:
+    """(name, run folder, training config) of each adapter the experiments ``names`` train from the base
+    model and that is not trained yet, each once, the most steps first."""
+    plan = Context(**{**ctx.__dict__, "planned": [], "trained": {}, "loaded": None})
+    for name in names:
+        if experiment(name).adapters is not None:
+            experiment(name).adapters(plan)
+    todo = {
+        folder: (n, folder, cfg) for n, folder, cfg in plan.planned if not (folder / "summary.json").exists()
+    }
+    return sorted(todo.values(), key=lambda j: -j[2].alg_config.n_iters * len(j[2].train_prompts))
+
+
+def side_by_side(commands: list[tuple[str, list[str]]], jobs: int, logs: Path) -> None:
+    """Run ``(label, diffuse arguments)`` commands as ``jobs`` processes at a time, each on its share of the
+    CPU cores (torch threads), its output in ``logs/<label>.log``; one line as each ends. A command that fails
+    is a one-line error naming its log, once the others have ended."""
+    import os
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    logs.mkdir(parents=True, exist_ok=True)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+    def one(label: str, argv: list[str]) -> tuple[int, float]:
+        t0 = time.time()
+        with open(logs / f"{label}.log", "w") as log:
+            rc = subprocess.run(
+                [sys.executable, "-m", "diffuse_lm.cli", *argv], stdout=log, stderr=subprocess.STDOUT, env=env
+            ).returncode
+        return rc, time.time() - t0
+
+    failed = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        running = {pool.submit(one, label, argv): label for label, argv in commands}
+        for k, done in enumerate(as_completed(running), 1):
+            label, (rc, seconds) = running[done], done.result()
+            state = "done" if rc == 0 else f"FAILED (exit {rc})"
+            print(f"[{k}/{len(commands)}] {label}: {state} in {seconds:.0f} s", flush=True)
+            if rc:
+                failed.append(label)
+    if failed:
+        raise DiffuseError(f"{', '.join(failed)} failed: see {logs / (failed[0] + '.log')}")
+
+
+def train_side_by_side(names: list[str], ctx: Context, jobs: int, logs: Path) -> None:
+    """Train the adapters the experiments ``names`` need from the base model, ``jobs`` at a time, each as a
+    `diffuse train` process (its config in ``logs``); the experiments then find them trained."""
+    import yaml
+
+    todo = planned_adapters(names, ctx)
+    if not todo:
+        return
+    from diffuse_lm.experiments.common import base, release
+
+    base(ctx)  # the model loaded (and its cache written) once, not by each process at once
+    release(ctx)
+    from diffuse_lm.training import prepare_retention
+
+    retained = {}
+    for _, _, cfg in todo:  # the base model's retention answers, once for the runs that share them
+        if cfg.retain is not None and not cfg.load_model:
+            retained.setdefault(json.dumps([cfg.model, cfg.dtype, cfg.retain.model_dump(mode="json")]), cfg)
+    for cfg in retained.values():
+        prepare_retention(cfg, progress=ctx.progress)
+    logs.mkdir(parents=True, exist_ok=True)
+    commands = []
+    for _, folder, cfg in todo:
+        path = logs / f"{folder.name}.yaml"
+        path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        commands.append((folder.name, ["train", str(path), "-q", "--no-plot"]))
+    print(f"== training {len(todo)} adapters, {jobs} at a time", flush=True)
+    side_by_side(commands, jobs, logs)

@@ -159,4 +159,5 @@ EXPERIMENT = Experiment(
     section=section,
     claim=CLAIM,
     uses=("passes.rng", "passes.babynames", "natural_babynames", "samples", "answer_max_new_tokens"),
+    adapters=section42_adapters,
 )

@@ -187,4 +187,5 @@ EXPERIMENT = Experiment(
         "temperature_samples",
         "answer_max_new_tokens",
     ),
+    adapters=section42_adapters,
 )

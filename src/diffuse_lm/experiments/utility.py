@@ -293,4 +293,5 @@ EXPERIMENT = Experiment(
         "utility_max_new_tokens",
         "batch_size",
     ),
+    adapters=six_task_adapter,
 )
