@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
+# processes side by side in `make reproduce` (diffuse reproduce --jobs)
+JOBS ?= 2
 .PHONY: setup demo test test-fast bench reproduce lint format clean
 
 setup: $(STAMP)
@@ -36,7 +38,7 @@ bench: $(STAMP)
 
 # Every experiment of the paper at quick scale on the default model (resumable; see README).
 reproduce: $(STAMP)
-	$(BIN)/diffuse reproduce all --scale quick --output results/reproduce
+	$(BIN)/diffuse reproduce all --scale quick --jobs $(JOBS) --output results/reproduce
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

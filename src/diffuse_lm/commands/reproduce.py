@@ -42,8 +42,8 @@ def register(sub) -> None:
     p.add_argument(
         "--scale",
         default="quick",
-        help="quick (fewer samples and passes; `all` in about 80 min on a 2-core CPU with the "
-        "default model), paper (the paper's settings) or smoke (each experiment in a few minutes, to try "
+        help="quick (fewer samples and passes; `all` in about an hour on a 2-core CPU with --jobs 2 and "
+        "the default model), paper (the paper's settings) or smoke (each experiment in a few minutes, to try "
         "it out; its numbers reproduce nothing)",
     )
     p.add_argument(

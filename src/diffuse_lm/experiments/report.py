@@ -47,7 +47,8 @@ def header(results: dict[str, dict]) -> str:
     return (
         f"# Reproduction of *Forcing Diffuse Distributions out of Language Models*\n\n"
         f"Model **{first['model']}**, scale **{first['scale']}**, seed {first['seed']}; "
-        f"{len(results)} experiment(s), {total / 60:.1f} min in all. {versions}.\n\n"
+        f"{len(results)} experiment(s), {total / 60:.1f} min summed over their records (adapters trained "
+        f"side by side before them, by `--jobs`, not counted). {versions}.\n\n"
         "Entropies are in nats. *Exact* numbers are computed by teacher forcing over the task's valid "
         "answers (renormalised over them; *mass* is the probability the model puts on them at all); "
         "*sampled* ones from generations at temperature 1, as in the paper.\n"
@@ -59,7 +60,9 @@ def settings(record: dict) -> str:
     """How one experiment ran: time, device, each adapter trained or reused, its scale's choices."""
     lines = [f"Ran in {record['wall_s']:.0f} s on {record['device'] or 'the default device'}."]
     for name, a in record.get("adapters", {}).items():
-        how = "reused from cache" if a.get("cached") else f"trained in {a.get('train_seconds') or 0:.0f} s"
+        took = f"trained in {a.get('train_seconds') or 0:.0f} s"
+        if a.get("cached"):  # by an earlier run, or side by side before this one (--jobs)
+            took = f"reused from cache ({took})" if a.get("train_seconds") else "reused from cache"
         loss = (
             f", final pass loss {a['final_loss']:.3f} vs floor {a['floor']:.3f}"
             if a.get("final_loss")
@@ -67,7 +70,7 @@ def settings(record: dict) -> str:
         )
         stop = ", early-stopped" if a.get("early_stopped") else ""
         lines.append(
-            f"Adapter `{name}`: {a.get('steps')} steps ({a.get('passes')} passes){stop}{loss}; {how}."
+            f"Adapter `{name}`: {a.get('steps')} steps ({a.get('passes')} passes){stop}{loss}; {took}."
         )
     if record.get("choices"):
         scale = str(record.get("scale", "quick")).capitalize()

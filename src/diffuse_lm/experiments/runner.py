@@ -51,15 +51,16 @@ def load_results(out: str | Path) -> dict[str, dict]:
 
 # --- side by side (--jobs) ---------------------------------------------------------------------------
 
-# Rough share of `all`'s work at quick scale (measured wall times): the longest start first.
+# Minutes each experiment took at quick scale with its adapters trained (`all --jobs 2`, one thread each):
+# the longest start first.
 COST = {
-    "leave-one-out": 46,
-    "biographies": 8,
-    "utility": 7,
-    "table1": 5,
-    "fig2": 4,
-    "temperature": 1,
-    "fig1": 1,
+    "utility": 11.4,
+    "biographies": 10.2,
+    "leave-one-out": 5.3,
+    "fig2": 4.0,
+    "table1": 3.6,
+    "temperature": 1.9,
+    "fig1": 1.3,
 }
 
 

@@ -1,5 +1,5 @@
 """The scales of `diffuse reproduce`: ``paper`` (the paper's settings), ``quick`` (every experiment on the
-default 135M model on a 2-core CPU in about 80 min) and ``smoke`` (each experiment in a few minutes, to
+default 135M model on a 2-core CPU in an hour with ``--jobs 2``) and ``smoke`` (each experiment in a few minutes, to
 try it out), and the record of where a scale departs from the paper."""
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE, KEEP16_RECIPE, FORMAT
 @dataclass(frozen=True)
 class Scale:
     """How much work the experiments do: ``paper`` is the paper's settings, ``quick`` runs `all` on the
-    default model in about 80 min on this project's 2-core CPU (the README has the measured run)."""
+    default model in 59 min on this project's 2-core CPU with ``--jobs 2``, from nothing (the README has the
+    measured run)."""
 
     name: str
     passes: dict  # training passes of each tuned model (alg_config.n_iters)
