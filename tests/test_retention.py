@@ -173,3 +173,24 @@ def test_train_log_lines_are_strict_json():
         "eval": {"t": {"kl": None, "mass": 0.5}},
         "x": [None, 1.0],
     }
+
+
+def test_prepared_retention_answers_are_the_ones_a_run_reads(tmp_path, model_dir, monkeypatch):  # noqa: F811
+    """`prepare_retention` (what `reproduce --jobs` calls before its side-by-side runs) caches the base
+    model's answers under the key a run of the same config looks up: the run computes none again."""
+    import diffuse_lm.sampling as sampling
+    from diffuse_lm import training
+
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cache"))
+    prompts = tmp_path / "general.txt"
+    prompts.write_text("\n".join(PROMPTS))
+    retain = {"weight": 5.0, "prompts": str(prompts), "max_new_tokens": 6, "per_step": 2}
+    cfg = config_from_dict(tiny_config(tmp_path / "run", model_dir, retain=retain))
+    training.prepare_retention(cfg)
+    cached = list((tmp_path / "cache" / "retain").glob("retain-*.json"))
+    assert len(cached) == 1
+    calls = []
+    monkeypatch.setattr(sampling, "greedy_texts", lambda *a, **k: calls.append(a) or [])  # would be computing
+    summary = train(cfg, progress=False).summary
+    saved = json.loads((Path(summary["output_dir"]) / "retain.json").read_text())
+    assert calls == [] and saved["responses"] == json.loads(cached[0].read_text())["responses"]

@@ -156,8 +156,6 @@ def _retain_examples(
     """The retention examples of this run: the base model's answers, kept in ``out/retain.json`` so a
     resumed run (and every process) uses the same ones; the main process computes them once (cached by
     weights and prompts across runs), the others read its file. Without ``out``, computed and not kept."""
-    from diffuse_lm.models import cache_dir
-
     path = out / RETAIN_FILE if out else None
     saved = None
     if path is not None and path.exists():
@@ -168,31 +166,35 @@ def _retain_examples(
     if saved is None or saved.get("prompts") != prompts:
         if not main:
             raise DiffuseError(f"{path}: missing (the main process writes it)")
-        responses = base_responses(
-            model,
-            tokenizer,
-            prompts,
-            cfg.retain.max_new_tokens,
-            cache=cache_dir() / "retain" if out else None,
-            progress=progress,
-        )
+        responses = _base_answers(model, tokenizer, cfg, prompts, cached=out is not None, progress=progress)
         saved = {"max_new_tokens": cfg.retain.max_new_tokens, "prompts": prompts, "responses": responses}
         if path is not None:
             write_json_atomic(path, saved)
     return encode_examples(tokenizer, saved["prompts"], saved["responses"])
 
 
+def _base_answers(
+    model, tokenizer, cfg: TrainConfig, prompts: list[str], *, cached: bool, progress: bool
+) -> list[str]:
+    """The base model's answers to the retention prompts; with ``cached``, kept across runs in the model
+    cache (keyed by the weights, the prompts and the answer length)."""
+    from diffuse_lm.models import cache_dir
+
+    cache = cache_dir() / "retain" if cached else None
+    return base_responses(
+        model, tokenizer, prompts, cfg.retain.max_new_tokens, cache=cache, progress=progress
+    )
+
+
 def prepare_retention(cfg: TrainConfig, progress: bool = False) -> None:
     """Compute and cache the base model's answers to ``cfg``'s retention prompts as a run of ``cfg`` does,
     so that runs started side by side find them rather than each computing them."""
-    from diffuse_lm.models import cache_dir
-
     if cfg.retain is None or cfg.retain.weight <= 0:
         return
     model, tokenizer = _setup_model(cfg, cfg.device)  # the run's model: its weights' fingerprint is the key
-    prompts = load_retain_prompts(cfg.retain.prompts)
-    cache = cache_dir() / "retain"
-    base_responses(model, tokenizer, prompts, cfg.retain.max_new_tokens, cache=cache, progress=progress)
+    _base_answers(
+        model, tokenizer, cfg, load_retain_prompts(cfg.retain.prompts), cached=True, progress=progress
+    )
 
 
 def _track(acc, entry: dict, row: dict | None) -> None:
