@@ -45,6 +45,9 @@ def test_out_must_be_a_folder_and_report_needs_results(capsys, tmp_path):
     (tmp_path / "file").write_text("x")
     assert main(["reproduce", "table1", "--out", str(tmp_path / "file")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+    assert main(["reproduce", "table1", "--jobs", "2", "--out", str(tmp_path / "file" / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0] and "logs" in err[0], err
     assert main(["reproduce", "report", "--out", str(tmp_path)]) == 2
     assert "holds no results" in capsys.readouterr().err
 

@@ -124,6 +124,10 @@ def _side_by_side(args: argparse.Namespace, ctx, names: list[str]) -> list[str]:
     from diffuse_lm.experiments.runner import COST, side_by_side, train_side_by_side
 
     logs = Path(args.out) / "logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DiffuseError(f"--output {args.out}: cannot write {logs} ({e.strerror or e})") from None
     train_side_by_side(names, ctx, args.jobs, logs)
     if len(names) < 2:
         return names
