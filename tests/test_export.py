@@ -4,6 +4,7 @@ the adapter did, with tokenizer and model card; adapters of the default model na
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,23 @@ def test_default_model_export_measures_as_the_adapter_did(tmp_path, capsys):
     np.testing.assert_allclose(_logprobs(measured), _logprobs(run["after"]), atol=1e-4)
     assert not np.allclose(_logprobs(run["before"]), _logprobs(run["after"]), atol=1e-3)
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (merged / "README.md").read_text()
+
+
+def test_overwrite_never_replaces_the_run_it_exports_from_nor_a_file(run, tmp_path, capsys, monkeypatch):
+    adapter = Path(run["adapter_dir"])
+    before = sorted(p.name for p in adapter.parent.iterdir())
+    for out in (adapter.parent, adapter, adapter / "inner"):  # the run, the adapter itself, inside it
+        assert main(["export", str(adapter), "--output", str(out), "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds or is inside the adapter being exported" in err[0], err
+    assert sorted(p.name for p in adapter.parent.iterdir()) == before
+    assert not (adapter / "inner").exists()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important")
+    assert main(["export", str(adapter), "--output", str(victim), "--overwrite"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err and victim.read_text() == "important"
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["export", str(adapter), "--output", "."]) == 0  # "." has no name of its own: still written
+    assert (here / "adapter_model.safetensors").exists()

@@ -121,10 +121,18 @@ def export(
     and a model card. Returns ``output``."""
     from diffuse_lm.models import _check_adapter, load_model
 
-    adapter, output = Path(adapter), Path(output)
+    adapter, output = Path(adapter), Path(output).absolute()  # absolute: "." has no name to stage beside
     _check_adapter(adapter)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
         raise DiffuseError(f"--output {output}: exists and is not empty (--overwrite to replace it)")
+    if output.exists() and not output.is_dir():
+        raise DiffuseError(f"--output {output}: is a file, not a folder (--overwrite replaces only a folder)")
+    here, source = output.resolve(), adapter.resolve()
+    if here == source or here in source.parents or source in here.parents:
+        raise DiffuseError(
+            f"--output {output}: holds or is inside the adapter being exported ({adapter}); "
+            "choose a folder outside its training run"
+        )
     run = run_files(adapter)
     base = model or base_model_of(adapter, run)
     lm, tokenizer = load_model(base, adapter=str(adapter), device=device or "cpu", dtype=dtype)

@@ -4,6 +4,7 @@ and a model card; optionally pushed to the Hugging Face hub."""
 from __future__ import annotations
 
 import argparse
+import warnings
 
 
 def register(sub) -> None:
@@ -36,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.push_to_hub:
         check_hub(args.push_to_hub)  # before the slow part
-    quiet_transformers(getattr(args, "verbose", False))
+    verbose = getattr(args, "verbose", False)
+    quiet_transformers(verbose)
+    if not verbose:
+        warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes from the libraries
     out = export(
         args.adapter,
         args.output,
