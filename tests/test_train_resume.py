@@ -327,3 +327,50 @@ def test_measure_off_trains_the_same_adapter_without_before_and_after(
     shown = capsys.readouterr().out
     assert "8 steps" in shown and "before:" not in shown
     assert not (tmp_path / "cli" / "before_after.png").exists()
+
+
+def test_overwrite_refuses_to_delete_the_runs_own_config_or_task_file(tmp_path, tiny_model_dir, capsys):
+    from diffuse_lm.cli import main
+
+    cfg = _run_cfg(tmp_path, tiny_model_dir, 1)
+    out = Path(cfg["output_dir"])
+    out.mkdir(parents=True)
+    config = out / "config.yaml"  # the user's config kept where a run writes its own
+    config.write_text("# mine\n" + yaml.safe_dump(cfg))
+    assert main(["train", str(config), "-q", "--no-plot", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--overwrite would delete {config}" in err[0], err
+    assert config.read_text().startswith("# mine\n") and sorted(p.name for p in out.iterdir()) == [
+        "config.yaml"
+    ]
+
+    task = tmp_path / "t" / "before.json"  # a task file named like a run's measurement
+    task.parent.mkdir()
+    task.write_text(json.dumps({"request": "Pick a or b.", "targets": ["{a}", "{b}"]}))
+    (task.parent / "notes.txt").write_text("other files: --overwrite is needed")
+    with pytest.raises(DiffuseError, match="would delete .*before.json, an input of this run"):
+        train(
+            config_from_dict({**cfg, "train_prompts": [str(task)], "output_dir": str(task.parent)}),
+            progress=False,
+            overwrite=True,
+        )
+    assert json.loads(task.read_text())["targets"] == ["{a}", "{b}"]
+
+
+def test_a_checkpoint_pointer_naming_no_checkpoint_is_an_error_not_a_fresh_start(tmp_path, tiny_model_dir):
+    train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 3)), progress=False)
+    out = tmp_path / "run"
+    log = (out / "train_log.jsonl").read_text()
+    for bad in ({"step": 6, "dir": "checkpoint-000006", "checkpoints": "no"}, {"step": "x", "dir": 5}):
+        (out / "checkpoint.json").write_text(json.dumps(bad))
+        with pytest.raises(DiffuseError, match="checkpoint.json: names no checkpoint") as e:
+            train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 4)), progress=False)
+        assert "\n" not in str(e.value)
+        assert (out / "train_log.jsonl").read_text() == log  # nothing dropped
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_a_seed_out_of_range_is_refused_before_anything_is_written(tmp_path, tiny_model_dir, seed):
+    with pytest.raises(DiffuseError, match="seed"):
+        train(config_from_dict(_run_cfg(tmp_path, tiny_model_dir, 1, seed=seed)), progress=False)
+    assert not (tmp_path / "run").exists()

@@ -101,6 +101,8 @@ def _entries(out: Path) -> list[dict]:
     if pointer is None:
         return []
     entries = pointer.get("checkpoints") or [{"step": pointer.get("step", 0), "dir": pointer.get("dir")}]
+    if not isinstance(entries, list):
+        return []
     return [e for e in entries if isinstance(e, dict) and isinstance(e.get("dir"), str)]
 
 
@@ -158,7 +160,10 @@ def load_checkpoint(out: Path, model, opt, *, warn: bool = True) -> dict | None:
 
     entries = _entries(out)
     if not entries:
-        _read_pointer(out)  # an unreadable pointer is an error, not a silent fresh start
+        if _read_pointer(out) is not None:  # unreadable or malformed: an error, not a silent fresh start
+            raise DiffuseError(
+                f"{out / POINTER}: names no checkpoint (malformed); delete it there to start again from step 0"
+            )
         return None
     problems: list[str] = []
     for entry in entries:
@@ -189,7 +194,10 @@ def load_checkpoint(out: Path, model, opt, *, warn: bool = True) -> dict | None:
 
 def latest_state(out: Path) -> dict:
     """The scalars (step, stopped, ...) of the latest checkpoint in ``out``; raises OSError/ValueError/KeyError."""
-    return json.loads((out / json.loads((out / POINTER).read_text())["dir"] / "state.json").read_text())
+    entries = _entries(out)
+    if not entries:
+        raise KeyError(f"{POINTER} names no checkpoint")
+    return json.loads((out / entries[0]["dir"] / "state.json").read_text())
 
 
 def latest_step(out: Path) -> int | None:

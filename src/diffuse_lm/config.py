@@ -76,7 +76,7 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     lora: LoraSettings = Field(default_factory=LoraSettings)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, description="seed of the LoRA init and of the prompt order")
     eval_every: int = Field(
         0, ge=0, description="measure the test tasks every K steps (0: before/after only)"
     )

@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -163,6 +163,19 @@ def clear_run_files(out: Path) -> None:
                 shutil.rmtree(path)
             else:
                 path.unlink()
+
+
+def check_inputs_kept(out: Path, inputs: Sequence[str | Path]) -> None:
+    """Refuse an ``overwrite`` that would delete one of the run's own inputs (a config or task file kept
+    under a name a run writes, such as ``out/config.yaml``)."""
+    targets = [(out / name).resolve() for name in RUN_FILES]
+    for given in inputs:
+        path = Path(given).resolve()
+        if any(path == t or t in path.parents for t in targets):
+            raise DiffuseError(
+                f"output_dir {out}: --overwrite would delete {given}, an input of this run; "
+                "choose another output_dir"
+            )
 
 
 def open_output_dir(

@@ -30,6 +30,7 @@ from diffuse_lm.model_info import model_info, model_label, set_model_info
 from diffuse_lm.retention import RetainExample, base_responses, encode_examples, load_retain_prompts
 from diffuse_lm.run_dir import (
     RETAIN_FILE,
+    check_inputs_kept,
     claim,
     clear_run_files,
     count_steps,
@@ -243,13 +244,14 @@ def train(
     eval_tasks: Sequence[Task] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    inputs: Sequence[str | Path] = (),
 ) -> TrainResult:
     """Run (or resume, or return the finished) training run of ``cfg``. ``model``/``tokenizer``: tune this
     model rather than load ``cfg.model``; ``tasks``/``eval_tasks``: train on and measure these rather than
     load ``cfg.train_prompts``/``cfg.test_prompts``. With ``cfg.output_dir`` the run lives there (resumable);
     ``overwrite`` trains in a folder that holds other files or another config's run, replacing that run's files
-    (other files are left alone); without it such a folder is refused. Without ``output_dir`` nothing is
-    written."""
+    (other files are left alone, and a run's file that is one of its inputs, such as ``inputs``' config file,
+    is refused); without it such a folder is refused. Without ``output_dir`` nothing is written."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -266,6 +268,10 @@ def train(
     if out is None and tracking:
         raise DiffuseError(f"report_to: {cfg.report_to} writes its files to output_dir: give one")
     done, clear = open_output_dir(out, cfg, len(train_tasks), overwrite) if out else (None, False)
+    if clear:
+        retain_file = [cfg.retain.prompts] if retaining and isinstance(cfg.retain.prompts, str) else []
+        files = [t.path for t in [*train_tasks, *eval_tasks] if t.path] + retain_file + list(inputs)
+        check_inputs_kept(out, files)
     if done is not None:
         return _finished_result(out, done, model, tokenizer)
     acc = Accelerator(

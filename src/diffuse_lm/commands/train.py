@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_transformers(verbose)
     if not verbose:
         warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes from the libraries
-    summary = train(cfg, progress=not args.quiet, overwrite=args.overwrite).summary
+    summary = train(cfg, progress=not args.quiet, overwrite=args.overwrite, inputs=[args.config]).summary
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process reports
         return 0
     out = Path(summary["output_dir"])
