@@ -384,6 +384,11 @@ def bad_model_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
         data = (folder / "model.safetensors").read_bytes()
         (folder / "model.safetensors").write_bytes(b"\xff" * 8 + data[8:])
         return ["--model", str(folder)], "weights file is truncated or corrupt"
+    if case == "model-config-does-not-fit-its-weights":
+        folder = _save_tiny(models_dir / "shapes")
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 2 * config["hidden_size"]}))
+        return ["--model", str(folder)], "its weights do not fit its config.json"
     if case == "adapter-for-another-base-model":
         adapter = _adapter_of(_save_tiny(models_dir / "wide", hidden=64), models_dir / "wide-adapter")
         return ["--model", str(good), "--adapter", str(adapter)], "made for another base model"
@@ -398,6 +403,7 @@ BAD_MODEL_CASES = [
     "model-without-tokenizer",
     "model-weights-truncated",
     "model-weights-header-overwritten",
+    "model-config-does-not-fit-its-weights",
     "adapter-for-another-base-model",
     "adapter-weights-truncated",
 ]
@@ -410,6 +416,7 @@ def test_a_bad_model_or_adapter_folder_is_one_short_line(tmp_path, capsys, monke
     args, problem = bad_model_case(tmp_path, case)
     monkeypatch.setattr(measure, "load_from_args", REAL_LOAD_FROM_ARGS)
     before = snapshot(tmp_path)
+    capsys.readouterr()  # the folders' own saving progress, not the command's
     cli_error(capsys, ["measure", str(task_file), "--output", str(tmp_path / "m.json"), *args], problem)
     assert snapshot(tmp_path) == before
 
@@ -423,3 +430,42 @@ def test_alias_bomb_and_deep_nesting_in_a_training_config_are_one_line(tmp_path,
         assert main(["train", str(path)]) == 2
         err = capsys.readouterr().err
         assert problem in err and err.count("\n") == 1 and len(err) < 300
+
+
+@pytest.mark.parametrize(
+    ("meta", "problem"),
+    [
+        ([1, 2], "not a JSON object"),
+        ({"n": 3, "task": 5}, "task is int"),
+        ({"n": 3, "task": {"name": 5, "path": None}}, "task.name is int"),
+        ({"n": "3"}, "n is str"),
+    ],
+)
+def test_a_malformed_samples_sidecar_is_one_line(tmp_path, capsys, samples_file, meta, problem):
+    side = Path(str(samples_file) + ".meta.json")
+    side.write_text(json.dumps(meta))
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["stats", str(samples_file), "--no-exact"], f"{side.name}: malformed ({problem})")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_results_file_of_another_command_is_named_by_reproduce_report(tmp_path, capsys):
+    (tmp_path / "compare.json").write_text(
+        json.dumps({"tasks": [], "rows": []})
+    )  # as `diffuse compare` writes
+    before = snapshot(tmp_path)
+    cli_error(
+        capsys,
+        ["reproduce", "report", "--output", str(tmp_path)],
+        "compare.json: not a `diffuse reproduce compare`",
+    )
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"), [("--temperature", "inf", "finite"), ("--max-new-tokens", "0", ">= 1")]
+)
+def test_sampling_settings_out_of_range_are_refused(tmp_path, capsys, task_file, flag, value, problem):
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["sample", str(task_file), "-o", str(tmp_path / "s.jsonl"), flag, value], problem)
+    assert snapshot(tmp_path) == before

@@ -195,7 +195,7 @@ def test_other_settings_or_a_foreign_file_are_refused(tok, tmp_path):
     sample_to_jsonl(model, tok, MESSAGES, 2, out, max_new_tokens=3)
     with pytest.raises(DiffuseError, match="temperature=1.0, not temperature=0.7"):
         sample_to_jsonl(model, tok, MESSAGES, 2, out, max_new_tokens=3, temperature=0.7)
-    with pytest.raises(DiffuseError, match="different prompt"):
+    with pytest.raises(DiffuseError, match=r"sampled with prompt \[\{.*, not prompt \[\{"):
         sample_to_jsonl(model, tok, [{"role": "user", "content": "other"}], 2, out, max_new_tokens=3)
     with pytest.raises(DiffuseError, match="seed=0, not seed=5"):
         sample_to_jsonl(model, tok, MESSAGES, 2, out, max_new_tokens=3, seed=5)

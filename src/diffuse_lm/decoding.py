@@ -26,8 +26,10 @@ class SampleConfig:
     min_p: float = 0.0  # last, so positional construction keeps its meaning
 
     def check(self) -> SampleConfig:
-        if not self.temperature >= 0:
-            raise DiffuseError(f"--temperature {self.temperature}: must be >= 0 (0 is greedy)")
+        if not 0 <= self.temperature < math.inf:
+            raise DiffuseError(
+                f"--temperature {self.temperature}: must be a finite number >= 0 (0 is greedy)"
+            )
         if not 0 < self.top_p <= 1:
             raise DiffuseError(f"--top-p {self.top_p}: must be in (0, 1]")
         if not 0 <= self.min_p <= 1:

@@ -63,15 +63,42 @@ def read_samples_checked(path: str | Path) -> tuple[list[dict], list[int]]:
     return [records[i] for i in sorted(records)], sorted(conflicts)
 
 
+# The sidecar's fields that are read back (not only compared), with their types; absent reads as None.
+_NONE = type(None)
+_META_TYPES = {
+    "task": (dict, _NONE),
+    "n": (int, _NONE),
+    "model_arg": (str, _NONE),
+    "adapter_path": (str, _NONE),
+}
+
+
+def _meta_problem(meta) -> str | None:
+    """What is wrong with a sidecar's content for the fields read back from it, or None."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    for key, types in _META_TYPES.items():
+        if not isinstance(meta.get(key), types):
+            return f"{key} is {type(meta[key]).__name__}"
+    for key in ("name", "path"):
+        if meta.get("task") and not isinstance(meta["task"].get(key), (str, _NONE)):
+            return f"task.{key} is {type(meta['task'][key]).__name__}"
+    return None
+
+
 def read_meta(path: str | Path) -> dict | None:
     """The sidecar of a samples file, or ``None`` when there is none."""
     side = meta_path(path)
     if not side.exists():
         return None
     try:
-        return json.loads(side.read_text())
+        meta = json.loads(side.read_text())
     except (OSError, ValueError):
         raise DiffuseError(f"{side}: unreadable; delete it together with {Path(path).name}") from None
+    wrong = _meta_problem(meta)
+    if wrong:
+        raise DiffuseError(f"{side}: malformed ({wrong}); delete it together with {Path(path).name}")
+    return meta
 
 
 def _write_meta(path: Path, data: dict) -> None:
@@ -98,7 +125,12 @@ def check_not_locked(output: str | Path) -> None:
 
 
 def _describe(key: str, value) -> str:
-    return "a different prompt" if key in ("messages", "responses") else f"{key}={value!r}"
+    if key not in ("messages", "responses"):
+        return f"{key}={value!r}"
+    text = json.dumps(value, ensure_ascii=False)
+    return (
+        f"{'prompt' if key == 'messages' else 'response prefixes'} {text[:60]}{'…' if len(text) > 60 else ''}"
+    )
 
 
 @contextmanager

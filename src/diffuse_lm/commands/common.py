@@ -66,7 +66,13 @@ def check_sampling_args(args: argparse.Namespace) -> None:
         raise DiffuseError(f"--n {args.n}: must be >= 1")
     if args.batch_size < 1:
         raise DiffuseError(f"--batch-size {args.batch_size}: must be >= 1")
-    SampleConfig(args.temperature, args.top_p, args.top_k, args.max_new_tokens or 1, args.seed).check()
+    SampleConfig(
+        args.temperature,
+        args.top_p,
+        args.top_k,
+        1 if args.max_new_tokens is None else args.max_new_tokens,
+        args.seed,
+    ).check()
 
 
 def load_for_sampling(args: argparse.Namespace):

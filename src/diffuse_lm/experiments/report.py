@@ -58,7 +58,7 @@ def header(results: dict[str, dict]) -> str:
 
 def settings(record: dict) -> str:
     """How one experiment ran: time, device, each adapter trained or reused, its scale's choices."""
-    lines = [f"Ran in {record['wall_s']:.0f} s on {record['device'] or 'the default device'}."]
+    lines = [f"Ran in {record['wall_s']:.0f} s on {record.get('device') or 'the default device'}."]
     for name, a in record.get("adapters", {}).items():
         took = f"trained in {a.get('train_seconds') or 0:.0f} s"
         if a.get("cached"):  # by an earlier run, or side by side before this one (--jobs)

@@ -36,6 +36,10 @@ def run_experiment(name: str, ctx: Context) -> dict:
     }
 
 
+# What every results record holds (the report's header and sections read them).
+RECORD_KEYS = {"model", "scale", "seed", "versions", "wall_s", "result"}
+
+
 def load_results(out: str | Path) -> dict[str, dict]:
     """Experiment name -> its results record (as written), for each results file present in ``out``."""
     found = {}
@@ -43,9 +47,14 @@ def load_results(out: str | Path) -> dict[str, dict]:
         path = Path(out) / f"{name}.json"
         if path.exists():
             try:
-                found[name] = json.loads(path.read_text())
+                record = json.loads(path.read_text())
             except ValueError:
                 raise DiffuseError(f"{path}: not a valid results file (malformed JSON)") from None
+            missing = sorted(RECORD_KEYS - set(record)) if isinstance(record, dict) else ["a JSON object"]
+            if missing or record.get("experiment", name) != name:
+                why = f"no {', '.join(missing)}" if missing else f"experiment {record['experiment']!r}"
+                raise DiffuseError(f"{path}: not a `diffuse reproduce {name}` results file ({why})")
+            found[name] = record
     return found
 
 
