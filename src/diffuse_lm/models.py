@@ -199,7 +199,9 @@ def _load_weights(path: str, dtype: torch.dtype, kw: dict, why: str):
         if why:
             raise DiffuseError(f"--model {path}: not found in the local Hugging Face cache{why}") from None
         raise DiffuseError(f"--model {path}: cannot load ({_first_line(e)})") from None
-    except RuntimeError as e:  # transformers' size-mismatch report
+    except RuntimeError as e:  # transformers' size-mismatch report, or a load that failed on the device
+        if "mismatch" not in str(e):
+            raise DiffuseError(f"--model {path}: cannot load ({_first_line(e)})") from None
         raise DiffuseError(
             f"--model {path}: its weights do not fit its config.json (shapes differ: {_first_line(e)})"
         ) from None
