@@ -185,12 +185,15 @@ def _has_tokenizer_files(folder: Path) -> bool:
 
 
 def _load_weights(path: str, dtype: torch.dtype, kw: dict, why: str):
-    """``AutoModelForCausalLM`` from safetensors; a missing, truncated or corrupt weights file is one line."""
+    """``AutoModelForCausalLM`` from safetensors; a missing, truncated or corrupt weights file is one line, and
+    so are weights that lack tensors of the config (transformers would fill them with random numbers)."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, **kw)
+        model, info = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, use_safetensors=True, output_loading_info=True, **kw
+        )
     except SafetensorError as e:
         raise DiffuseError(
             f"--model {path}: a weights file is truncated or corrupt (SafetensorError: {_first_line(e)})"
@@ -205,6 +208,14 @@ def _load_weights(path: str, dtype: torch.dtype, kw: dict, why: str):
         raise DiffuseError(
             f"--model {path}: its weights do not fit its config.json (shapes differ: {_first_line(e)})"
         ) from None
+    missing = sorted(info.get("missing_keys") or ())  # tied and non-persistent weights are not listed
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DiffuseError(
+            f"--model {path}: its weights lack {missing[0]}{more} that its config.json needs "
+            "(they would load as random numbers)"
+        )
+    return model
 
 
 def _check_adapter(adapter: Path) -> None:
