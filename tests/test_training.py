@@ -247,6 +247,20 @@ def test_finished_run_is_returned_and_extended_when_n_iters_grows(tmp_path, mode
     assert longer["steps"] == 6 and longer["before"] == first["before"]
 
 
+def test_a_copied_run_folder_names_its_own_adapter(tmp_path, model_dir):
+    import shutil
+
+    cfg = tiny_config(tmp_path, model_dir, alg_config={"n_iters": 1})
+    first = train(config_from_dict(cfg), progress=False).summary
+    copy = tmp_path / "copy"
+    shutil.copytree(first["output_dir"], copy)
+    shutil.rmtree(first["output_dir"])
+    found = train(config_from_dict({**cfg, "output_dir": str(copy)}), progress=False)
+    assert found.summary["steps"] == first["steps"]  # the finished run, not retrained
+    assert found.summary["output_dir"] == str(copy)
+    assert found.adapter_dir == copy / "adapter" and (found.adapter_dir / "adapter_config.json").exists()
+
+
 def test_other_config_in_a_run_folder_is_refused(tmp_path, model_dir):
     train(config_from_dict(tiny_config(tmp_path, model_dir, alg_config={"n_iters": 1})), progress=False)
     with pytest.raises(DiffuseError, match="lr=0.02"):

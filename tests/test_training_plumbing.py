@@ -165,3 +165,15 @@ def test_a_run_saved_before_the_new_keys_still_resumes(tmp_path, model_dir):
     assert train(cfg, progress=False).summary["steps"] == 8  # the finished run, not a refusal
     with pytest.raises(Exception, match="holds a run with lr_scheduler"):
         train(config_from_dict(tiny_config(tmp_path, model_dir, lr_scheduler="linear")), progress=False)
+
+
+def test_a_config_yaml_of_the_user_in_output_dir_is_not_taken_for_a_run(tmp_path, model_dir):
+    cfg = config_from_dict(tiny_config(tmp_path, model_dir))
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump({"model": str(model_dir), "train_prompts": ["x.json"]}))
+    with pytest.raises(
+        Exception, match=r"config.yaml has no alg_config\.\w+, so it is not a run of this config"
+    ):
+        train(cfg, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]

@@ -83,6 +83,14 @@ def _check_same_run(out: Path, cfg: TrainConfig) -> None:
         field = TrainConfig.model_fields.get(key)
         if key not in saved and field is not None and now[key] == field.default:
             continue  # a key added since that run was saved, at its default: the same run
+        top = key.split(".")[0]
+        if field is None and not any(
+            k == top or k.startswith(f"{top}.") for k in saved
+        ):  # every run writes it
+            raise DiffuseError(
+                f"{out}: its config.yaml has no {key}, so it is not a run of this config (a file of yours, or "
+                "a run of an older diffuse-lm); use another output_dir, or --overwrite to replace a run there"
+            )
         if key not in RESUMABLE and saved.get(key) != now.get(key):
             raise DiffuseError(
                 f"{out}: holds a run with {key}={saved.get(key)!r}, not {now.get(key)!r}; "
@@ -136,7 +144,11 @@ def _finished(out: Path, total_steps: int) -> dict | None:
         state = latest_state(out)
     except (OSError, ValueError, KeyError):
         return None
-    return summary if state.get("stopped") or state.get("step", 0) >= total_steps else None
+    if not isinstance(summary, dict) or not (state.get("stopped") or state.get("step", 0) >= total_steps):
+        return None
+    # where the run is now, not where it was written (a copied or moved run folder)
+    adapter = str(out / ADAPTER_DIR) if summary.get("adapter_dir") is not None else None
+    return {**summary, "output_dir": str(out), "adapter_dir": adapter}
 
 
 def count_steps(cfg: TrainConfig, n_prompts: int) -> int:
@@ -208,6 +220,24 @@ def open_output_dir(
             "folder, or --overwrite to train there anyway (it replaces only a run's own files)"
         )
     return None, bool(foreign)
+
+
+@contextmanager
+def removed_if_left_empty(made: Sequence[Path]) -> Iterator[None]:
+    """When the block fails, remove the folders ``made`` (deepest first, as a run's ``mkdir`` created them)
+    that are still empty: a run that could not start (a model path that does not exist) leaves no empty
+    output folder behind."""
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()  # only an empty folder
+            except FileNotFoundError:  # another process of the run removed it already
+                continue
+            except OSError:
+                break
+        raise
 
 
 @contextmanager

@@ -38,6 +38,7 @@ from diffuse_lm.run_dir import (
     finish,
     open_output_dir,
     read_log,
+    removed_if_left_empty,
     write_before,
     write_step,
     writing,
@@ -267,6 +268,7 @@ def train(
     tracking = cfg.report_to != "none"
     if out is None and tracking:
         raise DiffuseError(f"report_to: {cfg.report_to} writes its files to output_dir: give one")
+    made = [d for d in (out, *out.parents) if not d.exists()] if out is not None else []  # removed on failure
     done, clear = open_output_dir(out, cfg, len(train_tasks), overwrite) if out else (None, False)
     if clear:
         retain_file = [cfg.retain.prompts] if retaining and isinstance(cfg.retain.prompts, str) else []
@@ -286,7 +288,8 @@ def train(
             clear_run_files(out)
     torch.manual_seed(cfg.seed)
     held = model is not None
-    model, loaded_tokenizer = _setup_model(cfg, cfg.device if world == 1 else str(acc.device), model)
+    with removed_if_left_empty(made):
+        model, loaded_tokenizer = _setup_model(cfg, cfg.device if world == 1 else str(acc.device), model)
     tokenizer = tokenizer if held else loaded_tokenizer
     label = model_label(model)
     train_enc = encode_tasks(tokenizer, train_tasks)
