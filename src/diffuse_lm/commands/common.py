@@ -23,7 +23,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--adapter", help="folder of a PEFT LoRA adapter to attach")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if present)")
-    g.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU)")
+    g.add_argument("--dtype", help="float32, bfloat16 or float16 (fp32, bf16, fp16; default: bf16 on GPU, float32 on CPU)")
     g.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code")
 
 
@@ -102,15 +102,27 @@ def sampling_kwargs(args: argparse.Namespace, max_new_tokens: int) -> dict:
 
 
 def check_writable(path: str | Path, *, inputs: Iterable[str | Path | None] = ()) -> None:
-    """Fail before the slow work, not after it, when an output file cannot be written or is one of the
-    command's ``inputs`` (writing it would destroy them). Writability is tried, not guessed: a file is created
-    and removed where the output will go, which also catches read-only mounts, /proc and over-long names."""
+    """Fail before the slow work, not after it, when an output file cannot be written, is one of the
+    command's ``inputs`` (writing it would destroy them) or would land, as a task file, in an input task
+    folder (the next run over that folder would read it as a task). Writability is tried, not guessed: a file
+    is created and removed where the output will go, which also catches read-only mounts, /proc and over-long
+    names."""
+    from diffuse_lm.tasks import TASK_SUFFIXES
+
     path = Path(path)
     try:
         if path.is_dir():
             raise DiffuseError(f"{path}: is a folder, expected a file name for the output")
         for source in inputs:
-            if source is not None and _same_file(path, Path(source)):
+            if source is None:
+                continue
+            if Path(source).is_dir():
+                if path.suffix.lower() in TASK_SUFFIXES and Path(source).resolve() in path.resolve().parents:
+                    raise DiffuseError(
+                        f"{path}: lies in {source}, a task folder this command reads (a later run would "
+                        "take it for a task); write it elsewhere"
+                    )
+            elif _same_file(path, Path(source)):
                 raise DiffuseError(f"{path}: is an input of this command; writing it would destroy it")
         if path.exists() and not path.is_file():
             raise DiffuseError(f"{path}: is not a regular file (a device?); give a file name for the output")

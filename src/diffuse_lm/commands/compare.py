@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = load_tasks(args.tasks)
     out = Path(args.output)
     for name in FILES:
-        check_writable(out / name, inputs=[t.path for t in tasks])
+        check_writable(out / name, inputs=[t.path for t in tasks] + list(args.tasks))  # folders among them
 
     model, tokenizer = load_from_args(args)
     result = compare_tasks(

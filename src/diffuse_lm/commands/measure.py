@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from diffuse_lm.tasks import load_tasks
 
     tasks = load_tasks(args.tasks)  # validate input before the (slow) model load
-    inputs = [p for t in tasks for p in [t.path, *t.sources]]
+    inputs = [p for t in tasks for p in [t.path, *t.sources]] + list(args.tasks)  # folders among them
     if args.output:
         check_writable(args.output, inputs=inputs)
     if args.rows:
