@@ -50,8 +50,22 @@ BAD_TASK_FILES = [
     # long values are quoted cut short, never whole
     ("tlong.json", json.dumps({"request": "x", "targets": [["x" * 1000]]}), "target 1 is list"),
     ("tdup.json", json.dumps({"request": "x", "targets": ["y" * 1000, "y" * 1000]}), "duplicate target"),
-    ("klong.json", json.dumps({"request": "x", "targets": ["a"], "k" * 1000: 1}), "unknown key"),
+    ("klong.json", json.dumps({"request": "x", "targets": ["a"], "k" * 1000: 1}), "a key that is no name"),
     ("wlong.json", json.dumps({"request": "x", "targets": ["a"], "weights": ["1" * 1000]}), "not a number"),
+    # a key given twice (parsers keep the last silently)
+    ("dup.json", '{"request": "x", "targets": ["a"], "request": "y"}', "duplicate key 'request'"),
+    ("dup.yaml", "request: x\ntargets: [a]\nrequest: y\n", "line 3, column 1: duplicate key 'request'"),
+    (
+        "dup.jsonl",
+        '{"request": "x", "targets": ["a"], "targets": ["b"]}\n',
+        "line 1: malformed JSON (duplicate key",
+    ),
+    # a file that is no task file is not echoed: its keys are not names
+    (
+        "shadow",
+        "root:$6$salt$hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+        "a key that is no name",
+    ),
     # a file name with a line break still gives one line
     ("new\nline.json", '{"request": "x"}', "empty targets"),
 ]
@@ -99,6 +113,7 @@ def test_bad_task_file_is_one_short_line(tmp_path, capsys, name, content, proble
     before = snapshot(tmp_path)
     line = cli_error(capsys, ["measure", str(path), "--output", str(tmp_path / "m.json")], problem)
     assert name.replace("\n", " ") in line  # the file is named
+    assert "19000" not in line  # nor is a line of a file that is no task file
     assert snapshot(tmp_path) == before
 
 
@@ -112,6 +127,9 @@ def test_alias_bomb_is_refused_while_composing_but_small_aliases_load(tmp_path):
     ok.write_text("request: &q Pick one.\ndescription: *q\ntargets: &t [a, b]\nresponse: ['']\n")
     task = read_task_file(ok)
     assert task.description == "Pick one." and task.targets == ("a", "b")
+    merged = tmp_path / "merged.yaml"  # a merge key's value may be overridden: no duplicate
+    merged.write_text("<<: {request: Pick one., targets: [a]}\nrequest: Pick two.\n")
+    assert read_task_file(merged).request == "Pick two."
 
 
 @pytest.mark.parametrize(
@@ -162,6 +180,14 @@ def output_cases(tmp_path: Path, task: Path, samples: Path) -> dict[str, tuple[l
             ["measure", str(task.parent), "--output", str(task.parent / "letters.json")],
             "is an input",
         ),
+        "measure-new-output-in-task-folder": (
+            ["measure", str(task.parent), "--output", str(task.parent / "sub" / "m.json")],
+            "a task folder this command reads",
+        ),
+        "compare-output-is-task-folder": (
+            ["compare", str(task.parent), "-o", str(task.parent)],
+            "a task folder this command reads",
+        ),
         "measure-output-links-to-task": (["measure", str(task), "--output", str(link)], "is an input"),
         "sample-output-is-task": (["sample", str(task), "--output", str(task)], "is an input"),
         "sample-stats-output-is-task": (
@@ -196,6 +222,8 @@ def output_cases(tmp_path: Path, task: Path, samples: Path) -> dict[str, tuple[l
 OUTPUT_CASES = [
     "measure-output-is-task",
     "measure-output-in-task-folder",
+    "measure-new-output-in-task-folder",
+    "compare-output-is-task-folder",
     "measure-output-links-to-task",
     "sample-output-is-task",
     "sample-stats-output-is-task",
@@ -224,6 +252,7 @@ def test_a_good_output_passes_the_check_and_leaves_no_trace(tmp_path, task_file)
     before = snapshot(tmp_path)
     check_writable(tmp_path / "m.json", inputs=[task_file])
     check_writable(tmp_path / "new" / "sub" / "m.json", inputs=[task_file])
+    check_writable(task_file.parent / "m.csv", inputs=[task_file, task_file.parent])  # not a task file name
     assert snapshot(tmp_path) == before and not (tmp_path / "new").exists()
 
 
@@ -389,6 +418,14 @@ def bad_model_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
         config = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 2 * config["hidden_size"]}))
         return ["--model", str(folder)], "its weights do not fit its config.json"
+    if case == "model-weights-lack-a-layer":
+        from safetensors.torch import load_file, save_file
+
+        folder = _save_tiny(models_dir / "cut")
+        weights = load_file(folder / "model.safetensors")
+        kept = {k: v for k, v in weights.items() if ".layers.1." not in k}
+        save_file(kept, folder / "model.safetensors", metadata={"format": "pt"})
+        return ["--model", str(folder)], "its weights lack model.layers.1."
     if case == "adapter-for-another-base-model":
         adapter = _adapter_of(_save_tiny(models_dir / "wide", hidden=64), models_dir / "wide-adapter")
         return ["--model", str(good), "--adapter", str(adapter)], "made for another base model"
@@ -404,6 +441,7 @@ BAD_MODEL_CASES = [
     "model-weights-truncated",
     "model-weights-header-overwritten",
     "model-config-does-not-fit-its-weights",
+    "model-weights-lack-a-layer",
     "adapter-for-another-base-model",
     "adapter-weights-truncated",
 ]
@@ -426,7 +464,13 @@ def test_alias_bomb_and_deep_nesting_in_a_training_config_are_one_line(tmp_path,
     bomb.write_text("x: &a [1, 2]\n" + _alias_bomb() + "train_prompts: [rng/1-10]\noutput_dir: o\n")
     deep = tmp_path / "deep.yaml"
     deep.write_text("train_prompts: " + "[" * 5000 + "]" * 5000 + "\noutput_dir: o\n")
-    for path, problem in ((bomb, "aliases expand"), (deep, "nested too deeply")):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train_prompts: [rng/1-10]\nlr: 0.1\noutput_dir: o\nlr: 0.2\n")
+    for path, problem in (
+        (bomb, "aliases expand"),
+        (deep, "nested too deeply"),
+        (twice, "line 4, column 1: duplicate key 'lr'"),
+    ):
         assert main(["train", str(path)]) == 2
         err = capsys.readouterr().err
         assert problem in err and err.count("\n") == 1 and len(err) < 300

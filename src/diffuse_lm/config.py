@@ -12,13 +12,14 @@ argument that is no file is looked up among them by name (``smollm2-135m/rng-1-1
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from diffuse_lm.errors import DiffuseError
+from diffuse_lm.errors import DiffuseError, unknown_key
 from diffuse_lm.model_info import DEFAULT_MODEL, DTYPES
 
 PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -123,11 +124,17 @@ class TrainConfig(_Strict):
         return self.test_prompts or self.train_prompts
 
 
-def _error_line(source: str, err: ValidationError) -> str:
+def _error_line(source: str, err: ValidationError, overrides: Sequence[str] = ()) -> str:
+    """The first validation error as one line, blamed on the ``key=value`` override that set the key, if
+    one did, else on ``source``."""
     e = err.errors()[0]
     key = ".".join(str(p) for p in e["loc"]) or "config"
+    for item in overrides:
+        given = item.partition("=")[0].strip()
+        if given == key or key.startswith(f"{given}.") or given.startswith(f"{key}."):
+            source = f"override {item!r}"
     if e["type"] == "extra_forbidden":
-        return f"{source}: unknown key {key!r}"
+        return f"{source}: {unknown_key(key)}"
     if e["type"] == "missing":
         return f"{source}: missing key {key!r}"
     got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
@@ -172,7 +179,7 @@ def config_from_dict(data: Any, *, source: str = "config", overrides: list[str] 
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:
-        raise DiffuseError(_error_line(source, e)) from None
+        raise DiffuseError(_error_line(source, e, overrides)) from None
 
 
 def configs_dir() -> Path:
@@ -234,12 +241,12 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DiffuseError(f"{path}: cannot read config ({getattr(e, 'strerror', None) or e})") from None
-    from diffuse_lm.tasks import bounded_yaml_load
+    from diffuse_lm.tasks import bounded_yaml_load, yaml_problem
 
     try:
         data = bounded_yaml_load(text)
     except yaml.YAMLError as e:
-        raise DiffuseError(f"{path}: malformed or refused YAML ({str(e).splitlines()[0][:200]})") from None
+        raise DiffuseError(f"{path}: malformed or refused YAML ({yaml_problem(e)[:200]})") from None
     except RecursionError:
         raise DiffuseError(f"{path}: YAML nested too deeply to be a config") from None
     if isinstance(data, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import reprlib
 
 SHOWN_CHARS = 80  # an input value quoted in a message is cut to this many characters
@@ -22,3 +23,11 @@ def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
     except (ValueError, RecursionError):  # an int past Python's digit limit, a nesting past the stack
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unknown_key(key: object) -> str:
+    """An unknown key named in a message: a name-like key as itself (the typo a user looks for), anything
+    else not at all, so a file that is no config (``/etc/shadow`` read as YAML) is not echoed line by line."""
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][\w.-]{0,39}", key):
+        return f"unknown key {key!r}"
+    return "a key that is no name (is this the right file?)"

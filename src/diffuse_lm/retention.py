@@ -51,7 +51,9 @@ def load_retain_prompts(spec: str | list[str]) -> list[str]:
 
         try:
             return [t.request for t in load_tasks([spec])]
-        except DiffuseError:
+        except DiffuseError as e:
+            if path.is_dir():  # a folder is read as task files: the task loader's reason is the one
+                raise DiffuseError(f"retain.prompts: {e}") from None
             known = ", ".join(BUILTIN_SETS)
             raise DiffuseError(
                 f"retain.prompts {spec}: cannot read (no such file, prompt set ({known}) or task)"

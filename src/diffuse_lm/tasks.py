@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from diffuse_lm.errors import DiffuseError, shorten
+from diffuse_lm.errors import DiffuseError, shorten, unknown_key
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
@@ -73,7 +73,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         raise fail(f"expected a mapping of task keys, got {type(data).__name__}")
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
-        raise fail(f"unknown key {shorten(unknown[0])} (known: {', '.join(sorted(KNOWN_KEYS))})")
+        raise fail(f"{unknown_key(unknown[0])} (known: {', '.join(sorted(KNOWN_KEYS))})")
     request = data.get("request")
     if not isinstance(request, str) or not request.strip():
         raise fail("missing request (a non-empty string)")
@@ -183,6 +183,36 @@ class _TaskYamlLoader(yaml.SafeLoader):
         self._sizes[id(node)] = self._seen - start
         return node
 
+    def construct_mapping(self, node, deep=False):
+        """Refuse a key given twice in one mapping (YAML keeps the last silently; a merge ``<<`` may still
+        be overridden, as YAML says)."""
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                if (key_node.tag, key_node.value) in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {shorten(key_node.value)}", key_node.start_mark
+                    )
+                seen.add((key_node.tag, key_node.value))
+        return super().construct_mapping(node, deep)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are all different (JSON parsers keep the last of a repeated key silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {shorten(repeated)}")
+    return out
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` that refuses a key repeated in one object (a ``ValueError``)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
 
 def bounded_yaml_load(text: str) -> Any:
     """``yaml.safe_load`` that refuses alias bombs (:class:`yaml.YAMLError`) before building anything: for
@@ -237,13 +267,13 @@ def _parse(text: str, path: Path, *, is_json: bool) -> Any:
     """The JSON or YAML value of a task file; a malformed or empty one is a :class:`TaskError`."""
     kind = "JSON" if is_json else "YAML"
     try:
-        data = json.loads(text) if is_json else yaml.load(text, Loader=_TaskYamlLoader)
+        data = loads_json(text) if is_json else yaml.load(text, Loader=_TaskYamlLoader)
     except json.JSONDecodeError as e:
         raise TaskError(f"{path}: malformed JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except _AliasBomb as e:
         raise TaskError(f"{path}: refused YAML: {e} (an alias bomb?)") from None
     except yaml.YAMLError as e:
-        raise TaskError(f"{path}: malformed YAML ({_yaml_problem(e)})") from None
+        raise TaskError(f"{path}: malformed YAML ({yaml_problem(e)})") from None
     except RecursionError:
         raise TaskError(f"{path}: {kind} nested too deeply to be a task file") from None
     except ValueError as e:  # e.g. an integer past Python's 4,300-digit limit
@@ -260,7 +290,7 @@ def _jsonl_items(text: str, path: Path) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            items.append((f"line {k}", json.loads(line)))
+            items.append((f"line {k}", loads_json(line)))
         except json.JSONDecodeError as e:
             raise TaskError(f"{path}: line {k}: malformed JSON (column {e.colno}: {e.msg})") from None
         except (RecursionError, ValueError) as e:
@@ -286,7 +316,8 @@ def _yaml_item_lines(text: str) -> list[int]:
     return [node.start_mark.line + 1 for node in yaml.compose(text, Loader=_TaskYamlLoader).value]
 
 
-def _yaml_problem(e: yaml.YAMLError) -> str:
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """Where and what: ``line 3, column 1: duplicate key 'lr'``."""
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem

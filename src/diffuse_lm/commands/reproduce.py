@@ -64,7 +64,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of training, sampling and random ranges")
     p.add_argument("--adapters", help="folder of cached trained adapters (default: OUTPUT/adapters)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if present)")
-    p.add_argument("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU)")
+    p.add_argument("--dtype", help="float32, bfloat16 or float16 (fp32, bf16, fp16; default: bf16 on GPU, float32 on CPU)")
     p.add_argument(
         "--force", action="store_true", help="rerun experiments whose results are already in OUTPUT"
     )

@@ -90,7 +90,8 @@ def _parameter(name: str, what: str, arg: str | None, kind: type, ok: Callable, 
     except ValueError:
         value = None
     if value is None or not math.isfinite(value) or not ok(value):
-        raise DiffuseError(f"--methods {name}:{shorten(arg)}: {what} must be {rule}")
+        kind_word = "a finite number" if kind is float else "a whole number"
+        raise DiffuseError(f"--methods {name}:{shorten(arg)}: {what} must be {kind_word} {rule}")
     return value
 
 
