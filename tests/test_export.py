@@ -4,6 +4,7 @@ the adapter did, with tokenizer and model card; adapters of the default model na
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,29 @@ def test_overwrite_never_replaces_the_run_it_exports_from_nor_a_file(run, tmp_pa
     monkeypatch.chdir(here)
     assert main(["export", str(adapter), "--output", "."]) == 0  # "." has no name of its own: still written
     assert (here / "adapter_model.safetensors").exists()
+
+
+def test_overwrite_never_replaces_the_base_model_it_merges_from(run, tmp_path, capsys):
+    import shutil
+
+    base = tmp_path / "outer" / "base"
+    shutil.copytree(_base_of(run), base)
+    weights = (base / "model.safetensors").read_bytes()
+    for out in (base, base.parent, base / "inner"):  # the base model, around it, inside it
+        args = ["export", run["adapter_dir"], "--merge", "--model", str(base), "-o", str(out), "--overwrite"]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "holds or is inside the base model being read" in err[0], err
+    assert (base / "model.safetensors").read_bytes() == weights and not (base / "inner").exists()
+    out = tmp_path / "merged"
+    assert main(["export", run["adapter_dir"], "--merge", "--model", str(base), "-o", str(out)]) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert modes and all(m == 0o666 & ~mask for m in modes.values()), modes  # as a plain open makes them
+
+
+def _base_of(run: dict) -> str:
+    import yaml
+
+    return yaml.safe_load((Path(run["output_dir"]) / "config.yaml").read_text())["model"]

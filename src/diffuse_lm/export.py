@@ -6,6 +6,7 @@ of the training run the adapter comes from."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def export(
 ) -> Path:
     """Write ``output``: the base model with ``adapter`` merged (safetensors) or the adapter alone, the tokenizer,
     and a model card. Returns ``output``."""
-    from diffuse_lm.models import _check_adapter, load_model
+    from diffuse_lm.models import _check_adapter, load_model, resolve_model_path
 
     adapter, output = Path(adapter), Path(output).absolute()  # absolute: "." has no name to stage beside
     _check_adapter(adapter)
@@ -127,14 +128,19 @@ def export(
         raise DiffuseError(f"--output {output}: exists and is not empty (--overwrite to replace it)")
     if output.exists() and not output.is_dir():
         raise DiffuseError(f"--output {output}: is a file, not a folder (--overwrite replaces only a folder)")
-    here, source = output.resolve(), adapter.resolve()
-    if here == source or here in source.parents or source in here.parents:
+    if _overlap(output, adapter):
         raise DiffuseError(
             f"--output {output}: holds or is inside the adapter being exported ({adapter}); "
             "choose a folder outside its training run"
         )
     run = run_files(adapter)
     base = model or base_model_of(adapter, run)
+    base_dir = Path(resolve_model_path(base)).expanduser()
+    if base_dir.exists() and _overlap(output, base_dir):
+        raise DiffuseError(
+            f"--output {output}: holds or is inside the base model being read ({base_dir}); "
+            "choose a folder outside it"
+        )
     lm, tokenizer = load_model(base, adapter=str(adapter), device=device or "cpu", dtype=dtype)
     tmp = output.with_name(f".{output.name}.export-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -148,6 +154,7 @@ def export(
             lm.save_pretrained(tmp, save_embedding_layers=False)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(base, run, merge))
+        _readable(tmp)
         if output.exists():
             shutil.rmtree(output) if output.is_dir() else output.unlink()
         tmp.rename(output)
@@ -156,6 +163,21 @@ def export(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """Is ``a`` the folder ``b``, inside it, or around it (after links)?"""
+    a, b = a.resolve(), b.resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
+def _readable(folder: Path) -> None:
+    """Give every written file the mode a plain ``open`` would (some writers stage in private 0600 files)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def _clear_quantization_marker(model) -> None:
