@@ -199,6 +199,15 @@ def test_other_settings_or_a_foreign_file_are_refused(tok, tmp_path):
         sample_to_jsonl(model, tok, [{"role": "user", "content": "other"}], 2, out, max_new_tokens=3)
     with pytest.raises(DiffuseError, match="seed=0, not seed=5"):
         sample_to_jsonl(model, tok, MESSAGES, 2, out, max_new_tokens=3, seed=5)
+    with pytest.raises(DiffuseError, match="batch_size=16, not batch_size=4"):  # another run's numerics
+        sample_to_jsonl(model, tok, MESSAGES, 2, out, max_new_tokens=3, batch_size=4)
+    with pytest.raises(DiffuseError, match="dtype='float32', not dtype='bfloat16'"):
+        sample_to_jsonl(model.to(torch.bfloat16), tok, MESSAGES, 2, out, max_new_tokens=3)
+    model.float()
+    meta = json.loads(meta_path(out).read_text())
+    old = {k: v for k, v in meta.items() if k not in ("dtype", "device", "batch_size")}
+    meta_path(out).write_text(json.dumps(old))  # a file sampled before these were recorded still resumes
+    assert len(sample_to_jsonl(model, tok, MESSAGES, 2, out, max_new_tokens=3, batch_size=4)) == 2
     meta_path(out).unlink()
     with pytest.raises(DiffuseError, match="no s.jsonl.meta.json"):
         sample_to_jsonl(model, tok, MESSAGES, 2, out, max_new_tokens=3)

@@ -124,6 +124,10 @@ def check_not_locked(output: str | Path) -> None:
         fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# Settings recorded since a later version: a sidecar without them still resumes.
+ADDED_KEYS = ("dtype", "device", "batch_size")
+
+
 def _describe(key: str, value) -> str:
     if key not in ("messages", "responses"):
         return f"{key}={value!r}"
@@ -163,6 +167,8 @@ def open_samples(
                     "choose another --output or delete it"
                 )
             for key, value in identity.items():
+                if key in ADDED_KEYS and key not in old:
+                    continue  # a file sampled before the key was recorded: resumed as before
                 if old.get(key) != value:
                     raise DiffuseError(
                         f"{output}: was sampled with {_describe(key, old.get(key))}, not "

@@ -13,7 +13,8 @@ through the same rows leaving. This matters because float kernels give a row sli
 batches of other sizes or at another place in the batch; a token whose uniform falls within that rounding of
 a boundary of the cumulative distribution then differs (3 of 200 resumed samples did, before). With another
 ``--batch-size``, another device, dtype or thread count, samples are drawn from the same distribution and
-nearly all are identical, but not all are promised to be.
+nearly all are identical, but not all are promised to be; so resuming a file with another dtype, device type
+or ``--batch-size`` is refused, as other settings are (the file would hold two runs' numerics under one record).
 """
 
 from __future__ import annotations
@@ -335,6 +336,11 @@ def sample_to_jsonl(
         # min_p only when set: files sampled before it existed resume
         **{k: v for k, v in asdict(cfg).items() if k != "min_p" or v},
     }
+    if backend == "transformers":  # the numerics: a resume may not mix two (the file would not be one run's)
+        weights = next(model.parameters())
+        identity.update(
+            dtype=str(weights.dtype).removeprefix("torch."), device=weights.device.type, batch_size=batch_size
+        )
     info = {"task": {"name": task.name, "path": task.path} if task else None, **(meta or {})}
     if backend == "transformers":  # informational, as the rest of info: a resumed run rewrites it
         info["provenance"] = provenance(model, [task] if task else [])
