@@ -231,8 +231,10 @@ def test_template_that_raises_is_a_one_line_error():
 
 def test_targets_that_tokenize_identically_are_not_prefix_free():
     # Gemma's template trims the answer, so "5" and "5 " become the same token sequence.
-    with pytest.raises(EncodingError, match="tokenizes to a prefix of"):
+    with pytest.raises(EncodingError, match="targets '5' and '5 ' tokenize identically"):
         encode_tasks(gemma(), [task(targets=["5", "5 "])])
+    with pytest.raises(EncodingError, match="tokenize identically"):  # eos cannot help
+        encode_tasks(gemma(), [task(targets=["5", "5 "], eos=True)])
 
 
 def test_eos_without_an_eos_token_is_an_error():

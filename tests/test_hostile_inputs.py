@@ -513,3 +513,25 @@ def test_sampling_settings_out_of_range_are_refused(tmp_path, capsys, task_file,
     before = snapshot(tmp_path)
     cli_error(capsys, ["sample", str(task_file), "-o", str(tmp_path / "s.jsonl"), flag, value], problem)
     assert snapshot(tmp_path) == before
+
+
+def test_a_samples_line_whose_index_is_a_boolean_is_not_a_record(tmp_path, capsys, samples_file):
+    with open(samples_file, "a") as f:
+        f.write(
+            json.dumps({"index": True, "text": "zz"}) + "\n"
+        )  # JSON true is no index, though bool is an int
+    cli_error(capsys, ["stats", str(samples_file), "--no-exact"], "line 4 is not a sample record")
+
+
+def test_stats_of_an_unfinished_file_says_how_many_samples_it_holds(tmp_path, capsys, samples_file):
+    lines = samples_file.read_text().splitlines(keepends=True)
+    samples_file.write_text("".join(lines[:2]))  # the last one lost to a kill
+    assert main(["stats", str(samples_file), "--no-exact"]) == 0
+    assert "holds 2 of the 3 samples its run asked for" in capsys.readouterr().err
+
+
+def test_an_empty_prompt_is_refused(tmp_path, capsys):
+    cli_error(
+        capsys, ["sample", "--prompt", " ", "--n", "2", "-o", str(tmp_path / "s.jsonl")], "--prompt: empty"
+    )
+    assert not (tmp_path / "s.jsonl").exists()

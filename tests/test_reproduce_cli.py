@@ -27,6 +27,10 @@ tiny = test_experiments.tiny  # a fixture shared with the experiments
         ),
         (["reproduce", "table1", "--dtype", "int3"], "--dtype int3"),
         (["reproduce", "all", "--jobs", "0"], "--jobs 0: must be >= 1"),
+        (
+            ["reproduce", "table1", "--adapters", __file__],
+            f"--adapters {__file__}: exists and is not a folder",
+        ),
         pytest.param(
             ["reproduce", "all", "--device", "cuda"],
             "--device cuda: CUDA is not available",

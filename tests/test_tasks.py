@@ -158,3 +158,21 @@ def test_bad_file_inside_folder_is_named(tmp_path):
     bad = write(tmp_path, "z/bad.json", '{"request": "x", "targets": []}')
     with pytest.raises(TaskError, match=f"^{bad}: empty targets"):
         load_tasks([str(tmp_path)])
+
+
+def test_a_folder_entry_named_like_a_task_that_is_no_file_is_an_error_and_an_empty_name_too(tmp_path):
+    import os
+
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "one.json").write_text('{"request": "x", "targets": ["a"]}')
+    assert [t.request for t in load_tasks([str(folder)])] == ["x"]
+    (folder / "broken.json").symlink_to(tmp_path / "nonexistent.json")
+    with pytest.raises(TaskError, match="broken.json: named like a task file but not a readable file"):
+        load_tasks([str(folder)])
+    (folder / "broken.json").unlink()
+    os.mkfifo(folder / "pipe.yaml")  # reading it would block
+    with pytest.raises(TaskError, match="pipe.yaml: named like a task file"):
+        load_tasks([str(folder)])
+    with pytest.raises(TaskError, match="an empty task name"):
+        load_tasks([""])

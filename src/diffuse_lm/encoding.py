@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffuse_lm.errors import DiffuseError
+from diffuse_lm.errors import DiffuseError, shorten
 from diffuse_lm.tasks import Task
 
 # End-of-turn tokens of common chat formats; whichever the tokenizer knows is used to cut the target.
@@ -175,8 +175,14 @@ def check_prefix_free(enc: EncodedTask) -> None:
     """A target whose ids are a prefix of another's can never get its wanted share (paper, footnote 3)."""
     seqs = sorted((tuple(ids), t) for ids, t in zip(enc.target_ids, enc.task.targets, strict=True))
     for (a, ta), (b, tb) in zip(seqs, seqs[1:], strict=False):
+        where = enc.task.path or enc.task.name
+        if a == b:  # eos cannot tell them apart: both end the same way
+            raise EncodingError(
+                f"{where}: targets {shorten(ta)} and {shorten(tb)} tokenize identically (the tokenizer cannot "
+                "tell them apart: unknown characters?); change the targets"
+            )
         if b[: len(a)] == a:
             raise EncodingError(
-                f"{enc.task.path or enc.task.name}: target {ta!r} tokenizes to a prefix of {tb!r}; "
+                f"{where}: target {shorten(ta)} tokenizes to a prefix of {shorten(tb)}; "
                 "set eos: true or change the targets"
             )

@@ -34,7 +34,7 @@ def _parse_samples(
         try:
             rec = json.loads(line)
             index = rec["index"]
-            ok = isinstance(index, int) and isinstance(rec.get("text"), str)
+            ok = isinstance(index, int) and not isinstance(index, bool) and isinstance(rec.get("text"), str)
         except (ValueError, TypeError, KeyError):
             ok = False
         if not ok:

@@ -349,7 +349,17 @@ def builtin_tasks() -> dict[str, Path]:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TASK_SUFFIXES)
+    """The task files under ``folder``; one named like a task file that cannot be read as one (a broken link,
+    a FIFO) is an error, not skipped, so no task the user meant to give goes missing silently."""
+    try:
+        named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in TASK_SUFFIXES)
+        odd = [p for p in named if not p.is_file() and not p.is_dir()]
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise TaskError(f"{folder}: cannot read the folder{where}: {e.strerror or e}") from None
+    if odd:
+        raise TaskError(f"{odd[0]}: named like a task file but not a readable file (a broken link, a FIFO?)")
+    return [p for p in named if p.is_file()]
 
 
 def load_tasks(specs: list[str] | str) -> list[Task]:
@@ -362,6 +372,8 @@ def load_tasks(specs: list[str] | str) -> list[Task]:
     builtins, groups = builtin_tasks(), builtin_groups()
     tasks: list[Task] = []
     for spec in specs:
+        if not str(spec).strip():
+            raise TaskError("an empty task name (give a task file, folder, or built-in task or group)")
         path = Path(spec)
         if path.is_dir():
             files = _folder_files(path)

@@ -367,7 +367,7 @@ def train(
             kept = f"the last good checkpoint in {out} is kept" if out else "nothing was kept"
             raise DiffuseError(
                 f"step {step + 1}: the loss or its gradient is not finite (loss {loss}, grad norm {norm}); "
-                f"stopped before saving it: {kept} (try a lower lr)"
+                f"stopped before saving it: {kept} (too high an lr, or lora.alpha / lora.r?)"
             )
         if sched is not None:
             sched.step()

@@ -23,7 +23,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--adapter", help="folder of a PEFT LoRA adapter to attach")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if present)")
-    g.add_argument("--dtype", help="float32, bfloat16 or float16 (fp32, bf16, fp16; default: bf16 on GPU, float32 on CPU)")
+    g.add_argument(
+        "--dtype",
+        help="float32, bfloat16 or float16 (fp32, bf16, fp16; default: bf16 on GPU, float32 on CPU)",
+    )
     g.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code")
 
 

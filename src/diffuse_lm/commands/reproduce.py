@@ -64,7 +64,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of training, sampling and random ranges")
     p.add_argument("--adapters", help="folder of cached trained adapters (default: OUTPUT/adapters)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda if present)")
-    p.add_argument("--dtype", help="float32, bfloat16 or float16 (fp32, bf16, fp16; default: bf16 on GPU, float32 on CPU)")
+    p.add_argument(
+        "--dtype",
+        help="float32, bfloat16 or float16 (fp32, bf16, fp16; default: bf16 on GPU, float32 on CPU)",
+    )
     p.add_argument(
         "--force", action="store_true", help="rerun experiments whose results are already in OUTPUT"
     )
@@ -101,6 +104,8 @@ def check_args(args: argparse.Namespace) -> list[str]:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DiffuseError(f"--output {out}: exists and is not a folder")
+    if args.adapters and Path(args.adapters).exists() and not Path(args.adapters).is_dir():
+        raise DiffuseError(f"--adapters {args.adapters}: exists and is not a folder")
     from diffuse_lm.models import pick_device, pick_dtype
 
     pick_dtype(args.dtype, pick_device(args.device))

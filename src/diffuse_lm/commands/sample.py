@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.task is None) == (args.prompt is None):
         raise DiffuseError("give a TASK or --prompt TEXT (one of them)")
+    if args.prompt is not None and not args.prompt.strip():
+        raise DiffuseError("--prompt: empty (a task file refuses an empty request too)")
     if args.system and not args.prompt:
         raise DiffuseError("--system goes with --prompt (a task has its own system message)")
     task = None

@@ -69,6 +69,13 @@ def checked_records(path: str, meta: dict | None) -> list[dict]:
         span = f"outside 0..{n - 1} (the file's n is {n})" if n is not None else "below 0"
         out = sorted({r["index"] for r in records} - {r["index"] for r in kept})
         print(f"warning: {path}: left out the records with an index {span}: {_some(out)}", file=sys.stderr)
+    distinct = len({r["index"] for r in kept})
+    if n is not None and distinct < n:
+        print(
+            f"note: {path}: holds {distinct} of the {n} samples its run asked for (interrupted? the same "
+            "`diffuse sample` command finishes it); the statistics are over these",
+            file=sys.stderr,
+        )
     if conflicts:
         print(
             f"warning: {path}: indices repeated with different texts (the first of each is counted): "
