@@ -84,9 +84,8 @@ def _check_same_run(out: Path, cfg: TrainConfig) -> None:
         if key not in saved and field is not None and now[key] == field.default:
             continue  # a key added since that run was saved, at its default: the same run
         top = key.split(".")[0]
-        if field is None and not any(
-            k == top or k.startswith(f"{top}.") for k in saved
-        ):  # every run writes it
+        written = any(k == top or k.startswith(f"{top}.") for k in saved)  # every run writes every block
+        if field is None and not written:
             raise DiffuseError(
                 f"{out}: its config.yaml has no {key}, so it is not a run of this config (a file of yours, or "
                 "a run of an older diffuse-lm); use another output_dir, or --overwrite to replace a run there"

@@ -201,12 +201,12 @@ class _TaskYamlLoader(yaml.SafeLoader):
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     """A JSON object whose keys are all different (JSON parsers keep the last of a repeated key silently)."""
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"duplicate key {shorten(repeated)}")
-    return out
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {shorten(key)}")
+        seen.add(key)
+    return dict(pairs)
 
 
 def loads_json(text: str) -> Any:
