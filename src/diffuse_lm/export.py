@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import within
 from diffuse_lm.model_info import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID, is_default_model
 
 CARD_METRICS = ("mass", "kl", "normalized_entropy")
@@ -167,8 +168,7 @@ def export(
 
 def _overlap(a: Path, b: Path) -> bool:
     """Is ``a`` the folder ``b``, inside it, or around it (after links)?"""
-    a, b = a.resolve(), b.resolve()
-    return a == b or a in b.parents or b in a.parents
+    return within(a, b) or within(b, a)
 
 
 def _readable(folder: Path) -> None:

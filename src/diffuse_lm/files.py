@@ -13,6 +13,12 @@ from pathlib import Path
 from diffuse_lm.errors import DiffuseError
 
 
+def within(path: str | Path, folder: str | Path) -> bool:
+    """Is ``path`` the folder ``folder`` or inside it (after links)? For outputs that must not overwrite inputs."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
 def write_json_atomic(path: str | Path, data) -> None:
     """Write JSON through a temporary file and rename, so a kill never leaves half a file."""
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")

@@ -23,7 +23,7 @@ from diffuse_lm.checkpoints import (
 )
 from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import sha256_file, write_json_atomic, write_text_atomic
+from diffuse_lm.files import sha256_file, within, write_json_atomic, write_text_atomic
 from diffuse_lm.model_info import set_model_info
 from diffuse_lm.training_setup import TRACKER_DIR
 
@@ -179,10 +179,8 @@ def clear_run_files(out: Path) -> None:
 def check_inputs_kept(out: Path, inputs: Sequence[str | Path]) -> None:
     """Refuse an ``overwrite`` that would delete one of the run's own inputs (a config or task file kept
     under a name a run writes, such as ``out/config.yaml``)."""
-    targets = [(out / name).resolve() for name in RUN_FILES]
     for given in inputs:
-        path = Path(given).resolve()
-        if any(path == t or t in path.parents for t in targets):
+        if any(within(given, out / name) for name in RUN_FILES):
             raise DiffuseError(
                 f"output_dir {out}: --overwrite would delete {given}, an input of this run; "
                 "choose another output_dir"

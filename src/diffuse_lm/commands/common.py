@@ -9,7 +9,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import write_json_atomic  # noqa: F401  (commands import it from here)
+from diffuse_lm.files import (
+    within,
+    write_json_atomic,  # noqa: F401  (commands import it from here)
+)
 from diffuse_lm.model_info import DEFAULT_MODEL
 
 
@@ -120,7 +123,7 @@ def check_writable(path: str | Path, *, inputs: Iterable[str | Path | None] = ()
             if source is None:
                 continue
             if Path(source).is_dir():
-                if path.suffix.lower() in TASK_SUFFIXES and Path(source).resolve() in path.resolve().parents:
+                if path.suffix.lower() in TASK_SUFFIXES and within(path, source):
                     raise DiffuseError(
                         f"{path}: lies in {source}, a task folder this command reads (a later run would "
                         "take it for a task); write it elsewhere"
