@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import char_tokenizer, tiny_llama
 
+from diffuse_lm.config import TrainConfig
 from diffuse_lm.encoding import encode_task
 from diffuse_lm.experiments import (
     biographies,
@@ -367,8 +368,14 @@ def test_leave_one_out_holds_each_task_out(tiny):
     assert sorted(res.families) == ["babynames", "days", "fruits"]
     trained = tiny.ctx.trained
     extra = tiny.ctx.scale.six_recipe.extra_tasks()  # the recipe's determinate questions, in every model
-    assert extra and all(t.startswith(("determinate/", "random-mix/", "random-format/")) for t in extra)
+    assert extra and all(
+        t.startswith(("determinate/", "random-mix/", "random-format/", "random-phrasing/")) for t in extra
+    )
     assert len(trained) == 4 and trained["paper-six"]["train_prompts"][7:] == extra
+    # the recipe's learning rate is relative to the model's (here TrainConfig's default: not the default model)
+    factor, default = tiny.ctx.scale.six_recipe.lr_factor, TrainConfig.model_fields["lr"].default
+    assert factor != 1.0 and len(tiny.calls) == 4
+    assert all(c.lr == pytest.approx(factor * default) for c in tiny.calls)
     for fam in res.families:
         specs = trained[f"paper-six-without-{fam}"]["train_prompts"]
         assert specs[len(specs) - len(extra) :] == extra

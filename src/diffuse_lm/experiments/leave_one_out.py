@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffuse_lm.config import TrainConfig
 from diffuse_lm.experiments.common import (
     TASKS,
     Context,
@@ -17,6 +18,7 @@ from diffuse_lm.experiments.common import (
     brief,
     exact,
     sample_answers,
+    training_settings,
     using,
 )
 from diffuse_lm.experiments.record import Experiment, Record
@@ -128,7 +130,11 @@ def tuned(ctx: Context, name: str, tasks: list[Task], recipe: Recipe | None = No
     """The adapter tuned on ``tasks`` (and the recipe's extra tasks) with the scale's six-task recipe."""
     recipe = recipe or ctx.scale.six_recipe
     specs = [spec(t) for t in tasks] + recipe.extra_tasks()
-    return adapter(ctx, name, specs, ctx.scale.passes["six"], settings=recipe.settings())
+    settings = recipe.settings()
+    if recipe.lr_factor != 1.0:  # relative to the model's rate, so a recipe suits a 135M and a 7B model alike
+        lr = training_settings(ctx).get("lr", TrainConfig.model_fields["lr"].default)
+        settings["lr"] = recipe.lr_factor * lr
+    return adapter(ctx, name, specs, ctx.scale.passes["six"], settings=settings)
 
 
 def six_task_adapter(ctx: Context, recipe: Recipe | None = None) -> Path:

@@ -24,6 +24,7 @@ class Recipe:
     retain_prompts: tuple[str, ...] = ("general",)
     retain_per_step: int = 2
     retain_max_new_tokens: int = 48
+    lr_factor: float = 1.0  # times the model's learning rate (the default model's 1e-3, else the config's)
 
     def settings(self) -> dict:
         """Training-config keys of the recipe."""
@@ -97,6 +98,14 @@ PHRASING_RECIPE = replace(
     random_phrasing=True,
     retain_per_step=2,
 )
+# phrasing at half the learning rate: on the held-out-NUMBERS model it keeps phrasing's NUMBERS gain over lean
+# (exact entropy 1.79 against 1.49) and the questions' accuracy that phrasing at full rate lost (braced 108% of
+# base instead of 76%, free-form 105%); the quick-scale default.
+GENTLE_RECIPE = replace(
+    PHRASING_RECIPE,
+    name="gentle: phrasing at half the learning rate",
+    lr_factor=0.5,
+)
 RECIPES = {
     "paper": PAPER_RECIPE,
     "determinate": DETERMINATE_RECIPE,
@@ -105,8 +114,17 @@ RECIPES = {
     "formats": FORMATS_RECIPE,
     "lean": LEAN_RECIPE,
     "phrasing": PHRASING_RECIPE,
+    "gentle": GENTLE_RECIPE,
 }
-TRADEOFF = (PAPER_RECIPE, DETERMINATE_RECIPE, KEEP_RECIPE, KEEP16_RECIPE, FORMATS_RECIPE, LEAN_RECIPE)
+TRADEOFF = (
+    PAPER_RECIPE,
+    DETERMINATE_RECIPE,
+    KEEP_RECIPE,
+    KEEP16_RECIPE,
+    FORMATS_RECIPE,
+    LEAN_RECIPE,
+    GENTLE_RECIPE,
+)
 
 
 @dataclass(frozen=True)
@@ -207,7 +225,7 @@ QUICK = Scale(
     temperature_samples=12,
     utility_max_new_tokens=32,
     batch_size=32,
-    six_recipe=LEAN_RECIPE,
+    six_recipe=GENTLE_RECIPE,
     tradeoff=TRADEOFF,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}
