@@ -130,7 +130,7 @@ TRADEOFF = (
 @dataclass(frozen=True)
 class Scale:
     """How much work the experiments do: ``paper`` is the paper's settings, ``quick`` runs `all` on the
-    default model in 59 min on this project's 2-core CPU with ``--jobs 2``, from nothing (the README has the
+    default model in 56 min on this project's 2-core CPU with ``--jobs 2``, from nothing (the README has the
     measured run)."""
 
     name: str
