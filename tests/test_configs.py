@@ -142,3 +142,20 @@ def test_cli_stray_arguments_are_still_refused(capsys):
     with pytest.raises(SystemExit) as e:
         main(["stats", "s.jsonl", "lr=1"])  # only `train` takes KEY=VALUE
     assert e.value.code == 2
+
+
+def test_shipped_six_task_config_is_the_quick_scale_recipe():
+    """configs/smollm2-135m/six-tasks-keep.yaml is what README recommends and `reproduce` measured at quick
+    scale: the same retention block, learning rate and training tasks (all phrasings, where quick keeps one)."""
+    from diffuse_lm.experiments.common import DEFAULT_MODEL_TRAINING
+    from diffuse_lm.experiments.scales import QUICK
+
+    recipe = QUICK.six_recipe
+    cfg = load_config(ROOT / "configs" / "smollm2-135m" / "six-tasks-keep.yaml")
+    retain = recipe.settings()["retain"]
+    assert cfg.retain.weight == retain["weight"] and cfg.retain.per_step == retain["per_step"]
+    assert cfg.retain.max_new_tokens == retain["max_new_tokens"]
+    assert list(cfg.retain.prompts) == retain.get("prompts", ["general"])
+    assert cfg.lr == pytest.approx(recipe.lr_factor * DEFAULT_MODEL_TRAINING["lr"])
+    shipped = {t.name for t in load_tasks(cfg.train_prompts)}
+    assert shipped == {t.name for t in load_tasks(["paper-six", *recipe.extra_tasks()])}
