@@ -376,6 +376,13 @@ def test_leave_one_out_holds_each_task_out(tiny):
     factor, default = tiny.ctx.scale.six_recipe.lr_factor, TrainConfig.model_fields["lr"].default
     assert factor != 1.0 and len(tiny.calls) == 4
     assert all(c.lr == pytest.approx(factor * default) for c in tiny.calls)
+    # the run folder found without training is the one trained (tradeoff keys its points by it), and a recipe
+    # that differs only in its rate is another run
+    recipe = tiny.ctx.scale.six_recipe
+    assert leave_one_out.six_task_run(tiny.ctx) == Path(trained["paper-six"]["folder"])
+    assert leave_one_out.six_task_run(tiny.ctx, replace(recipe, lr_factor=1.0)) != Path(
+        trained["paper-six"]["folder"]
+    )
     for fam in res.families:
         specs = trained[f"paper-six-without-{fam}"]["train_prompts"]
         assert specs[len(specs) - len(extra) :] == extra

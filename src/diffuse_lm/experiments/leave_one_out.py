@@ -130,11 +130,17 @@ def tuned(ctx: Context, name: str, tasks: list[Task], recipe: Recipe | None = No
     """The adapter tuned on ``tasks`` (and the recipe's extra tasks) with the scale's six-task recipe."""
     recipe = recipe or ctx.scale.six_recipe
     specs = [spec(t) for t in tasks] + recipe.extra_tasks()
+    return adapter(ctx, name, specs, ctx.scale.passes["six"], settings=recipe_settings(ctx, recipe))
+
+
+def recipe_settings(ctx: Context, recipe: Recipe) -> dict:
+    """The training-config keys of ``recipe`` for ``ctx``'s model: its retention block, and its learning rate
+    as a factor of the model's (so a recipe suits a 135M and a 7B model alike)."""
     settings = recipe.settings()
-    if recipe.lr_factor != 1.0:  # relative to the model's rate, so a recipe suits a 135M and a 7B model alike
+    if recipe.lr_factor != 1.0:
         lr = training_settings(ctx).get("lr", TrainConfig.model_fields["lr"].default)
         settings["lr"] = recipe.lr_factor * lr
-    return adapter(ctx, name, specs, ctx.scale.passes["six"], settings=settings)
+    return settings
 
 
 def six_task_adapter(ctx: Context, recipe: Recipe | None = None) -> Path:
@@ -146,7 +152,9 @@ def six_task_run(ctx: Context, recipe: Recipe | None = None) -> Path:
     """The run folder of :func:`six_task_adapter`'s model, without training it."""
     recipe = recipe or ctx.scale.six_recipe
     specs = [spec(t) for t in six_tasks(ctx)] + recipe.extra_tasks()
-    return adapter_folder(ctx, "paper-six", specs, ctx.scale.passes["six"], settings=recipe.settings())
+    return adapter_folder(
+        ctx, "paper-six", specs, ctx.scale.passes["six"], settings=recipe_settings(ctx, recipe)
+    )
 
 
 def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool = True) -> Summary:

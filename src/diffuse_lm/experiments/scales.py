@@ -24,7 +24,7 @@ class Recipe:
     retain_prompts: tuple[str, ...] = ("general",)
     retain_per_step: int = 2
     retain_max_new_tokens: int = 48
-    lr_factor: float = 1.0  # times the model's learning rate (the default model's 1e-3, else the config's)
+    lr_factor: float = 1.0  # times the model's learning rate (the default model's 1e-3, else TrainConfig's)
 
     def settings(self) -> dict:
         """Training-config keys of the recipe."""
