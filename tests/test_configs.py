@@ -152,7 +152,7 @@ def test_shipped_six_task_config_is_the_quick_scale_recipe():
 
     recipe = QUICK.six_recipe
     cfg = load_config(ROOT / "configs" / "smollm2-135m" / "six-tasks-keep.yaml")
-    retain = recipe.settings()["retain"]
+    retain = recipe.settings(DEFAULT_MODEL_TRAINING["lr"])["retain"]
     assert cfg.retain.weight == retain["weight"] and cfg.retain.per_step == retain["per_step"]
     assert cfg.retain.max_new_tokens == retain["max_new_tokens"]
     assert list(cfg.retain.prompts) == retain.get("prompts", ["general"])

@@ -134,13 +134,8 @@ def tuned(ctx: Context, name: str, tasks: list[Task], recipe: Recipe | None = No
 
 
 def recipe_settings(ctx: Context, recipe: Recipe) -> dict:
-    """The training-config keys of ``recipe`` for ``ctx``'s model: its retention block, and its learning rate
-    as a factor of the model's (so a recipe suits a 135M and a 7B model alike)."""
-    settings = recipe.settings()
-    if recipe.lr_factor != 1.0:
-        lr = training_settings(ctx).get("lr", TrainConfig.model_fields["lr"].default)
-        settings["lr"] = recipe.lr_factor * lr
-    return settings
+    """The training-config keys of ``recipe`` for ``ctx``'s model (the default model's rate, else TrainConfig's)."""
+    return recipe.settings(training_settings(ctx).get("lr", TrainConfig.model_fields["lr"].default))
 
 
 def six_task_adapter(ctx: Context, recipe: Recipe | None = None) -> Path:

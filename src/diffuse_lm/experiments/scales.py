@@ -26,14 +26,17 @@ class Recipe:
     retain_max_new_tokens: int = 48
     lr_factor: float = 1.0  # times the model's learning rate (the default model's 1e-3, else TrainConfig's)
 
-    def settings(self) -> dict:
-        """Training-config keys of the recipe."""
-        if not self.retain:
-            return {}
-        r = {"weight": self.retain, "per_step": self.retain_per_step}
-        if self.retain_prompts != ("general",):  # the config's default stays out (the adapters' cache key)
-            r["prompts"] = list(self.retain_prompts)
-        return {"retain": {**r, "max_new_tokens": self.retain_max_new_tokens}}
+    def settings(self, model_lr: float) -> dict:
+        """Training-config keys of the recipe for a model otherwise trained at ``model_lr``: its learning rate
+        as a factor of that one (so a recipe suits a 135M and a 7B model alike), its retention block. Keys at
+        their defaults stay out (the adapters' cache key)."""
+        out = {"lr": self.lr_factor * model_lr} if self.lr_factor != 1.0 else {}
+        if self.retain:
+            r = {"weight": self.retain, "per_step": self.retain_per_step}
+            if self.retain_prompts != ("general",):
+                r["prompts"] = list(self.retain_prompts)
+            out["retain"] = {**r, "max_new_tokens": self.retain_max_new_tokens}
+        return out
 
     def extra_tasks(self) -> list[str]:
         """Built-in task names mixed into training: the random-mix tasks, the first ``determinate``
