@@ -348,11 +348,23 @@ def builtin_tasks() -> dict[str, Path]:
     }
 
 
+MAX_FOLDER_ENTRIES = 100_000  # entries walked below a task folder before it is refused as not one
+
+
 def _folder_files(folder: Path) -> list[Path]:
     """The task files under ``folder``; one named like a task file that cannot be read as one (a broken link,
     a FIFO) is an error, not skipped, so no task the user meant to give goes missing silently."""
     try:
-        named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in TASK_SUFFIXES)
+        named = []
+        for seen, p in enumerate(folder.rglob("*"), 1):
+            if seen > MAX_FOLDER_ENTRIES:  # `tasks show /` would walk the whole disk before saying anything
+                raise TaskError(
+                    f"{folder}: more than {MAX_FOLDER_ENTRIES:,} files and folders below it; "
+                    "give the folder that holds your task files"
+                )
+            if p.suffix.lower() in TASK_SUFFIXES:
+                named.append(p)
+        named.sort()
         odd = [p for p in named if not p.is_file() and not p.is_dir()]
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
