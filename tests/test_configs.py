@@ -146,7 +146,8 @@ def test_cli_stray_arguments_are_still_refused(capsys):
 
 def test_shipped_six_task_config_is_the_quick_scale_recipe():
     """configs/smollm2-135m/six-tasks-keep.yaml is what README recommends and `reproduce` measured at quick
-    scale: the same retention block, learning rate and training tasks (all phrasings, where quick keeps one)."""
+    scale: the same retention block, learning rate, mass weight, micro-batch and training tasks (all phrasings,
+    where quick keeps one)."""
     from diffuse_lm.experiments.common import DEFAULT_MODEL_TRAINING
     from diffuse_lm.experiments.scales import QUICK
 
@@ -157,5 +158,8 @@ def test_shipped_six_task_config_is_the_quick_scale_recipe():
     assert cfg.retain.max_new_tokens == retain["max_new_tokens"]
     assert list(cfg.retain.prompts) == retain.get("prompts", ["general"])
     assert cfg.lr == pytest.approx(recipe.lr_factor * DEFAULT_MODEL_TRAINING["lr"])
+    alg = recipe.settings(DEFAULT_MODEL_TRAINING["lr"]).get("alg_config", {})
+    assert cfg.alg_config.mass_weight == alg.get("mass_weight", 1.0)
+    assert cfg.alg_config.batch_size == alg.get("batch_size", 32)
     shipped = {t.name for t in load_tasks(cfg.train_prompts)}
     assert shipped == {t.name for t in load_tasks(["paper-six", *recipe.extra_tasks()])}

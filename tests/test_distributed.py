@@ -29,9 +29,13 @@ def _losses(out: Path) -> list[float]:
     not shutil.which("torchrun", path=str(Path(sys.executable).parent)) and not shutil.which("torchrun"),
     reason="torchrun is not installed",
 )
-def test_two_processes_follow_the_single_process_loss_curve(tmp_path):
+@pytest.mark.parametrize("mass_weight", [1.0, 0.3])
+def test_two_processes_follow_the_single_process_loss_curve(tmp_path, mass_weight):
+    """With a mass weight, the mass each micro-batch's gradient needs is summed over both processes' shares
+    (rank 0's 3 digits take two micro-batches, rank 1's 2 one)."""
     model_dir = save_tiny_model(tmp_path / "model")
-    over = {"alg_config": {"n_iters": 3, "batch_size": 2}}  # 5 and 3 targets: uneven shards, 2 micro-batches
+    # 5 and 3 targets: uneven shards, 2 micro-batches
+    over = {"alg_config": {"n_iters": 3, "batch_size": 2, "mass_weight": mass_weight}}
     single = train(config_from_dict(tiny_config(tmp_path / "one", model_dir, **over)), progress=False).summary
 
     cfg = tiny_config(tmp_path / "two", model_dir, **over)

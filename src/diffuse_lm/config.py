@@ -37,6 +37,12 @@ class AlgConfig(_Strict):
     early_stop: bool = Field(False, description="stop once a pass's loss <= floor * (1 + gamma)")
     gamma: float = Field(0.2, ge=0)
     prompts_per_step: int = Field(1, gt=0, description="prompts averaged into one optimizer step (paper: 1)")
+    mass_weight: float = Field(
+        1.0,
+        ge=0,
+        description="α: Eq. 5 is −log(mass on the targets) + KL(p* ‖ p_θ renormalised over them) + H(p*); "
+        "the loss weighs the mass part by α (1: Eq. 5)",
+    )
 
 
 class LoraSettings(_Strict):

@@ -35,6 +35,42 @@ def distribution_matching_loss(logprobs: torch.Tensor, weights: torch.Tensor) ->
     return -(weights.to(logprobs.dtype) * logprobs).sum()
 
 
+def mass_weighted_surrogate(
+    logprobs: torch.Tensor, weights: torch.Tensor, log_mass: torch.Tensor, mass_weight: float
+) -> torch.Tensor:
+    """A loss whose gradient is that of Eq. 5 with its mass part weighed by α = ``mass_weight``:
+    L_α = −α·log M + KL(p* ‖ p_θ / M) + H(p*) = Eq. 5 + (1 − α)·log M, with M = Σ_y p_θ(y | x) over all the
+    prompt's targets (``log_mass``, detached: it may come from other micro-batches and processes). Its gradient
+    in log p_θ(y | x) is −p*(y) + (1 − α)·p_θ(y | x)/M, which splits over targets like Eq. 5's does.
+
+    Why: −log M raises each valid answer in proportion to how much the model already prefers it, which on tasks
+    it was not tuned on sharpens the model's favourites; the KL part is what spreads the mass."""
+    share = torch.exp(logprobs.detach().float() - log_mass)  # p_θ(y | x) / M
+    coeff = -weights.to(share.dtype) + (1.0 - mass_weight) * share
+    return (coeff.to(logprobs.dtype) * logprobs).sum()
+
+
+def _log_mass(local: torch.Tensor | None, world: int, device: torch.device) -> torch.Tensor:
+    """log Σ exp of every process's ``local`` log-probabilities (``None``: this process has no targets)."""
+    lse = torch.logsumexp(local.float(), 0) if local is not None and local.numel() else None
+    if world == 1:
+        return lse
+    peak = torch.full((), -math.inf, device=device) if lse is None else lse.clone()
+    dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    part = torch.zeros((), device=device) if lse is None else torch.exp(lse - peak)
+    dist.all_reduce(part)
+    return peak + torch.log(part)
+
+
+def _one_batch(enc: EncodedTask | None, cfg: TrainConfig) -> bool:
+    """Do ``enc``'s targets fit one micro-batch (so one forward can keep the graph of all of them)?"""
+    if enc is None:
+        return False
+    longest = max(len(t) for t in enc.target_ids)
+    tokens = len(enc.prompt_ids) + enc.n_targets * longest  # padded, the most a micro-batch holds
+    return enc.n_targets <= cfg.alg_config.batch_size and tokens <= cfg.max_batch_tokens
+
+
 def loss_floor(weights: np.ndarray) -> float:
     """The minimum of the loss over one prompt: Entropy(p*), reached when p_θ = p* on the targets."""
     return entropy(weights)
@@ -71,7 +107,7 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], *scalars: torch.Tensor) 
 
 
 class Step(NamedTuple):
-    loss: float  # Eq. 5, averaged over the step's prompts
+    loss: float  # Eq. 5 (whatever alg_config.mass_weight), averaged over the step's prompts
     grad_norm: float
     retain_kl: float | None  # mean KL(base ‖ tuned) per answer token of the step's general prompts
 
@@ -87,32 +123,53 @@ def train_step(
     world: int = 1,
     retain: Sequence[RetainExample] = (),
 ) -> Step:
-    """One optimizer step on ``prompts`` (Eq. 5 averaged over them) plus, given ``retain`` examples, the
-    retention term ``cfg.retain.weight`` × their mean KL(base ‖ tuned) per answer token."""
+    """One optimizer step on ``prompts`` (Eq. 5 averaged over them, its mass part weighed by
+    ``alg_config.mass_weight``) plus, given ``retain`` examples, the retention term ``cfg.retain.weight`` × their
+    mean KL(base ‖ tuned) per answer token. With a mass weight other than 1, a prompt whose targets take several
+    micro-batches is scored once more without gradient first, for the mass every micro-batch's gradient needs."""
     device = params[0].device
     total = torch.zeros((), device=device)
     bf16 = cfg.mixed_precision == "bf16"
+    alpha = cfg.alg_config.mass_weight
     for enc in prompts:
         mine = _shard(enc, rank, world)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+        score = {
+            "max_batch_tokens": cfg.max_batch_tokens,
+            "max_batch_targets": cfg.alg_config.batch_size,
+            "prompt_per_batch": cfg.gradient_checkpointing,
+        }
+        log_mass = None
+        if alpha != 1.0 and not _one_batch(mine, cfg):
+            # M over all the prompt's targets, before the first micro-batch's backward needs it
+            with torch.no_grad(), autocast:
+                log_mass = _log_mass(
+                    None if mine is None else score_task(model, mine, **score), world, device
+                )
         if mine is None:
             continue
         weights = torch.tensor(mine.weights, dtype=torch.float32, device=device)
+        if alpha != 1.0 and log_mass is None:  # one micro-batch: one forward, M from its own scores
+            with autocast:
+                logprobs = score_task(model, mine, **score)
+            loss = distribution_matching_loss(logprobs, weights) / len(prompts)
+            total = total + loss.detach()
+            log_mass = _log_mass(logprobs.detach(), world, device)
+            (mass_weighted_surrogate(logprobs, weights, log_mass, alpha) / len(prompts)).backward()
+            continue
 
-        def on_batch(idx: list[int], logprobs: torch.Tensor, weights=weights) -> torch.Tensor:
+        def on_batch(
+            idx: list[int], logprobs: torch.Tensor, weights=weights, log_mass=log_mass
+        ) -> torch.Tensor:
             nonlocal total
             loss = distribution_matching_loss(logprobs, weights[idx]) / len(prompts)
             total = total + loss.detach()
+            if log_mass is not None:
+                return mass_weighted_surrogate(logprobs, weights[idx], log_mass, alpha) / len(prompts)
             return loss
 
-        with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-            score_task(
-                model,
-                mine,
-                max_batch_tokens=cfg.max_batch_tokens,
-                max_batch_targets=cfg.alg_config.batch_size,
-                on_batch=on_batch,
-                prompt_per_batch=cfg.gradient_checkpointing,
-            )
+        with autocast:
+            score_task(model, mine, on_batch=on_batch, **score)
     kl = torch.zeros((), device=device)
     if retain:
         mine = list(retain)[rank::world]

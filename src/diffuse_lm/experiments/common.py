@@ -151,7 +151,7 @@ def _adapter_run(
     cfg = {**training_settings(ctx), **(settings or {})}
     cfg["train_prompts"] = list(train)
     early = any((t.family or t.name).split("/")[0].lower() in OPEN_ENDED for t in tasks)
-    cfg["alg_config"] = {"n_iters": passes, "early_stop": early}
+    cfg["alg_config"] = {**cfg.get("alg_config", {}), "n_iters": passes, "early_stop": early}
     if parent is not None:
         cfg.update(load_model=True, ckpt_dir=str(parent))
     material = {**cfg, "ckpt_dir": Path(parent).parent.name if parent else None, "tasks": _task_digest(tasks)}
