@@ -3,8 +3,9 @@ targets are) against the original study's plain loop (every target fed with the 
 logits at every position), on the default model, LoRA as in the paper, one process, runs alternated.
 
 Also: the same loop with packing off (padded rows on the shared prompt cache), with the retention term on
-(2 general prompts a step, the base model's 48-token answers), and what bf16 autocast does to the loss and
-to the step time. The last line is ``training: speedup_vs_plain=<x> peak_rss_mb=<y>``
+(2 general prompts a step, the base model's 48-token answers), with Eq. 5's mass part weighed 0.1 (the task in
+one micro-batch, and in micro-batches of 4 targets, which scores it once more for the mass), and what bf16
+autocast does to the loss and to the step time. The last line is ``training: speedup_vs_plain=<x> peak_rss_mb=<y>``
 for RNG 1-10 (y: peak RSS of a process while it runs our loop, model included, its loading not counted).
 Run: python benchmarks/training.py [--rounds N] [--tasks rng-1-10]
 """
@@ -125,8 +126,12 @@ def time_task(task_name: str, rounds: int) -> dict:
     bf16 = cfg.model_copy(update={"mixed_precision": "bf16"})
     retain_cfg = cfg.model_copy(update={"retain": RetainSettings(weight=1.0)})
     retain = retain_batch(model, tokenizer)
+    mass = cfg.model_copy(update={"alg_config": cfg.alg_config.model_copy(update={"mass_weight": 0.1})})
+    mass4 = mass.model_copy(update={"alg_config": mass.alg_config.model_copy(update={"batch_size": 4})})
     loops = {
         "ours": lambda: our_step(model, opt, params, enc, cfg),
+        "ours_mass": lambda: our_step(model, opt, params, enc, mass),
+        "ours_mass_batched": lambda: our_step(model, opt, params, enc, mass4),
         "ours_retain": lambda: our_step(model, opt, params, enc, retain_cfg, retain),
         "ours_bf16": lambda: our_step(model, opt, params, enc, bf16),
         "ours_unpacked": unpacked(lambda: our_step(model, opt, params, enc, cfg)),
@@ -208,7 +213,8 @@ def main() -> None:
         print(
             f"{task_name} ({t['targets']} targets): s/step ours {t['ours']:.3f}, plain {t['plain']:.3f} "
             f"(x{t['plain'] / t['ours']:.1f}); ours unpacked {t['ours_unpacked']:.3f}; "
-            f"ours + retention term {t['ours_retain']:.3f}; "
+            f"ours + retention term {t['ours_retain']:.3f}; ours with mass weight 0.1 {t['ours_mass']:.3f} "
+            f"(in micro-batches of 4: {t['ours_mass_batched']:.3f}); "
             f"ours+bf16 autocast {t['ours_bf16']:.3f}; peak RSS MB ours "
             f"{mem['ours']:.0f}, plain {mem['plain']:.0f}; loss fp32 {err['fp32']:.5f} bf16 {err['bf16']:.5f} "
             f"(rel. err {err['rel_err']:.1e}; largest log p error {err['max_logprob_err']:.3f})"

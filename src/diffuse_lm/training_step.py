@@ -131,18 +131,21 @@ def train_step(
     total = torch.zeros((), device=device)
     bf16 = cfg.mixed_precision == "bf16"
     alpha = cfg.alg_config.mass_weight
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    score = {
+        "max_batch_tokens": cfg.max_batch_tokens,
+        "max_batch_targets": cfg.alg_config.batch_size,
+        "prompt_per_batch": cfg.gradient_checkpointing,
+    }
     for enc in prompts:
         mine = _shard(enc, rank, world)
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-        score = {
-            "max_batch_tokens": cfg.max_batch_tokens,
-            "max_batch_targets": cfg.alg_config.batch_size,
-            "prompt_per_batch": cfg.gradient_checkpointing,
-        }
         log_mass = None
         if alpha != 1.0 and not _one_batch(mine, cfg):
             # M over all the prompt's targets, before the first micro-batch's backward needs it
-            with torch.no_grad(), autocast:
+            with torch.no_grad(), autocast():
                 log_mass = _log_mass(
                     None if mine is None else score_task(model, mine, **score), world, device
                 )
@@ -150,7 +153,7 @@ def train_step(
             continue
         weights = torch.tensor(mine.weights, dtype=torch.float32, device=device)
         if alpha != 1.0 and log_mass is None:  # one micro-batch: one forward, M from its own scores
-            with autocast:
+            with autocast():
                 logprobs = score_task(model, mine, **score)
             loss = distribution_matching_loss(logprobs, weights) / len(prompts)
             total = total + loss.detach()
@@ -168,14 +171,14 @@ def train_step(
                 return mass_weighted_surrogate(logprobs, weights[idx], log_mass, alpha) / len(prompts)
             return loss
 
-        with autocast:
+        with autocast():
             score_task(model, mine, on_batch=on_batch, **score)
     kl = torch.zeros((), device=device)
     if retain:
         mine = list(retain)[rank::world]
         n_tokens = sum(len(e.response_ids) for e in retain)  # over all processes: their sum is the mean
         if mine:
-            with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+            with autocast():
                 kl_sum, _ = retention_kl(model, mine)
             (cfg.retain.weight * kl_sum / n_tokens).backward()
             kl = kl_sum.detach() / n_tokens
