@@ -192,6 +192,26 @@ def tasks() -> dict[str, str]:
     return out
 
 
+def mix() -> list[str]:
+    """The training tasks of the format mix (built-in group ``formats-mix``): each training subject in two
+    formats, rotating through them, so every format and every subject is in the mix and the mix stays small."""
+    names = set(tasks())
+    subjects = sorted(
+        {n.split("/")[3].removesuffix(".json") for n in names if n.startswith(f"{GROUP}/train/")}
+    )
+    fmts = list(FORMATS)
+    out = []
+    for i, subject in enumerate(subjects):
+        for k in (i, i + 3):
+            for step in range(len(fmts)):  # the next format this subject is asked in
+                fmt = fmts[(k + step) % len(fmts)]
+                name = f"{GROUP}/train/{fmt}/{subject}"
+                if f"{name}.json" in names and name not in out:
+                    out.append(name)
+                    break
+    return sorted(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if the shipped files differ")

@@ -525,7 +525,16 @@ def groups() -> dict[str, list[str]]:
         # questions with one right answer, braced and bare (scripts/make_utility_data.py writes their files);
         # the sub-folders, as a group that lists its own name would resolve to itself
         "determinate": ["determinate/braced", "determinate/plain"],
+        # random choices in every answer format, each subject in two (scripts/make_format_tasks.py)
+        "formats-mix": format_mix(),
     }
+
+
+def format_mix() -> list[str]:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_format_tasks import mix
+
+    return mix()
 
 
 def all_tasks() -> list[dict]:
