@@ -24,6 +24,7 @@ COMMANDS = [
     "train",
     "export",
     "configs",
+    "model",
 ]
 MAX_MESSAGE = 280  # characters of an error message shown (values quoted in it are cut shorter still)
 

@@ -25,6 +25,7 @@ from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file, within, write_json_atomic, write_text_atomic
 from diffuse_lm.model_info import set_model_info
+from diffuse_lm.models import write_base_record
 from diffuse_lm.training_setup import TRACKER_DIR
 
 ADAPTER_DIR = "adapter"
@@ -276,6 +277,7 @@ def publish_adapter(out: Path, model) -> Path:
     adapter = out / ADAPTER_DIR
     tmp = private_dir(out, ".adapter-tmp-")
     model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA only: no hub lookup of the base
+    write_base_record(model, tmp)
     shutil.rmtree(adapter, ignore_errors=True)
     os.replace(tmp, adapter)
     return adapter

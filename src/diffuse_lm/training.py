@@ -91,7 +91,7 @@ def _setup_model(cfg: TrainConfig, device: str, held=None):
     is a model the caller passed: wrapped where it is (peft injects the LoRA layers in place), not loaded."""
     from peft import LoraConfig, get_peft_model
 
-    from diffuse_lm.models import attach_adapter, load_model
+    from diffuse_lm.models import attach_adapter, load_model, peft_wrapping
 
     tokenizer = None
     if held is None:
@@ -119,7 +119,8 @@ def _setup_model(cfg: TrainConfig, device: str, held=None):
             task_type="CAUSAL_LM",
         )
         try:
-            model = get_peft_model(model, lora)
+            with peft_wrapping():  # peft reads a deprecated transformers property (a FutureWarning)
+                model = get_peft_model(model, lora)
         except ValueError as e:
             raise DiffuseError(f"lora.target_modules: {str(e).splitlines()[0]}") from None
     if cfg.gradient_checkpointing:
