@@ -101,7 +101,9 @@ def test_adapters_of_the_default_model_name_the_gguf_and_load_offline(tmp_path, 
         warnings.simplefilter("always")
         again, _ = models.load_model("default", adapter=s["adapter_dir"], device="cpu")
     assert not caplog.records  # the base it was made on: no warning
-    assert not [w for w in caught if issubclass(w.category, FutureWarning)]  # peft's is filtered where we call it
+    assert not [
+        w for w in caught if issubclass(w.category, FutureWarning)
+    ]  # peft's is filtered where we call it
     # Plain transformers + peft, offline: the documented way, and AutoPeft through the recorded folder.
     base = AutoModelForCausalLM.from_pretrained(diffuse_lm.default_model_path())
     plain = PeftModel.from_pretrained(base, str(adapter))

@@ -43,6 +43,7 @@ from diffuse_lm.run_dir import (
     write_step,
     writing,
 )
+from diffuse_lm.strict_json import loads
 from diffuse_lm.tasks import Task, load_tasks
 from diffuse_lm.training_setup import (
     TRACKER_DIR,
@@ -428,4 +429,4 @@ def train(
     model.eval()
     if out is None:
         return _result(summary, model, tokenizer, log)
-    return _result(json.loads((out / "summary.json").read_text()), model, tokenizer, read_log(out))
+    return _result(loads((out / "summary.json").read_text()), model, tokenizer, read_log(out))

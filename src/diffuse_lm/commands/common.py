@@ -147,6 +147,25 @@ def check_writable(path: str | Path, *, inputs: Iterable[str | Path | None] = ()
         raise DiffuseError(f"{path}: cannot write there ({e.strerror or e.__class__.__name__})") from None
 
 
+TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
+OTHER_SUFFIXES = (".tsv", ".xlsx", ".yaml", ".yml", ".txt", ".md", ".html", ".pkl")
+
+
+def output_format(path: str | Path, flag: str, *, tables: bool = False) -> str:
+    """What an output file will hold, from its suffix: ``"json"`` for .json (or no suffix, e.g. /dev/null),
+    ``"rows"`` for .jsonl, .csv or .parquet where the command writes a table (``tables``); any other suffix it
+    does not write is refused, before the slow work, instead of JSON landing in a file named .parquet."""
+    suffix = Path(path).suffix.lower()
+    if suffix in ("", ".json"):
+        return "json"
+    if tables and suffix in TABLE_SUFFIXES:
+        return "rows"
+    if suffix in TABLE_SUFFIXES + OTHER_SUFFIXES or tables:
+        writes = ".json, .jsonl, .csv or .parquet" if tables else ".json"
+        raise DiffuseError(f"{flag} {path}: writes {writes}, not {suffix}")
+    return "json"
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """Are ``a`` and ``b`` the same file (through links), or the same path for files not yet made?"""
     try:
