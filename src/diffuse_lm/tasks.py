@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from diffuse_lm.errors import DiffuseError, shorten, unknown_key
+from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
@@ -73,7 +73,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         raise fail(f"expected a mapping of task keys, got {type(data).__name__}")
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
-        raise fail(f"{unknown_key(unknown[0])} (known: {', '.join(sorted(KNOWN_KEYS))})")
+        raise fail(f"{unknown_key(unknown[0])} (known: {known_list(unknown[0], KNOWN_KEYS)})")
     request = data.get("request")
     if not isinstance(request, str) or not request.strip():
         raise fail("missing request (a non-empty string)")
