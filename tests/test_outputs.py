@@ -132,3 +132,20 @@ def test_non_finite_numbers_round_trip_through_the_files():
     back = loads(text)
     assert back["kl"] == math.inf and math.isnan(back["rows"][0]["entropy"]) and "nonfinite" not in back
     assert back["rows"][0]["lp"] == [None, 0.0]  # a list's entry cannot be told back: null, noted in the file
+
+
+def test_sample_takes_min_p_as_compare_does(outputs, tmp_path, capsys):
+    """``sample --min-p 1`` keeps only the most probable token at each step: every sample is the same text,
+    and the sidecar records the setting (a rerun with another min-p would not resume this file)."""
+    model = str(outputs.parent / "model")
+    out = tmp_path / "cut.jsonl"
+    argv = ["sample", "rng/1-10", "--model", model, "--n", "6", "--max-new-tokens", "5", "--no-stats"]
+    assert main([*argv, "-o", str(out), "--min-p", "1"]) == 0
+    texts = {r["text"] for r in _strict(out)}
+    assert len(texts) == 1
+    assert json.loads(Path(f"{out}.meta.json").read_text())["min_p"] == 1.0
+    free = tmp_path / "free.jsonl"
+    assert main([*argv, "-o", str(free)]) == 0
+    assert len({r["text"] for r in _strict(free)}) > 1  # without it the tiny model's samples differ
+    assert main([*argv, "-o", str(tmp_path / "x.jsonl"), "--min-p", "2"]) == 2
+    assert "--min-p 2.0: must be in [0, 1]" in capsys.readouterr().err

@@ -149,8 +149,13 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
 def _normalised(raw: list[int | float]) -> np.ndarray:
     """Finite, non-negative weights (not all zero) divided by their largest, then by their sum, in exact
     arithmetic first: ``[1e308] * 10`` does not sum to inf and an int like ``10**400`` does not overflow."""
-    top = Fraction(max(raw))
-    scaled = np.array([float(Fraction(w) / top) for w in raw], dtype=np.float64)
+    if all(type(w) is float or (type(w) is int and abs(w) < 2**53) for w in raw):
+        # every weight a float exactly: one IEEE division each rounds as the Fraction would (and is fast)
+        exact = np.array(raw, dtype=np.float64)
+        scaled = exact / exact.max()
+    else:
+        top = Fraction(max(raw))
+        scaled = np.array([float(Fraction(w) / top) for w in raw], dtype=np.float64)
     return scaled / scaled.sum()  # the sum is >= 1 (the largest is 1)
 
 

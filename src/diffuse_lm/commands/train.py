@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import warnings
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
@@ -62,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
         raise DiffuseError(f"{args.config}: output_dir: the folder the run is written to, not null")
     verbose = getattr(args, "verbose", False)
     quiet_transformers(verbose)
-    if not verbose:
-        warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes from the libraries
     summary = train(cfg, progress=not args.quiet, overwrite=args.overwrite, inputs=[args.config]).summary
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process reports
         return 0

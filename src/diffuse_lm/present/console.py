@@ -9,8 +9,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from diffuse_lm.measuring import describe_provenance, top_answers
-
 PIPE_WIDTH = 160  # columns when writing to a file or pipe, where rich would otherwise assume 80
 
 
@@ -24,6 +22,8 @@ def table_console() -> Console:
 
 def print_measure_table(result: dict, title: str | None = None, console: Console | None = None) -> None:
     """One row a task: targets, mass, KL, entropy, normalised entropy, top 3 answers."""
+    from diffuse_lm.measuring import describe_provenance, top_answers  # torch: not for `diffuse tasks`
+
     table = Table(title=title or Text(describe_provenance(result)))  # Text: a path's [..] is not markup
     for col in ("task", "targets", "mass", "KL", "entropy", "norm. entropy", "top 3 (renormalised)"):
         table.add_column(col, justify="left" if col in ("task", "top 3 (renormalised)") else "right")
