@@ -182,3 +182,17 @@ def _base_of(run: dict) -> str:
     import yaml
 
     return yaml.safe_load((Path(run["output_dir"]) / "config.yaml").read_text())["model"]
+
+
+def test_the_default_models_cache_folder_loaded_by_path_counts_as_the_default_model(tmp_path, monkeypatch):
+    """A user who loads ``diffuse model path`` with plain transformers and trains on it gets adapters that record
+    the default model, not a machine's cache path."""
+    from transformers import AutoModelForCausalLM
+
+    from diffuse_lm.models import _base_of
+
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cache"))
+    folder = save_tiny_model(tmp_path / "cache" / "SmolLM2-135M-Instruct-float32")
+    assert _base_of(AutoModelForCausalLM.from_pretrained(folder))["model"] == "default"
+    other = save_tiny_model(tmp_path / "other")
+    assert _base_of(AutoModelForCausalLM.from_pretrained(other))["model"] == str(other.resolve())

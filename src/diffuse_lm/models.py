@@ -279,7 +279,13 @@ def _base_of(model) -> dict:
     if info is not None and info.name is not None:
         return base_record(info.name)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base_record(getattr(base, "name_or_path", None) or "model")
+    name = getattr(base, "name_or_path", None) or "model"
+    try:  # the default model's cache folder, loaded by path (plain transformers): the default model
+        if Path(name).resolve() == (cache_dir() / f"{DEFAULT_MODEL_NAME}-float32").resolve():
+            name = DEFAULT_MODEL
+    except (OSError, DiffuseError):
+        pass
+    return base_record(name)
 
 
 def _warn_other_base(model, adapter: Path) -> None:
