@@ -67,6 +67,16 @@ MASS_FLOOR = 1e-6  # the mass axis is logarithmic; a mass below this is drawn at
 LOW_MASS = 0.5  # below this, most samples are not valid answers: the spread bar is hatched
 
 
+def _short(method: str) -> str:
+    """A method's label for a figure: ``tuned:<folder>`` rather than the adapter's whole path (its run folder's
+    name for ``<run>/adapter``)."""
+    name, _, arg = method.partition(":")
+    if name != "tuned" or not arg:
+        return method
+    path = Path(arg)
+    return f"tuned:{path.parent.name if path.name == 'adapter' and path.parent.name else path.name}"
+
+
 def plot_compare(result: dict, path: str | Path) -> Path:
     """Two panels per task, methods as rows: the mass on valid answers (log scale: 1e-5 and 0.9 are worlds
     apart) and, beside it, the normalised entropy over the valid answers (95% intervals where sampled). A
@@ -79,15 +89,21 @@ def plot_compare(result: dict, path: str | Path) -> Path:
 
     tasks = [t["name"] for t in result["tasks"]]
     methods = [m["method"] for m in result["methods"]]
+    per_row = 1 if len(tasks) <= 3 else 2  # two tasks (four panels) a row when there are many
+    nrows = math.ceil(len(tasks) / per_row)
     fig, axes = plt.subplots(
-        len(tasks),
-        2,
-        figsize=(11, 0.42 * len(methods) * len(tasks) + 1.1 * len(tasks) + 0.6),
+        nrows,
+        2 * per_row,
+        figsize=(11 * per_row, 0.42 * len(methods) * nrows + 1.1 * nrows + 0.6),
         squeeze=False,
-        gridspec_kw={"width_ratios": [1, 1.15]},
+        gridspec_kw={"width_ratios": [1, 1.15] * per_row},
     )
+    pairs = [(row[2 * k], row[2 * k + 1]) for row in axes for k in range(per_row)]
+    for mass_ax, spread_ax in pairs[len(tasks) :]:
+        mass_ax.set_visible(False)
+        spread_ax.set_visible(False)
     ys = list(range(len(methods)))
-    for (mass_ax, spread_ax), task in zip(axes, tasks, strict=True):
+    for (mass_ax, spread_ax), task in zip(pairs, tasks, strict=False):
         rows = {r["method"]: r for r in result["rows"] if r["task"] == task}
         for y, method in zip(ys, methods, strict=True):
             row = rows[method]
@@ -123,7 +139,7 @@ def plot_compare(result: dict, path: str | Path) -> Path:
         mass_ax.set_xscale("log")
         mass_ax.set_xlim(MASS_FLOOR * 0.5, 3)
         mass_ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-        mass_ax.set_yticks(ys, methods, fontsize=8)
+        mass_ax.set_yticks(ys, [_short(m) for m in methods], fontsize=8)
         mass_ax.invert_yaxis()
         mass_ax.set_xlabel("mass on valid answers (log scale; 1 = every sample valid)", fontsize=8)
         mass_ax.set_title(f"{task}: how often the answer is valid", fontsize=9)
