@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,20 +67,32 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
     task file hashes: :mod:`diffuse_lm.provenance`), "tasks": [per-task metrics and targets]}``."""
     from tqdm.auto import tqdm
 
-    encoded = encode_tasks(tokenizer, tasks)
+    encoded = encode_tasks(tokenizer, [with_valid(t) for t in tasks])
     rows = []
     label = model_label(model, short=True)
     bar = tqdm(encoded, desc=f"measure {label}", unit="task", disable=not progress or len(encoded) < 2)
-    for enc in bar:
-        bar.set_description(f"measure {label}: {enc.task.name}")
+    for task, enc in zip(tasks, bar, strict=True):
+        bar.set_description(f"measure {label}: {task.name}")
         logprobs = score_task(model, enc, **score_kw).double().cpu().numpy()
-        rows.append(task_result(enc.task, logprobs))
+        n = len(task.targets)
+        rows.append(task_result(task, logprobs[:n], logprobs[n:] if task.valid else None))
     return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}
 
 
-def task_result(task: Task, logprobs: np.ndarray) -> dict:
-    """One task's entry of the measure JSON from its targets' raw log-probabilities."""
-    metrics = distribution_metrics(logprobs, task.weights)
+def with_valid(task: Task) -> Task:
+    """``task`` with its broader valid answers appended to the targets (weight 0), so that one scoring pass
+    gives the targets' and the valid answers' log-probabilities, the first ``len(task.targets)`` the targets';
+    encoding checks that the whole set is prefix-free."""
+    if not task.valid:
+        return task
+    weights = np.concatenate([task.weights, np.zeros(len(task.valid))])
+    return replace(task, targets=task.valid_set, weights=weights)
+
+
+def task_result(task: Task, logprobs: np.ndarray, valid_logprobs: np.ndarray | None = None) -> dict:
+    """One task's entry of the measure JSON from its targets' raw log-probabilities (and those of its
+    broader valid answers, which count in ``valid_mass`` and the yields)."""
+    metrics = distribution_metrics(logprobs, task.weights, valid_logprobs=valid_logprobs)
     probs = renormalize(logprobs)
     return {
         "name": task.name,

@@ -2,13 +2,16 @@
 
 A task file is JSON or YAML with the original study's keys — ``request``, ``response`` (a string or a
 list of strings; one is chosen per target), ``targets``, ``weights``, ``eos`` — plus optional ``system``,
-``name``, ``family`` and ``description``. A file may also hold many tasks: a JSON or YAML list of them, or
+``name``, ``family``, ``description`` and ``valid``: answers that are right but not wanted by p* (a broader
+set than the targets, e.g. any first name of a natural list), written like the targets, as a list or as the
+name of a task or task file whose targets they are. Mass and yield are measured on targets and valid answers. A file may also hold many tasks: a JSON or YAML list of them, or
 JSONL (one a line); or a YAML mapping from a ``datasets`` dataset's columns to task keys
 (:mod:`diffuse_lm.dataset_tasks`). Built-in tasks are the same kind of file inside the package.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -24,7 +27,19 @@ import yaml
 from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
-KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
+KNOWN_KEYS = {
+    "request",
+    "response",
+    "targets",
+    "weights",
+    "eos",
+    "system",
+    "name",
+    "family",
+    "description",
+    "valid",
+}
+MAX_VALID = 200_000  # valid answers of one task: each is scored by teacher forcing
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 MAX_ALIASED_NODES = 100_000  # YAML values that aliases may add to a task file: more is an alias bomb
 
@@ -48,6 +63,12 @@ class Task:
     description: str | None = None
     path: str | None = None
     sources: tuple[str, ...] = field(default=(), compare=False)  # files it was built from (a dataset's)
+    valid: tuple[str, ...] = ()  # right answers beyond the targets (never one of them), not wanted by p*
+
+    @property
+    def valid_set(self) -> tuple[str, ...]:
+        """Every valid answer: the targets, then the broader ``valid`` ones."""
+        return self.targets + self.valid
 
     @property
     def uniform(self) -> bool:
@@ -132,6 +153,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         if data.get(key) is not None and not isinstance(data[key], str):
             raise fail(f"{key} must be a string")
     system = data.get("system")
+    valid = _valid_answers(data.get("valid"), set(targets), eos, source, fail)
     return Task(
         name=str(data.get("name") or name or Path(source).stem),
         request=request,
@@ -143,7 +165,50 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         family=data.get("family"),
         description=data.get("description"),
         path=source,
+        valid=valid,
     )
+
+
+def _valid_answers(raw: Any, targets: set[str], eos: bool, source: str, fail) -> tuple[str, ...]:
+    """The ``valid`` key: a list of answers written like the targets, or the name of a task (built-in, or a
+    file next to ``source``) whose targets they are; the targets themselves are left out."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        found = _valid_from(raw, source)
+        if found is None:
+            raise fail(
+                f"valid: {shorten(raw)} is no built-in task nor task file (give a list, or a task name)"
+            )
+        raw = list(found)
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+        raise fail("valid must be a list of non-empty strings, or the name of a task whose targets they are")
+    if len(raw) > MAX_VALID:
+        raise fail(f"valid holds {len(raw):,} answers (at most {MAX_VALID:,})")
+    out = tuple(dict.fromkeys(v for v in raw if v not in targets))
+    if not eos:
+        every = sorted(targets | set(out))
+        for a, b in zip(every, every[1:], strict=False):
+            if b.startswith(a):
+                raise fail(f"with eos: false, valid answer {shorten(a)} is a prefix of {shorten(b)}")
+    return out
+
+
+def _valid_from(spec: str, source: str) -> tuple[str, ...] | None:
+    """The targets of the task ``spec`` names: a file beside ``source`` or in the working folder, or a
+    built-in task; ``None`` when there is none."""
+    here = Path(source.split(": ")[0]).parent
+    for candidate in (here / spec, Path(spec)):
+        if candidate.suffix.lower() in TASK_SUFFIXES and candidate.is_file():
+            return _targets_of(str(candidate.resolve()))
+    path = builtin_tasks().get(spec)
+    return _targets_of(str(path)) if path is not None else None
+
+
+@functools.lru_cache(maxsize=16)
+def _targets_of(path: str) -> tuple[str, ...]:
+    """Every target of the tasks in one file (cached: a natural list of 30,000 names backs several tasks)."""
+    return tuple(dict.fromkeys(t for task in read_task_files(path) for t in task.targets))
 
 
 def _normalised(raw: list[int | float]) -> np.ndarray:
