@@ -403,7 +403,13 @@ def builtin_groups() -> dict[str, list[str]]:
     groups_file = builtin_dir().parent / "groups.yaml"
     if not groups_file.exists():
         return {}
-    return {k: list(v) for k, v in (yaml.safe_load(groups_file.read_text()) or {}).items()}
+    return {k: list(v) for k, v in _groups(groups_file, groups_file.stat().st_mtime_ns).items()}
+
+
+@functools.cache
+def _groups(path: Path, mtime_ns: int) -> dict[str, list[str]]:
+    """``groups.yaml`` parsed once a process (per file version): task loading asks for it once a spec."""
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def builtin_tasks() -> dict[str, Path]:
@@ -411,6 +417,13 @@ def builtin_tasks() -> dict[str, Path]:
     root = builtin_dir()
     if not root.exists():
         return {}
+    return dict(_index(root))
+
+
+@functools.cache
+def _index(root: Path) -> dict[str, Path]:
+    """The built-in task files under ``root``, walked once a process (package data does not change under it;
+    task loading asks once a spec, and ``tasks list`` asks hundreds of times)."""
     return {
         str(p.relative_to(root).with_suffix("")): p
         for p in sorted(root.rglob("*"))
