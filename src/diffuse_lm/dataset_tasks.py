@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from diffuse_lm.errors import shorten, unknown_key
+from diffuse_lm.errors import known_list, shorten, unknown_key
 from diffuse_lm.tasks import Task, TaskError, task_from_dict
 
 WHERE = {"dataset_path", "dataset_name", "data_files", "split", "dataset_kwargs", "limit", "name"}
@@ -72,7 +72,7 @@ def _check(spec: dict, known: set[str], fail) -> None:
     """Keys known, of the right kind, and one source each for the request and the targets."""
     unknown = sorted(set(spec) - known)
     if unknown:
-        raise fail(f"{unknown_key(unknown[0])} in a dataset mapping (known: {', '.join(sorted(known))})")
+        raise fail(f"{unknown_key(unknown[0])} in a dataset mapping (known: {known_list(unknown[0], known)})")
     for key in (WHERE | COLUMNS) - {"dataset_kwargs", "limit", "data_files", "doc_to_choice"}:
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise fail(f"{key} must be a string, got {type(spec[key]).__name__} {shorten(spec[key])}")

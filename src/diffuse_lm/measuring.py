@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,9 +28,18 @@ class Measurement:
     provenance: dict = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: dict) -> Measurement:
-        """A measure JSON (what ``diffuse measure --output`` writes) as a record."""
+    def from_json(cls, data: dict | str | os.PathLike) -> Measurement:
+        """A measure JSON (what ``diffuse measure --output`` writes) as a record: the parsed dict, or its path."""
+        if isinstance(data, str | os.PathLike):
+            return cls.load(data)
         return cls(data["model"], data["tasks"], data.get("provenance") or {})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Measurement:
+        """Read ``diffuse measure -o m.json`` (or a train run's before.json / after.json) from its path."""
+        from diffuse_lm.strict_json import loads
+
+        return cls.from_json(loads(Path(path).read_text()))
 
     def to_json(self) -> dict:
         return {"model": self.model, "provenance": self.provenance, "tasks": self.tasks}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from diffuse_lm.errors import DiffuseError, shorten, unknown_key
+from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 KNOWN_KEYS = {
@@ -94,7 +94,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         raise fail(f"expected a mapping of task keys, got {type(data).__name__}")
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
-        raise fail(f"{unknown_key(unknown[0])} (known: {', '.join(sorted(KNOWN_KEYS))})")
+        raise fail(f"{unknown_key(unknown[0])} (known: {known_list(unknown[0], KNOWN_KEYS)})")
     request = data.get("request")
     if not isinstance(request, str) or not request.strip():
         raise fail("missing request (a non-empty string)")
@@ -214,8 +214,13 @@ def _targets_of(path: str) -> tuple[str, ...]:
 def _normalised(raw: list[int | float]) -> np.ndarray:
     """Finite, non-negative weights (not all zero) divided by their largest, then by their sum, in exact
     arithmetic first: ``[1e308] * 10`` does not sum to inf and an int like ``10**400`` does not overflow."""
-    top = Fraction(max(raw))
-    scaled = np.array([float(Fraction(w) / top) for w in raw], dtype=np.float64)
+    if all(type(w) is float or (type(w) is int and abs(w) < 2**53) for w in raw):
+        # every weight a float exactly: one IEEE division each rounds as the Fraction would (and is fast)
+        exact = np.array(raw, dtype=np.float64)
+        scaled = exact / exact.max()
+    else:
+        top = Fraction(max(raw))
+        scaled = np.array([float(Fraction(w) / top) for w in raw], dtype=np.float64)
     return scaled / scaled.sum()  # the sum is >= 1 (the largest is 1)
 
 
@@ -398,7 +403,13 @@ def builtin_groups() -> dict[str, list[str]]:
     groups_file = builtin_dir().parent / "groups.yaml"
     if not groups_file.exists():
         return {}
-    return {k: list(v) for k, v in (yaml.safe_load(groups_file.read_text()) or {}).items()}
+    return {k: list(v) for k, v in _groups(groups_file, groups_file.stat().st_mtime_ns).items()}
+
+
+@functools.cache
+def _groups(path: Path, mtime_ns: int) -> dict[str, list[str]]:
+    """``groups.yaml`` parsed once a process (per file version): task loading asks for it once a spec."""
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def builtin_tasks() -> dict[str, Path]:
@@ -406,6 +417,13 @@ def builtin_tasks() -> dict[str, Path]:
     root = builtin_dir()
     if not root.exists():
         return {}
+    return dict(_index(root))
+
+
+@functools.cache
+def _index(root: Path) -> dict[str, Path]:
+    """The built-in task files under ``root``, walked once a process (package data does not change under it;
+    task loading asks once a spec, and ``tasks list`` asks hundreds of times)."""
     return {
         str(p.relative_to(root).with_suffix("")): p
         for p in sorted(root.rglob("*"))

@@ -43,6 +43,7 @@ from diffuse_lm.run_dir import (
     write_step,
     writing,
 )
+from diffuse_lm.strict_json import loads
 from diffuse_lm.tasks import Task, load_tasks
 from diffuse_lm.training_setup import (
     TRACKER_DIR,
@@ -92,7 +93,7 @@ def _setup_model(cfg: TrainConfig, device: str, held=None):
     is a model the caller passed: wrapped where it is (peft injects the LoRA layers in place), not loaded."""
     from peft import LoraConfig, get_peft_model
 
-    from diffuse_lm.models import attach_adapter, load_model
+    from diffuse_lm.models import attach_adapter, load_model, peft_wrapping
 
     tokenizer = None
     if held is None:
@@ -120,7 +121,8 @@ def _setup_model(cfg: TrainConfig, device: str, held=None):
             task_type="CAUSAL_LM",
         )
         try:
-            model = get_peft_model(model, lora)
+            with peft_wrapping():  # peft reads a deprecated transformers property (a FutureWarning)
+                model = get_peft_model(model, lora)
         except ValueError as e:
             raise DiffuseError(f"lora.target_modules: {str(e).splitlines()[0]}") from None
     if cfg.gradient_checkpointing:
@@ -436,4 +438,4 @@ def train(
     model.eval()
     if out is None:
         return _result(summary, model, tokenizer, log)
-    return _result(json.loads((out / "summary.json").read_text()), model, tokenizer, read_log(out))
+    return _result(loads((out / "summary.json").read_text()), model, tokenizer, read_log(out))

@@ -12,6 +12,7 @@ from diffuse_lm.commands.common import (
     check_sampling_args,
     check_writable,
     load_for_sampling,
+    output_format,
     sampling_kwargs,
     write_json_atomic,
 )
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output, inputs=[task and task.path])
     if args.stats_output:
         check_writable(args.stats_output, inputs=[task and task.path, args.output, meta_path(args.output)])
+        output_format(args.stats_output, "--stats-output")
     check_not_locked(args.output)  # before the model load, which takes a while
 
     model, tokenizer = load_for_sampling(args)

@@ -9,7 +9,6 @@ next-token KL(base ‖ tuned) on general prompts). Not part of ``all``: it train
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from diffuse_lm.experiments.utility import Accuracy, Utility
 from diffuse_lm.files import write_json_atomic
 from diffuse_lm.present.figures import pyplot, save
 from diffuse_lm.present.markdown import table
+from diffuse_lm.strict_json import loads
 
 CLAIM = (
     "Not in the paper. Section 5 and Appendix C.4 together claim both at once: diversity that "
@@ -91,7 +91,7 @@ def run(ctx: Context) -> Tradeoff:
     for recipe in ctx.scale.tradeoff:
         done = ctx.out / "tradeoff" / f"{leave_one_out.six_task_run(ctx, recipe).name}.json"
         if done.exists():
-            points[str(recipe)] = Point.from_json(json.loads(done.read_text()))
+            points[str(recipe)] = Point.from_json(loads(done.read_text()))
             continue
         six = leave_one_out.six_task_adapter(ctx, recipe)
         loo = leave_one_out.run(ctx, recipe, sample=False, baseline=baseline)

@@ -9,8 +9,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from diffuse_lm.measuring import describe_provenance, top_answers
-
 PIPE_WIDTH = 180  # columns when writing to a file or pipe, where rich would otherwise assume 80
 
 
@@ -25,6 +23,8 @@ def table_console() -> Console:
 def print_measure_table(result: dict, title: str | None = None, console: Console | None = None) -> None:
     """One row a task: targets, mass, KL, entropy, normalised entropy, yield, top 3 answers; the mass on the
     broader valid set too where a task has one."""
+    from diffuse_lm.measuring import describe_provenance, top_answers  # torch: not for `diffuse tasks`
+
     table = Table(title=title or Text(describe_provenance(result)))  # Text: a path's [..] is not markup
     broad = any(r.get("n_valid", r["n_targets"]) != r["n_targets"] for r in result["tasks"])
     cols = ("task", "targets", "mass") + ("valid mass",) * broad

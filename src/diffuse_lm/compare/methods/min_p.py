@@ -5,7 +5,6 @@ has probability 0."""
 from functools import partial
 
 from diffuse_lm.compare.method import Method, number
-from diffuse_lm.sampling import min_p_filter
 
 METHOD = Method(
     name="min_p",
@@ -13,5 +12,11 @@ METHOD = Method(
     kind="exact",
     about="min-p sampling, 0 < P <= 1",
     parse=number("min_p", "P", lambda p: 0 < p <= 1, "in (0, 1]"),
-    transform=lambda p: partial(min_p_filter, min_p=p),
+    transform=lambda p: partial(_filter(), min_p=p),
 )
+
+
+def _filter():
+    from diffuse_lm.sampling import min_p_filter  # torch: imported when the method runs
+
+    return min_p_filter

@@ -5,7 +5,6 @@ token has probability 0."""
 from functools import partial
 
 from diffuse_lm.compare.method import Method, number
-from diffuse_lm.sampling import top_p_filter
 
 METHOD = Method(
     name="top_p",
@@ -13,5 +12,11 @@ METHOD = Method(
     kind="exact",
     about="top-p (nucleus) sampling, 0 < P <= 1",
     parse=number("top_p", "P", lambda p: 0 < p <= 1, "in (0, 1]"),
-    transform=lambda p: partial(top_p_filter, top_p=p),
+    transform=lambda p: partial(_filter(), top_p=p),
 )
+
+
+def _filter():
+    from diffuse_lm.sampling import top_p_filter  # torch: imported when the method runs
+
+    return top_p_filter
