@@ -24,7 +24,18 @@ import yaml
 from diffuse_lm.errors import DiffuseError, shorten, unknown_key
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
-KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
+KNOWN_KEYS = {
+    "request",
+    "response",
+    "targets",
+    "weights",
+    "eos",
+    "system",
+    "name",
+    "family",
+    "description",
+    "values",
+}
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 MAX_ALIASED_NODES = 100_000  # YAML values that aliases may add to a task file: more is an alias bomb
 
@@ -48,6 +59,9 @@ class Task:
     description: str | None = None
     path: str | None = None
     sources: tuple[str, ...] = field(default=(), compare=False)  # files it was built from (a dataset's)
+    # The number each target stands for, where the answers are ordered (a distribution family's support):
+    # measure then adds the distances of ordered supports (KS, Wasserstein-1, mean and sd)
+    values: tuple[float, ...] | None = None
 
     @property
     def uniform(self) -> bool:
@@ -131,6 +145,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
     for key in ("system", "name", "family", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise fail(f"{key} must be a string")
+    values = _values(data.get("values"), len(targets), fail)
     system = data.get("system")
     return Task(
         name=str(data.get("name") or name or Path(source).stem),
@@ -143,7 +158,22 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         family=data.get("family"),
         description=data.get("description"),
         path=source,
+        values=values,
     )
+
+
+def _values(raw: Any, n: int, fail) -> tuple[float, ...] | None:
+    """The optional ``values`` of a task: one distinct finite number a target."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != n:
+        raise fail(f"values must be a list of {n} numbers, one a target, got {shorten(raw)}")
+    for i, v in enumerate(raw):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise fail(f"value {i + 1} is {shorten(v)}, not a finite number")
+    if len(set(raw)) != n:
+        raise fail("values must be distinct (one number a target)")
+    return tuple(float(v) for v in raw)
 
 
 def _normalised(raw: list[int | float]) -> np.ndarray:
@@ -248,6 +278,10 @@ def read_task_files(path: str | Path) -> list[Task]:
             from diffuse_lm.dataset_tasks import dataset_tasks
 
             return dataset_tasks(data, path)
+        from diffuse_lm.distributions import family_tasks, is_family_spec
+
+        if is_family_spec(data):
+            return [replace(t, path=str(path)) for t in family_tasks(data, str(path))]
         if not isinstance(data, list):
             return [task_from_dict(data, source=str(path), name=path.stem)]
         lines = _json_item_lines(text) if suffix == ".json" else _yaml_item_lines(text)
