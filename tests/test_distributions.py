@@ -44,7 +44,7 @@ def test_discrete_families_match_their_pmfs_and_steps_write_decimals():
     g = one({"family": "geometric", "p": 0.5}, support=[1, 4])
     np.testing.assert_allclose(g.weights, np.array([8, 4, 2, 1]) / 15)
     u = one({"family": "uniform", "support": [0, 2], "step": 0.5})
-    assert u.targets == ("{0.0}", "{0.5}", "{1.0}", "{1.5}", "{2.0}") and u.uniform
+    assert u.targets == ("{0}", "{0.5}", "{1}", "{1.5}", "{2}") and u.uniform
     c = one({"family": "categorical", "choices": {"red": 5, "green": 3, "blue": 2}})
     assert c.targets == ("{red}", "{green}", "{blue}") and c.values is None
     assert c.weights.tolist() == [0.5, 0.3, 0.2] and "red 50%" in c.request
@@ -140,3 +140,30 @@ def test_measure_reports_ordered_distances_equal_to_hand_computation(capsys, tmp
     )
     assert row["target_mean"] == pytest.approx(3.5) and row["target_sd"] < 1.5
     assert 0 <= row["ks_pass_100"] <= 1 and 0 < row["mass"] < 1
+
+
+# --- the built-in families and the multiple-choice position tasks ------------------------------------
+
+
+def test_builtin_families_are_the_generated_files_and_split_train_from_held_out():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_calibration_tasks.py"
+    assert subprocess.run([sys.executable, str(script), "--check"], capture_output=True).returncode == 0
+    train, held = load_tasks(["calibration/train"]), load_tasks(["calibration/held-out"])
+    assert len(train) == 5 * 6 and len(held) == 6 * 6
+    kinds = lambda ts: {t.family for t in ts}  # noqa: E731
+    assert kinds(held) - kinds(train) == {"GEOMETRIC", "EXPONENTIAL"}
+    normal = load_tasks(["calibration/held-out/normal-50-10/braced/p0"])[0]
+    assert normal.weights.sum() == pytest.approx(1.0) and len(normal.values) == 61
+    assert all(t.values is not None for t in held if t.family != "CATEGORICAL")
+
+
+def test_mcq_tasks_ask_for_the_marked_letter_first_uniform_over_a_to_d():
+    mcq = load_tasks(["calibration/mcq"])
+    assert len(mcq) == 8 and len({t.request for t in mcq}) == 8
+    for t in mcq:
+        assert t.targets == ("{A}", "{B}", "{C}", "{D}") and t.uniform and t.eos is False
+        assert t.family == "MCQ" and "{letter}" in t.request

@@ -337,8 +337,9 @@ def _decimals(values: np.ndarray, step: float) -> int:
 
 
 def _fmt(v: float, decimals: int) -> str:
-    """A value of the grid, written with the grid's decimal places."""
-    return str(int(round(v))) if decimals == 0 else f"{v:.{decimals}f}"
+    """A value of the grid as a person writes it: the grid's decimal places at most, no trailing zeros."""
+    v = float(v) + 0.0  # no "-0"
+    return str(int(round(v))) if decimals == 0 else f"{v:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def _num(v: float) -> str:
