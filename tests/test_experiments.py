@@ -542,6 +542,10 @@ def test_stored_results_load_write_back_unchanged_and_render_the_stored_report(t
     from diffuse_lm.experiments.report import write_report
 
     for name in NAMES:
+        if not (
+            STORED / f"{name}.json"
+        ).exists():  # an experiment not in that run (calibration: docs/calibration)
+            continue
         record = json.loads((STORED / f"{name}.json").read_text())
         result = experiment(name).result.from_json(record["result"])
         assert json.loads(json.dumps(result.to_json())) == record["result"], name
@@ -552,7 +556,9 @@ def test_stored_results_load_write_back_unchanged_and_render_the_stored_report(t
 def test_each_experiment_is_one_module_registered_once():
     from diffuse_lm import experiments
 
-    assert experiments.in_all() == [n for n in experiments.NAMES if n not in ("tradeoff", "compare")]
+    assert experiments.in_all() == [
+        n for n in experiments.NAMES if n not in ("tradeoff", "compare", "calibration")
+    ]
     for name in experiments.NAMES:
         exp = experiments.experiment(name)
         assert exp.name == name and exp.claim and exp.run.__module__ == exp.section.__module__

@@ -201,8 +201,8 @@ def ks_pass_share(
     against ``n`` from ``p*`` (what sampled benchmarks report), computed by simulating ``runs`` runs from the
     exact distributions; with its Wilson 95% interval (simulation noise only)."""
     p = np.asarray(p, np.float64)
-    if p.sum() <= 0:
-        return 0.0, (0.0, 0.0)
+    if p.sum() <= 0:  # no valid answer to test
+        return float("nan"), (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     _, p, p_star = _sorted(values, p / p.sum(), np.asarray(p_star, np.float64))
     a = np.cumsum(rng.multinomial(n, p / p.sum(), size=runs), axis=1)
@@ -213,13 +213,15 @@ def ks_pass_share(
 
 def ordered_distances(values: np.ndarray, p: np.ndarray, p_star: np.ndarray) -> dict:
     """Exact distances between ``p`` (renormalised over the support) and ``p*`` on the numbers ``values``:
-    TV, KS, Wasserstein-1, and both means and sds."""
+    TV, KS, Wasserstein-1, and both means and sds; nan where ``p`` has no mass (no valid answer sampled)."""
     mean, sd = mean_sd(values, p)
     target_mean, target_sd = mean_sd(values, p_star)
+    valid = float(np.sum(p)) > 0
+    nan = float("nan")
     return {
-        "tv": total_variation(p, p_star),
-        "ks": ks_distance(values, p, p_star),
-        "w1": wasserstein1(values, p, p_star),
+        "tv": total_variation(p, p_star) if valid else nan,
+        "ks": ks_distance(values, p, p_star) if valid else nan,
+        "w1": wasserstein1(values, p, p_star) if valid else nan,
         "mean": mean,
         "sd": sd,
         "target_mean": target_mean,

@@ -23,6 +23,7 @@ MODULES = (
     "utility",
     "tradeoff",
     "compare",
+    "calibration",
 )
 NAMES = tuple(m.replace("_", "-") for m in MODULES)  # names on the command line and of the results files
 
