@@ -78,3 +78,20 @@ def test_exact_ks_pass_share_agrees_with_real_runs_of_100_samples(tmp_path):
     assert lo <= exact <= hi, (passed, runs, exact)
     pooled = np.bincount(valid, minlength=len(x)) / len(valid)
     assert ks_distance(x, pooled, p) < ks_critical(len(valid), None, 0.01)  # sampling = teacher forcing
+
+
+def test_stored_quick_results_load_write_back_and_render_the_stored_report(tmp_path):
+    """The quick-scale run behind docs/calibration.md loads as a record, writes back the same JSON, and
+    renders the report stored beside it, byte for byte."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from diffuse_lm.experiments.report import write_report
+
+    stored = Path(__file__).resolve().parents[1] / "docs" / "calibration" / "quick-smollm2-135m"
+    record = json.loads((stored / "calibration.json").read_text())
+    result = calibration.Calibration.from_json(record["result"])
+    assert json.loads(json.dumps(result.to_json())) == record["result"]
+    shutil.copy(stored / "calibration.json", tmp_path)
+    assert write_report(tmp_path).read_text() == (stored / "report.md").read_text()

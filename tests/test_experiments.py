@@ -542,9 +542,8 @@ def test_stored_results_load_write_back_unchanged_and_render_the_stored_report(t
     from diffuse_lm.experiments.report import write_report
 
     for name in NAMES:
-        if not (
-            STORED / f"{name}.json"
-        ).exists():  # an experiment not in that run (calibration: docs/calibration)
+        # an experiment not in that run (calibration's quick-scale results are under docs/calibration)
+        if not (STORED / f"{name}.json").exists():
             continue
         record = json.loads((STORED / f"{name}.json").read_text())
         result = experiment(name).result.from_json(record["result"])

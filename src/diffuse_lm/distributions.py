@@ -170,6 +170,11 @@ def family_task_dicts(spec: dict, source: str) -> list[dict]:
 def _finite(value: object, what: str, fail) -> float:
     if value is None:
         raise fail(f"{what} is missing")
+    if isinstance(value, str):  # YAML 1.1 reads 1e6 (no dot, no exponent sign) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise fail(f"{what} must be a number, got {shorten(value)}")
     if not math.isfinite(value):
@@ -198,7 +203,14 @@ def _numeric(family: str, params: dict, spec: dict, fail) -> tuple[np.ndarray, n
         if not ok(params[key]):
             raise fail(f"{family}: {key} must be {rule}, got {params[key]:g}")
     low, high = _support(family, params, spec.get("support"), fail)
-    count = math.floor((high - low) / step + 1e-9) + 1
+    span = (high - low) / step
+    if not math.isfinite(span) or span >= MAX_SUPPORT:
+        count_text = f"{math.floor(span) + 1:,}" if math.isfinite(span) else "too many"
+        raise fail(
+            f"{family}: support [{low:g}, {high:g}] in steps of {step:g} has {count_text} values "
+            f"(at most {MAX_SUPPORT:,})"
+        )
+    count = math.floor(span + 1e-9) + 1
     if count > MAX_SUPPORT:
         raise fail(
             f"{family}: support [{low:g}, {high:g}] in steps of {step:g} has {count:,} values (at most {MAX_SUPPORT:,})"

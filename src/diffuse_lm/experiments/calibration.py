@@ -33,6 +33,7 @@ TRAIN_FAMILIES = "calibration/train"
 HELD_OUT_FAMILIES = "calibration/held-out"
 MCQ = "calibration/mcq"
 FIGURE_TASKS = ("normal-50-10", "poisson-7")  # held-out families drawn as CDFs
+LINE_COLORS = {"base": COLORS["base"], "tuned": COLORS["tuned"], "ssot": "tab:green", "in-one": "tab:purple"}
 # Per scale: training passes, samples per baseline prompt, k of in-one, and whether the paper's six tasks
 # join the training mix (at paper scale only: on a 2-core CPU they would take the quick run past 20 min).
 SETTINGS = {
@@ -274,10 +275,12 @@ def _figure(res: Calibration, figures: Path) -> str:
         lines = [("base", exact["base", name]), ("tuned", exact["tuned", name])]
         lines += [(m, r) for (m, t), r in sampled.items() if t == name]
         for label, row in lines:
+            if not np.isfinite(row["ks"]):  # no valid answer sampled: no distribution to draw
+                ax.plot([], [], " ", label=f"{label}: no valid answer")
+                continue
             p = np.array([t["prob"] for t in row["targets"]])[order]
-            ax.step(
-                x, np.cumsum(p), where="post", color=COLORS.get(label), label=f"{label} (KS {row['ks']:.2f})"
-            )
+            color = LINE_COLORS.get(label.split(":")[0])
+            ax.step(x, np.cumsum(p), where="post", color=color, label=f"{label} (KS {row['ks']:.2f})")
         ax.set_title(name.split("/", 2)[-1], fontsize=9)
         ax.set_xlabel("value")
         ax.set_ylabel("CDF (renormalised over the support)")
