@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import char_tokenizer, tiny_llama
 
+from diffuse_lm import metrics
 from diffuse_lm.cli import main
 from diffuse_lm.compare import parse_methods
 from diffuse_lm.compare.methods import in_one, ssot
@@ -53,6 +54,7 @@ def test_ssot_takes_the_answer_after_the_string_and_counts_extra_tokens(monkeypa
     row = sampled_row(ordered, draws, 100)
     assert row["tokens_per_valid"] == pytest.approx(67 / 2) and row["format_rate"] == 0.75
     assert row["mean"] == pytest.approx(3.0) and row["ks"] == pytest.approx(0.25)
+    assert row["ks_pvalue"] == pytest.approx(metrics.kolmogorov_pvalue(0.25, 2))  # two valid answers
     assert {"tv", "ks", "w1", "mean", "sd", "ks_pass_100"} <= set(row["intervals"])
 
 
@@ -71,6 +73,10 @@ def test_in_one_takes_each_listed_answer_as_a_sample_and_resamples_lists(monkeyp
     row = sampled_row(ordered, draws, 100)
     assert row["tokens_per_valid"] == pytest.approx(8 / (6 / 3))  # 24 tokens for 6 valid answers
     assert row["n_samples"] == 3  # lists, resampled whole
+    # (3, 2, 1, 0) / 6 against uniform: CDFs (.5, .83, 1, 1) and (.25, .5, .75, 1); six answers tested
+    assert row["ks"] == pytest.approx(1 / 3) and row["ks_pvalue"] == pytest.approx(
+        metrics.kolmogorov_pvalue(1 / 3, 6)
+    )
 
 
 @pytest.mark.parametrize(

@@ -173,3 +173,27 @@ def test_mcq_tasks_ask_for_the_marked_letter_first_uniform_over_a_to_d():
     for t in mcq:
         assert t.targets == ("{A}", "{B}", "{C}", "{D}") and t.uniform and t.eos is False
         assert t.family == "MCQ" and "{letter}" in t.request
+
+
+def test_sample_stats_of_a_family_task_give_sampled_distances_p_value_and_pass_share_of_runs():
+    import io
+
+    from rich.console import Console
+
+    from diffuse_lm.parsing import sample_stats
+    from diffuse_lm.present.console import print_stats
+
+    task = one({"family": "uniform", "support": [1, 4], "formats": ["braced"], "phrasings": [0]})
+    even = [{"text": f"{{{1 + i % 4}}}"} for i in range(200)] + [{"text": "no answer"}] * 5
+    o = sample_stats(even, task)["ordered"]
+    assert o["tv"] == pytest.approx(0) and o["ks"] == pytest.approx(0) and o["ks_pvalue"] == 1.0
+    assert o["mean"] == pytest.approx(2.5) and o["ks_runs_100"] == 2 and o["ks_pass_100"] == 1.0
+    ones = [{"text": "{1}"}] * 150 + [{"text": "{3}"}] * 50
+    o = sample_stats(ones, task)["ordered"]
+    # samples (.75, 0, .25, 0) against uniform: CDFs (.75, .75, 1, 1) and (.25, .5, .75, 1)
+    assert o["ks"] == pytest.approx(0.5) and o["tv"] == pytest.approx(0.5) and o["w1"] == pytest.approx(1.0)
+    assert o["ks_pvalue"] < 1e-6 and o["ks_pass_100"] == 0.0 and o["ks_pass_100_interval"][1] < 0.9
+    con = Console(file=io.StringIO(), width=160)
+    print_stats(sample_stats(ones, task), task=task, con=con)
+    printed = con.file.getvalue()
+    assert "KS pass @100" in printed and "0% of 2 runs" in printed and "KS p-value" in printed

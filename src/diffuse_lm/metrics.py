@@ -237,3 +237,26 @@ def ordered_metrics(values: np.ndarray, p: np.ndarray, p_star: np.ndarray) -> di
         "ks_pass_100": share,
         "ks_pass_100_interval": list(interval),
     }
+
+
+def sampled_ordered_metrics(
+    values: np.ndarray, answers: list[int], p_star: np.ndarray, *, n: int = 100, seed: int = 0
+) -> dict:
+    """The distances of ordered supports from sampled answers (indices into ``values``, in sample order):
+    those of their empirical distribution, the one-sample KS p-value against p* (known exactly), and the
+    share of disjoint runs of ``n`` answers that a two-sample KS test at 5% does not reject against ``n``
+    draws from p* (what sampled benchmarks report), with its Wilson interval."""
+    k = len(values)
+    counts = np.bincount(np.asarray(answers, dtype=np.int64), minlength=k).astype(np.float64)
+    p = counts / counts.sum() if counts.sum() else counts
+    out = ordered_distances(values, p, p_star)
+    out["ks_pvalue"] = kolmogorov_pvalue(out["ks"], len(answers)) if answers else float("nan")
+    rng = np.random.default_rng(seed)
+    crit, runs, passed = ks_critical(n, n), len(answers) // n, 0
+    for r in range(runs):
+        run = np.bincount(np.asarray(answers[r * n : (r + 1) * n], dtype=np.int64), minlength=k) / n
+        passed += ks_distance(values, run, rng.multinomial(n, p_star / np.sum(p_star)) / n) < crit
+    out["ks_runs_100"] = runs
+    out["ks_pass_100"] = passed / runs if runs else float("nan")
+    out["ks_pass_100_interval"] = list(wilson_interval(passed, runs)) if runs else [float("nan")] * 2
+    return out

@@ -24,6 +24,7 @@ from diffuse_lm.compare.method import Draws, Spec
 from diffuse_lm.encoding import encode_task
 from diffuse_lm.metrics import (
     distribution_metrics,
+    kolmogorov_pvalue,
     ks_pass_share,
     ordered_distances,
     ordered_metrics,
@@ -141,6 +142,9 @@ def sampled_row(task: Task, draws: Draws, coverage_n: int, seed: int = 0) -> dic
         }
     k = int(draws.followed.sum())
     valid = float(draws.q.sum())  # expected valid answers over the n generations
+    if task.values is not None:  # the KS test of the valid answers against p*, known exactly: one-sample
+        answers = round(valid * draws.details.get("answers_per_generation", 1))
+        metrics["ks_pvalue"] = kolmogorov_pvalue(metrics["ks"], answers) if answers else float("nan")
     return {
         **metrics,
         "intervals": intervals,

@@ -66,6 +66,26 @@ def print_ordered_table(rows: list[dict], console: Console | None = None) -> Non
 SHOWN = 30  # answers listed in the distribution table of print_stats
 
 
+def _ordered_rows(o: dict, exact: dict | None) -> list[tuple[str, str, str]]:
+    """Rows of the summary for an ordered support: the samples' distances to p* (and the exact ones)."""
+    e = exact if exact and "ks" in exact else {}
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return format(o[key], fmt), format(e[key], fmt) if key in e else ""
+
+    runs = o["ks_runs_100"]
+    sampled_pass = f"{o['ks_pass_100']:.0%} of {runs} runs" if runs else "(fewer than 100 valid)"
+    return [
+        ("TV to p*", *both("tv", ".3f")),
+        ("KS to p*", *both("ks", ".3f")),
+        ("Wasserstein-1 to p*", *both("w1", ".3g")),
+        (f"mean (p* {o['target_mean']:.3g})", *both("mean", ".3g")),
+        (f"sd (p* {o['target_sd']:.3g})", *both("sd", ".3g")),
+        ("KS p-value (one-sample)", f"{o['ks_pvalue']:.3g}", ""),
+        ("KS pass @100", sampled_pass, f"{e['ks_pass_100']:.0%} (simulated)" if e else ""),
+    ]
+
+
 def print_stats(
     stats: dict, *, task=None, exact: dict | None = None, title: str = "samples", con: Console | None = None
 ) -> None:
@@ -99,6 +119,8 @@ def print_stats(
         )
     if exact:
         rows.append(("KL(p* ‖ ·)", "", f"{exact['kl']:.3f}"))
+    if "ordered" in stats:
+        rows += _ordered_rows(stats["ordered"], exact)
     rows.append(("unigram diversity", f"{stats['unigram_diversity']:.3f}", ""))
     if "truncated_rate" in stats:
         rows.append(("cut at max tokens", f"{stats['truncated_rate']:.3f}", ""))

@@ -80,6 +80,7 @@ def sample(model, tokenizer, task: Task, k: int, *, n: int, seed: int, batch_siz
     details = {
         "request": asked[-1]["content"],
         "k": k,
+        "answers_per_generation": k,  # a row of q is k answers: the KS test counts them all
         "max_new_tokens": max_new_tokens,
         "tokens_per_list": float(tokens.mean()),
         "distinct_share": float(np.mean(distinct)) if distinct else None,
