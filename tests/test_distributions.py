@@ -123,7 +123,7 @@ def test_ks_pvalue_and_pass_share():
 def test_measure_reports_ordered_distances_equal_to_hand_computation(capsys, tmp_path, tiny_model_dir):  # noqa: F811
     spec = tmp_path / "n.yaml"
     spec.write_text(
-        "family: normal\nmean: 3.5\nsd: 1.5\nsupport: [1, 6]\nformats: [braced]\nphrasings: [0]\n"
+        "family: normal\nmean: 50\nsd: 10\nsupport: [20, 80]\nstep: 1\nformats: [braced]\nphrasings: [0]\n"
     )
     out = tmp_path / "m.json"
     code, printed, _ = run_cli(capsys, str(spec), "--model", tiny_model_dir, "--output", str(out))
@@ -132,7 +132,7 @@ def test_measure_reports_ordered_distances_equal_to_hand_computation(capsys, tmp
     assert "KS pass @100" in printed and row["name"] in printed
     p = np.array([t["prob"] for t in row["targets"]])
     w = np.array([t["weight"] for t in row["targets"]])
-    x = np.arange(1.0, 7.0)
+    x = np.arange(20.0, 81.0)
     assert p.sum() == pytest.approx(1.0) and not np.allclose(p, w)
     cp, cw = np.cumsum(p), np.cumsum(w)
     mean = sum(pi * xi for pi, xi in zip(p, x, strict=True))
@@ -144,7 +144,7 @@ def test_measure_reports_ordered_distances_equal_to_hand_computation(capsys, tmp
     assert row["sd"] == pytest.approx(
         math.sqrt(sum(pi * (xi - mean) ** 2 for pi, xi in zip(p, x, strict=True)))
     )
-    assert row["target_mean"] == pytest.approx(3.5) and row["target_sd"] < 1.5
+    assert row["target_mean"] == pytest.approx(50.0) and 9.5 < row["target_sd"] < 10
     assert 0 <= row["ks_pass_100"] <= 1 and 0 < row["mass"] < 1
 
 

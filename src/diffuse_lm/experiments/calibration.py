@@ -216,6 +216,7 @@ def _baselines(res: Calibration) -> str:
     methods = [m["method"] for m in res.sampled["methods"]]
     out = []
     for task in [t["name"] for t in res.sampled["tasks"]]:
+        base_probs = [t["prob"] for t in exact["base", task]["targets"]]  # independent requests, exact
         for label, row in [("base", exact["base", task]), ("tuned", exact["tuned", task])] + [
             (m, sampled[m, task]) for m in methods
         ]:
@@ -229,14 +230,21 @@ def _baselines(res: Calibration) -> str:
 
             fmt = f"{row['format_rate']:.0%}" if "format_rate" in row else "–"
             cost = row["tokens_per_valid"]
+            probs = [t["prob"] for t in row["targets"]]
+            to_base = total_variation(probs, base_probs) if sum(probs) > 0 else None
+            tv = (
+                cell("tv") if "tv" in row or sum(probs) == 0 else f"{tv_to_target(row):.3f}"
+            )  # unordered: no interval
             out.append(
-                [task, label, cell("ks"), cell("tv"), cell("mean", 1), cell("sd", 1), cell("ks_pass_100", 2)]
-                + [fmt, f"{'~' if 'format_rate' not in row else ''}{cost:.1f}"]
+                [task, label, cell("ks"), tv, cell("mean", 1), cell("sd", 1), cell("ks_pass_100", 2)]
+                + [to_base, fmt, f"{'~' if 'format_rate' not in row else ''}{cost:.1f}"]
             )
     n = res.settings["samples"]
     return (
         f"Baselines on the base model, {n} generations per prompt (in-one: {n} lists of "
-        f"{res.settings['k']}), 95% bootstrap intervals over generations:\n\n"
+        f"{res.settings['k']}), 95% bootstrap intervals over generations (lists, for in-one). TV to base: "
+        "between the row's distribution over the support and the base model's exact one, that of independent "
+        "requests:\n\n"
         + table(
             [
                 "prompt",
@@ -246,6 +254,7 @@ def _baselines(res: Calibration) -> str:
                 "mean",
                 "sd",
                 "KS pass @100",
+                "TV to base",
                 "format followed",
                 "tokens / valid",
             ],
