@@ -84,6 +84,27 @@ def test_bad_spec_is_one_line_exit_2(tmp_path, capsys, spec, needle):
     assert needle in err, err
 
 
+def test_a_list_of_specs_and_tasks_in_one_file(tmp_path):
+    path = tmp_path / "mix.yaml"
+    path.write_text(
+        "- {family: binomial, n: 4, p: 0.5, formats: [plain]}\n"
+        "- {request: Pick a or b., targets: [a, b]}\n"
+        "- {family: poisson, rate: 2, phrasings: [true]}\n"
+    )
+    with pytest.raises(TaskError, match=r"mix.yaml: item 3 \(line 3\): phrasings must be"):
+        load_tasks([str(path)])
+    path.write_text(path.read_text().replace("phrasings: [true]", "phrasings: [1]"))
+    tasks = load_tasks([str(path)])
+    names = [t.name for t in tasks]
+    want = [
+        *(f"binomial-4-0.5/plain/p{k}" for k in range(3)),
+        "mix/2",
+        "poisson-2/braced/p1",
+        "poisson-2/plain/p1",
+    ]
+    assert names == want and {t.path for t in tasks} == {str(path)}
+
+
 def test_task_values_are_validated(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"request": "x", "targets": ["a", "b"], "values": [1, 1]}))

@@ -137,7 +137,11 @@ def family_task_dicts(spec: dict, source: str) -> list[dict]:
         raise fail(f"formats must be a non-empty list of {', '.join(FORMATS)}, got {shorten(formats)}")
     phrasings = spec.get("phrasings", list(range(len(PHRASINGS[family]))))
     k_max = len(PHRASINGS[family]) - 1
-    if not isinstance(phrasings, list) or not phrasings or any(p not in range(k_max + 1) for p in phrasings):
+    if (
+        not isinstance(phrasings, list)
+        or not phrasings
+        or any(isinstance(p, bool) or p not in range(k_max + 1) for p in phrasings)
+    ):
         raise fail(
             f"phrasings must be a non-empty list of numbers from 0 to {k_max}, got {shorten(phrasings)}"
         )

@@ -280,7 +280,7 @@ def read_task_files(path: str | Path) -> list[Task]:
             return dataset_tasks(data, path)
         from diffuse_lm.distributions import family_tasks, is_family_spec
 
-        if is_family_spec(data):
+        if is_family_spec(data):  # a distribution family's spec: one task a phrasing and format
             return [replace(t, path=str(path)) for t in family_tasks(data, str(path))]
         if not isinstance(data, list):
             return [task_from_dict(data, source=str(path), name=path.stem)]
@@ -291,10 +291,17 @@ def read_task_files(path: str | Path) -> list[Task]:
         ]
     if not items:
         raise TaskError(f"{path}: holds no tasks")
-    return [
-        replace(task_from_dict(item, source=f"{path}: {where}", name=f"{path.stem}/{k}"), path=str(path))
-        for k, (where, item) in enumerate(items, 1)
-    ]
+    from diffuse_lm.distributions import family_tasks, is_family_spec
+
+    tasks = []
+    for k, (where, item) in enumerate(items, 1):  # a distribution family's spec is many tasks
+        made = (
+            family_tasks(item, f"{path}: {where}")
+            if is_family_spec(item)
+            else [task_from_dict(item, source=f"{path}: {where}", name=f"{path.stem}/{k}")]
+        )
+        tasks += [replace(t, path=str(path)) for t in made]
+    return tasks
 
 
 def _parse(text: str, path: Path, *, is_json: bool) -> Any:
