@@ -95,3 +95,15 @@ def test_stored_quick_results_load_write_back_and_render_the_stored_report(tmp_p
     assert json.loads(json.dumps(result.to_json())) == record["result"]
     shutil.copy(stored / "calibration.json", tmp_path)
     assert write_report(tmp_path).read_text() == (stored / "report.md").read_text()
+
+
+def test_paper_scale_adds_the_six_tasks_to_the_training_mix(tiny, monkeypatch):  # noqa: F811
+    from diffuse_lm.experiments.leave_one_out import six_tasks
+
+    assert calibration.SETTINGS["paper"]["six"] and not calibration.SETTINGS["quick"]["six"]
+    name = tiny.ctx.scale.name
+    monkeypatch.setitem(calibration.SETTINGS, name, {**calibration.SETTINGS["smoke"], "six": False})
+    families = calibration.train_specs(tiny.ctx)
+    monkeypatch.setitem(calibration.SETTINGS, name, {**calibration.SETTINGS["smoke"], "six": True})
+    both = calibration.train_specs(tiny.ctx)
+    assert both[: len(families)] == families and len(both) == len(families) + len(six_tasks(tiny.ctx))
