@@ -218,3 +218,16 @@ def test_sample_stats_of_a_family_task_give_sampled_distances_p_value_and_pass_s
     print_stats(sample_stats(ones, task), task=task, con=con)
     printed = con.file.getvalue()
     assert "KS pass @100" in printed and "0% of 2 runs" in printed and "KS p-value" in printed
+
+
+@pytest.mark.slow
+def test_every_calibration_task_is_prefix_free_under_the_default_tokenizer():
+    from transformers import AutoTokenizer
+
+    from diffuse_lm.encoding import encode_tasks
+    from diffuse_lm.models import default_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_dir()))
+    tasks = load_tasks(["calibration"])
+    encoded = encode_tasks(tokenizer, tasks)  # raises on a target that prefixes another
+    assert sum(e.n_targets for e in encoded) == sum(len(t.targets) for t in tasks) > 1000
