@@ -35,6 +35,9 @@ class AlgConfig(_Strict):
     n_iters: int = Field(50, gt=0, description="passes over all training prompts")
     batch_size: int = Field(32, gt=0, description="targets per forward/backward micro-batch")
     early_stop: bool = Field(False, description="stop once a pass's loss <= floor * (1 + gamma)")
+    max_steps: int | None = Field(
+        None, gt=0, description="a step budget: stop after this many steps even if passes remain (null: none)"
+    )
     gamma: float = Field(0.2, ge=0)
     prompts_per_step: int = Field(1, gt=0, description="prompts averaged into one optimizer step (paper: 1)")
     mass_weight: float = Field(
@@ -42,6 +45,12 @@ class AlgConfig(_Strict):
         ge=0,
         description="α: Eq. 5 is −log(mass on the targets) + KL(p* ‖ p_θ renormalised over them) + H(p*); "
         "the loss weighs the mass part by α (1: Eq. 5)",
+    )
+    mass_weight_end: float | None = Field(
+        None,
+        ge=0,
+        description="α at the last step, reached linearly from mass_weight (e.g. 0.1 -> 1: spread first, then "
+        "put the mass back on the valid answers); null: mass_weight throughout",
     )
 
 

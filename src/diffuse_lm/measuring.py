@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -56,20 +56,32 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
     task file hashes: :mod:`diffuse_lm.provenance`), "tasks": [per-task metrics and targets]}``."""
     from tqdm.auto import tqdm
 
-    encoded = encode_tasks(tokenizer, tasks)
+    encoded = encode_tasks(tokenizer, [with_valid(t) for t in tasks])
     rows = []
     label = model_label(model, short=True)
     bar = tqdm(encoded, desc=f"measure {label}", unit="task", disable=not progress or len(encoded) < 2)
-    for enc in bar:
-        bar.set_description(f"measure {label}: {enc.task.name}")
+    for task, enc in zip(tasks, bar, strict=True):
+        bar.set_description(f"measure {label}: {task.name}")
         logprobs = score_task(model, enc, **score_kw).double().cpu().numpy()
-        rows.append(task_result(enc.task, logprobs))
+        n = len(task.targets)
+        rows.append(task_result(task, logprobs[:n], logprobs[n:] if task.valid else None))
     return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}
 
 
-def task_result(task: Task, logprobs: np.ndarray) -> dict:
-    """One task's entry of the measure JSON from its targets' raw log-probabilities."""
-    metrics = distribution_metrics(logprobs, task.weights)
+def with_valid(task: Task) -> Task:
+    """``task`` with its broader valid answers appended to the targets (weight 0), so that one scoring pass
+    gives the targets' and the valid answers' log-probabilities, the first ``len(task.targets)`` the targets';
+    encoding checks that the whole set is prefix-free."""
+    if not task.valid:
+        return task
+    weights = np.concatenate([task.weights, np.zeros(len(task.valid))])
+    return replace(task, targets=task.valid_set, weights=weights)
+
+
+def task_result(task: Task, logprobs: np.ndarray, valid_logprobs: np.ndarray | None = None) -> dict:
+    """One task's entry of the measure JSON from its targets' raw log-probabilities (and those of its
+    broader valid answers, which count in ``valid_mass`` and the yields)."""
+    metrics = distribution_metrics(logprobs, task.weights, valid_logprobs=valid_logprobs)
     probs = renormalize(logprobs)
     if task.values is not None:  # an ordered numeric support: KS, W1, mean and sd too
         metrics.update(ordered_metrics(np.array(task.values), probs, task.weights))

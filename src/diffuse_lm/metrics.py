@@ -60,9 +60,30 @@ def expected_coverage(p: np.ndarray, n: int) -> float:
         return float(np.sum(-np.expm1(n * np.log1p(-p))))
 
 
-def distribution_metrics(logprobs: np.ndarray, weights: np.ndarray, *, coverage_n: int = 1000) -> dict:
-    """All exact metrics of one task from its targets' log-probabilities and wanted weights p*."""
+YIELD_N = (20, 100)  # the N of the yields every result reports
+
+
+def expected_yield(logprobs: np.ndarray, n: int) -> float:
+    """The yield: expected number of distinct valid answers in ``n`` samples at temperature 1, from the
+    raw (not renormalised) log-probabilities of every valid answer. A model that spreads its mass over
+    invented answers scores low here however high its renormalised entropy."""
+    return expected_coverage(np.exp(np.asarray(logprobs, dtype=np.float64)), n)
+
+
+def distribution_metrics(
+    logprobs: np.ndarray,
+    weights: np.ndarray,
+    *,
+    coverage_n: int = 1000,
+    valid_logprobs: np.ndarray | None = None,
+) -> dict:
+    """All exact metrics of one task from its targets' log-probabilities and wanted weights p*.
+
+    KL and entropy are over the targets, renormalised; ``valid_mass`` and the yields are over every valid
+    answer: the targets and ``valid_logprobs`` (answers that are right but not wanted by p*), unrenormalised.
+    """
     p = renormalize(logprobs)
+    every = np.concatenate([logprobs, valid_logprobs]) if valid_logprobs is not None else logprobs
     return {
         "n_targets": len(p),
         "mass": mass(logprobs),
@@ -71,6 +92,9 @@ def distribution_metrics(logprobs: np.ndarray, weights: np.ndarray, *, coverage_
         "normalized_entropy": normalized_entropy(p),
         "target_entropy": entropy(weights),
         f"expected_coverage_{coverage_n}": expected_coverage(np.exp(logprobs), coverage_n),
+        "n_valid": len(every),
+        "valid_mass": mass(every),
+        **{f"yield_{n}": expected_yield(every, n) for n in YIELD_N},
     }
 
 

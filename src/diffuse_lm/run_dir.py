@@ -49,6 +49,7 @@ TEMP_PREFIXES = (".probe-tmp-", ".config-tmp-", ".adapter-tmp-", ".checkpoint-tm
 # Keys a resumed run may change; any other difference from the saved config is an error.
 RESUMABLE = {
     "alg_config.n_iters",
+    "alg_config.max_steps",
     "alg_config.early_stop",
     "alg_config.gamma",
     "eval_every",
@@ -151,8 +152,11 @@ def _finished(out: Path, total_steps: int) -> dict | None:
 
 
 def count_steps(cfg: TrainConfig, n_prompts: int) -> int:
-    """The run's optimizer steps: ``n_iters`` passes over ``n_prompts``, ``prompts_per_step`` a step."""
-    return cfg.alg_config.n_iters * math.ceil(n_prompts / cfg.alg_config.prompts_per_step)
+    """The run's optimizer steps: ``n_iters`` passes over ``n_prompts``, ``prompts_per_step`` a step, at most
+    ``max_steps`` (the step budget)."""
+    alg = cfg.alg_config
+    steps = alg.n_iters * math.ceil(n_prompts / alg.prompts_per_step)
+    return steps if alg.max_steps is None else min(steps, alg.max_steps)
 
 
 def _is_run_file(path: Path) -> bool:

@@ -2,13 +2,16 @@
 
 A task file is JSON or YAML with the original study's keys — ``request``, ``response`` (a string or a
 list of strings; one is chosen per target), ``targets``, ``weights``, ``eos`` — plus optional ``system``,
-``name``, ``family`` and ``description``. A file may also hold many tasks: a JSON or YAML list of them, or
+``name``, ``family``, ``description`` and ``valid``: answers that are right but not wanted by p* (a broader
+set than the targets, e.g. any first name of a natural list), written like the targets, as a list or as the
+name of a task or task file whose targets they are. Mass and yield are measured on targets and valid answers. A file may also hold many tasks: a JSON or YAML list of them, or
 JSONL (one a line); or a YAML mapping from a ``datasets`` dataset's columns to task keys
 (:mod:`diffuse_lm.dataset_tasks`). Built-in tasks are the same kind of file inside the package.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -35,7 +38,9 @@ KNOWN_KEYS = {
     "family",
     "description",
     "values",
+    "valid",
 }
+MAX_VALID = 200_000  # valid answers of one task: each is scored by teacher forcing
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 MAX_ALIASED_NODES = 100_000  # YAML values that aliases may add to a task file: more is an alias bomb
 
@@ -62,6 +67,12 @@ class Task:
     # The number each target stands for, where the answers are ordered (a distribution family's support):
     # measure then adds the distances of ordered supports (KS, Wasserstein-1, mean and sd)
     values: tuple[float, ...] | None = None
+    valid: tuple[str, ...] = ()  # right answers beyond the targets (never one of them), not wanted by p*
+
+    @property
+    def valid_set(self) -> tuple[str, ...]:
+        """Every valid answer: the targets, then the broader ``valid`` ones."""
+        return self.targets + self.valid
 
     @property
     def uniform(self) -> bool:
@@ -147,6 +158,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
             raise fail(f"{key} must be a string")
     values = _values(data.get("values"), len(targets), fail)
     system = data.get("system")
+    valid = _valid_answers(data.get("valid"), set(targets), eos, source, fail)
     return Task(
         name=str(data.get("name") or name or Path(source).stem),
         request=request,
@@ -159,6 +171,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         description=data.get("description"),
         path=source,
         values=values,
+        valid=valid,
     )
 
 
@@ -174,6 +187,48 @@ def _values(raw: Any, n: int, fail) -> tuple[float, ...] | None:
     if len(set(raw)) != n:
         raise fail("values must be distinct (one number a target)")
     return tuple(float(v) for v in raw)
+
+
+def _valid_answers(raw: Any, targets: set[str], eos: bool, source: str, fail) -> tuple[str, ...]:
+    """The ``valid`` key: a list of answers written like the targets, or the name of a task (built-in, or a
+    file next to ``source``) whose targets they are; the targets themselves are left out."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        found = _valid_from(raw, source)
+        if found is None:
+            raise fail(
+                f"valid: {shorten(raw)} is no built-in task nor task file (give a list, or a task name)"
+            )
+        raw = list(found)
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+        raise fail("valid must be a list of non-empty strings, or the name of a task whose targets they are")
+    if len(raw) > MAX_VALID:
+        raise fail(f"valid holds {len(raw):,} answers (at most {MAX_VALID:,})")
+    out = tuple(dict.fromkeys(v for v in raw if v not in targets))
+    if not eos:
+        every = sorted(targets | set(out))
+        for a, b in zip(every, every[1:], strict=False):
+            if b.startswith(a):
+                raise fail(f"with eos: false, valid answer {shorten(a)} is a prefix of {shorten(b)}")
+    return out
+
+
+def _valid_from(spec: str, source: str) -> tuple[str, ...] | None:
+    """The targets of the task ``spec`` names: a file beside ``source`` or in the working folder, or a
+    built-in task; ``None`` when there is none."""
+    here = Path(source.split(": ")[0]).parent
+    for candidate in (here / spec, Path(spec)):
+        if candidate.suffix.lower() in TASK_SUFFIXES and candidate.is_file():
+            return _targets_of(str(candidate.resolve()))
+    path = builtin_tasks().get(spec)
+    return _targets_of(str(path)) if path is not None else None
+
+
+@functools.lru_cache(maxsize=16)
+def _targets_of(path: str) -> tuple[str, ...]:
+    """Every target of the tasks in one file (cached: a natural list of 30,000 names backs several tasks)."""
+    return tuple(dict.fromkeys(t for task in read_task_files(path) for t in task.targets))
 
 
 def _normalised(raw: list[int | float]) -> np.ndarray:

@@ -59,6 +59,7 @@ from diffuse_lm.training_step import (  # noqa: F401  (the loss and the step: im
     _shard,
     distribution_matching_loss,
     loss_floor,
+    mass_weight_at,
     step_description,
     step_prompts,
     train_step,
@@ -361,7 +362,15 @@ def train(
         )
         lr = opt.param_groups[0]["lr"]  # this step's
         loss, norm, kl = train_step(
-            model, opt, params, [train_enc[i] for i in idx], cfg, rank=rank, world=world, retain=batch
+            model,
+            opt,
+            params,
+            [train_enc[i] for i in idx],
+            cfg,
+            rank=rank,
+            world=world,
+            retain=batch,
+            mass_weight=mass_weight_at(cfg, step, total_steps),
         )
         if not (math.isfinite(loss) and math.isfinite(norm) and (kl is None or math.isfinite(kl))):
             kept = f"the last good checkpoint in {out} is kept" if out else "nothing was kept"

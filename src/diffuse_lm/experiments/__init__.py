@@ -21,6 +21,8 @@ MODULES = (
     "leave_one_out",
     "biographies",
     "utility",
+    "open_ended",
+    "formats",
     "tradeoff",
     "compare",
     "calibration",

@@ -179,6 +179,10 @@ class Scale:
     tradeoff: tuple[Recipe, ...] = ()  # the recipes `tradeoff` compares
     six_subtasks: int | None = None  # sub-tasks kept of each of the six tasks (None: all)
     utility_questions: int | None = None  # questions of each kind asked in `utility` (None: all)
+    open_ended_samples: int = 100  # samples a prompt in `open-ended`
+    open_ended_prompts: int | None = None  # open-ended prompts asked (None: all)
+    formats_held_out: tuple[str, ...] | None = None  # formats `formats` holds out (None: every one)
+    format_subjects: int | None = None  # training subjects of each format in `formats` (None: all)
 
 
 SCALE_DOC = {
@@ -204,11 +208,15 @@ SCALE_DOC = {
     "tradeoff": "recipes compared",
     "six_subtasks": "sub-tasks of each of the six tasks",
     "utility_questions": "utility questions of each kind (factual, arithmetic)",
+    "open_ended_samples": "samples a prompt of the open-ended requests",
+    "open_ended_prompts": "open-ended prompts asked",
+    "formats_held_out": "answer formats held out",
+    "format_subjects": "training subjects of each answer format",
 }
 
 PAPER = Scale(
     name="paper",
-    passes={"rng": 50, "babynames": 50, "rng_train": 50, "six": 50, "biographies": 50},
+    passes={"rng": 50, "babynames": 50, "rng_train": 50, "six": 50, "biographies": 50, "formats": 5},
     six_phrasings=None,
     six_max_targets=None,
     natural_babynames="babynames-natural/all",
@@ -230,7 +238,7 @@ PAPER = Scale(
 )
 QUICK = Scale(
     name="quick",
-    passes={"rng": 50, "babynames": 10, "rng_train": 10, "six": 2, "biographies": 2},
+    passes={"rng": 50, "babynames": 10, "rng_train": 10, "six": 2, "biographies": 2, "formats": 1},
     six_phrasings=1,
     six_max_targets=200,
     natural_babynames="babynames-natural/top1000",
@@ -250,6 +258,8 @@ QUICK = Scale(
     batch_size=32,
     six_recipe=SPREAD_RECIPE,
     tradeoff=TRADEOFF,
+    open_ended_samples=20,
+    format_subjects=8,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}
 # Each experiment in a few minutes on the default model on a 2-core CPU, to try `reproduce` out: Eq. 5
@@ -257,7 +267,7 @@ SCALES = {s.name: s for s in (QUICK, PAPER)}
 # of the six tasks (6 training prompts), 1-10 passes, few samples; its numbers reproduce nothing.
 SMOKE = Scale(
     name="smoke",
-    passes={"rng": 10, "babynames": 3, "rng_train": 5, "six": 1, "biographies": 1},
+    passes={"rng": 10, "babynames": 3, "rng_train": 5, "six": 1, "biographies": 1, "formats": 1},
     six_phrasings=1,
     six_max_targets=30,
     natural_babynames="babynames-natural/top1000",
@@ -279,6 +289,10 @@ SMOKE = Scale(
     tradeoff=(PAPER_RECIPE,),
     six_subtasks=1,
     utility_questions=10,
+    open_ended_samples=4,
+    open_ended_prompts=8,
+    formats_held_out=("bare",),
+    format_subjects=2,
 )
 SCALES[SMOKE.name] = SMOKE
 # What a report says of a scale's results beyond its departures from the paper.

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from diffuse_lm.measuring import describe_provenance, top_answers
 
-PIPE_WIDTH = 160  # columns when writing to a file or pipe, where rich would otherwise assume 80
+PIPE_WIDTH = 180  # columns when writing to a file or pipe, where rich would otherwise assume 80
 
 
 def table_console() -> Console:
@@ -23,21 +23,21 @@ def table_console() -> Console:
 
 
 def print_measure_table(result: dict, title: str | None = None, console: Console | None = None) -> None:
-    """One row a task: targets, mass, KL, entropy, normalised entropy, top 3 answers."""
+    """One row a task: targets, mass, KL, entropy, normalised entropy, yield, top 3 answers; the mass on the
+    broader valid set too where a task has one."""
     table = Table(title=title or Text(describe_provenance(result)))  # Text: a path's [..] is not markup
-    for col in ("task", "targets", "mass", "KL", "entropy", "norm. entropy", "top 3 (renormalised)"):
+    broad = any(r.get("n_valid", r["n_targets"]) != r["n_targets"] for r in result["tasks"])
+    cols = ("task", "targets", "mass") + ("valid mass",) * broad
+    cols += ("KL", "entropy", "norm. entropy", "yield@100", "top 3 (renormalised)")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("task", "top 3 (renormalised)") else "right")
     for row in result["tasks"]:
         top = ", ".join(f"{t} {p:.2f}" for t, p in top_answers(row))
-        table.add_row(
-            row["name"],
-            str(row["n_targets"]),
-            f"{row['mass']:.4f}",
-            f"{row['kl']:.3f}",
-            f"{row['entropy']:.3f}",
-            f"{row['normalized_entropy']:.3f}",
-            top,
-        )
+        cells = [row["name"], str(row["n_targets"]), f"{row['mass']:.4f}"]
+        cells += [f"{row.get('valid_mass', row['mass']):.4f}"] * broad
+        cells += [f"{row['kl']:.3f}", f"{row['entropy']:.3f}", f"{row['normalized_entropy']:.3f}"]
+        cells += [f"{row['yield_100']:.1f}" if "yield_100" in row else "", top]
+        table.add_row(*cells)
     (console or table_console()).print(table)
     ordered = [row for row in result["tasks"] if "ks" in row]
     if ordered:
@@ -107,6 +107,18 @@ def print_stats(
             exact and f"mass {exact['mass']:.4f}",
         ),
         (f"Coverage-{n}", str(stats["coverage"]), exact and f"expected {cov_exact:.1f}"),
+    ]
+    if task is not None and "invented_rate" in stats:
+        examples = ", ".join(stats["invented_examples"][:3])
+        rows.append(
+            (
+                "invented (rate)",
+                f"{stats['n_invented']} ({stats['invented_rate']:.3f})"
+                + (f": {examples}" if examples else ""),
+                "",
+            )
+        )
+    rows += [
         ("entropy (nats)", f"{stats['entropy']:.3f}", exact and f"{exact['entropy']:.3f}"),
     ]
     if "normalized_entropy" in stats:
