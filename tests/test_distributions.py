@@ -54,6 +54,7 @@ def test_discrete_families_match_their_pmfs_and_steps_write_decimals():
     "spec, needle",
     [
         ("family: lognormal\nmean: 1\n", "unknown distribution family 'lognormal'"),
+        ("family: [normal]\nmean: 1\n", "unknown distribution family"),
         ("family: normal\nmean: 50\nsd: 10\nsupport: [80, 20]\n", "is empty"),
         ("family: normal\nmean: 50\nsd: 10\nsupport: [0, 100000]\n", "at most 1,000"),
         ("family: normal\nmean: .nan\nsd: 10\nsupport: [0, 10]\n", "mean is nan (must be finite)"),

@@ -109,16 +109,17 @@ def family_tasks(spec: dict, source: str) -> list[Task]:
 
 
 def family_task_dicts(spec: dict, source: str) -> list[dict]:
-    """The task-file mappings of one family spec (what ``scripts/make_tasks.py`` writes for built-ins)."""
+    """The task-file mappings of one family spec (what ``scripts/make_calibration_tasks.py`` writes for the
+    built-in families)."""
 
     def fail(problem: str) -> TaskError:
         return TaskError(f"{source}: {problem}")
 
     family = spec.get("family")
-    if family not in PHRASINGS:
+    if not isinstance(family, str) or family not in PHRASINGS:
         raise fail(f"unknown distribution family {shorten(family)} (known: {', '.join(FAMILIES)})")
     allowed = COMMON_KEYS | set(PARAMETERS[family])
-    unknown = sorted(set(spec) - allowed)
+    unknown = sorted(map(str, set(spec) - allowed))
     if unknown:
         raise fail(f"{family}: unknown key {shorten(unknown[0])} (known: {', '.join(sorted(allowed))})")
     params = {k: spec.get(k) for k in PARAMETERS[family]}
