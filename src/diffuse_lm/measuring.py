@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from diffuse_lm.encoding import encode_tasks
-from diffuse_lm.metrics import distribution_metrics, renormalize
+from diffuse_lm.metrics import distribution_metrics, ordered_metrics, renormalize
 from diffuse_lm.model_info import model_label
 from diffuse_lm.provenance import provenance
 from diffuse_lm.scoring import score_task
@@ -94,6 +94,8 @@ def task_result(task: Task, logprobs: np.ndarray, valid_logprobs: np.ndarray | N
     broader valid answers, which count in ``valid_mass`` and the yields)."""
     metrics = distribution_metrics(logprobs, task.weights, valid_logprobs=valid_logprobs)
     probs = renormalize(logprobs)
+    if task.values is not None:  # an ordered numeric support: KS, W1, mean and sd too
+        metrics.update(ordered_metrics(np.array(task.values), probs, task.weights))
     return {
         "name": task.name,
         "path": task.path,

@@ -102,6 +102,13 @@ def sample_stats(records: Sequence[dict], task: Task | None = None, *, top: int 
     }
     if task is not None and len(task.targets) > 1:
         stats["normalized_entropy"] = stats["entropy"] / float(np.log(len(task.targets)))
+    if task is not None and task.values is not None:  # an ordered support: KS, W1, mean, sd of the samples
+        from diffuse_lm.metrics import sampled_ordered_metrics
+
+        index = {a: j for j, a in enumerate(task_answers(task)[0])}  # the targets: each has a value
+        stats["ordered"] = sampled_ordered_metrics(
+            np.array(task.values), [index[a] for a in good if a in index], task.weights
+        )
     if n and all("stopped" in r for r in records):
         stats["truncated_rate"] = sum(not r["stopped"] for r in records) / n
     return stats

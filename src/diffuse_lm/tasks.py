@@ -37,6 +37,7 @@ KNOWN_KEYS = {
     "name",
     "family",
     "description",
+    "values",
     "valid",
 }
 MAX_VALID = 200_000  # valid answers of one task: each is scored by teacher forcing
@@ -63,6 +64,9 @@ class Task:
     description: str | None = None
     path: str | None = None
     sources: tuple[str, ...] = field(default=(), compare=False)  # files it was built from (a dataset's)
+    # The number each target stands for, where the answers are ordered (a distribution family's support):
+    # measure then adds the distances of ordered supports (KS, Wasserstein-1, mean and sd)
+    values: tuple[float, ...] | None = None
     valid: tuple[str, ...] = ()  # right answers beyond the targets (never one of them), not wanted by p*
 
     @property
@@ -152,6 +156,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
     for key in ("system", "name", "family", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise fail(f"{key} must be a string")
+    values = _values(data.get("values"), len(targets), fail)
     system = data.get("system")
     valid = _valid_answers(data.get("valid"), set(targets), eos, source, fail)
     return Task(
@@ -165,8 +170,23 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         family=data.get("family"),
         description=data.get("description"),
         path=source,
+        values=values,
         valid=valid,
     )
+
+
+def _values(raw: Any, n: int, fail) -> tuple[float, ...] | None:
+    """The optional ``values`` of a task: one distinct finite number a target."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != n:
+        raise fail(f"values must be a list of {n} numbers, one a target, got {shorten(raw)}")
+    for i, v in enumerate(raw):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise fail(f"value {i + 1} is {shorten(v)}, not a finite number")
+    if len(set(raw)) != n:
+        raise fail("values must be distinct (one number a target)")
+    return tuple(float(v) for v in raw)
 
 
 def _valid_answers(raw: Any, targets: set[str], eos: bool, source: str, fail) -> tuple[str, ...]:
@@ -318,6 +338,10 @@ def read_task_files(path: str | Path) -> list[Task]:
             from diffuse_lm.dataset_tasks import dataset_tasks
 
             return dataset_tasks(data, path)
+        from diffuse_lm.distributions import family_tasks, is_family_spec
+
+        if is_family_spec(data):  # a distribution family's spec: one task a phrasing and format
+            return [replace(t, path=str(path)) for t in family_tasks(data, str(path))]
         if not isinstance(data, list):
             return [task_from_dict(data, source=str(path), name=path.stem)]
         lines = _json_item_lines(text) if suffix == ".json" else _yaml_item_lines(text)
@@ -327,10 +351,17 @@ def read_task_files(path: str | Path) -> list[Task]:
         ]
     if not items:
         raise TaskError(f"{path}: holds no tasks")
-    return [
-        replace(task_from_dict(item, source=f"{path}: {where}", name=f"{path.stem}/{k}"), path=str(path))
-        for k, (where, item) in enumerate(items, 1)
-    ]
+    from diffuse_lm.distributions import family_tasks, is_family_spec
+
+    tasks = []
+    for k, (where, item) in enumerate(items, 1):  # a distribution family's spec is many tasks
+        made = (
+            family_tasks(item, f"{path}: {where}")
+            if is_family_spec(item)
+            else [task_from_dict(item, source=f"{path}: {where}", name=f"{path.stem}/{k}")]
+        )
+        tasks += [replace(t, path=str(path)) for t in made]
+    return tasks
 
 
 def _parse(text: str, path: Path, *, is_json: bool) -> Any:

@@ -25,6 +25,7 @@ MODULES = (
     "formats",
     "tradeoff",
     "compare",
+    "calibration",
 )
 NAMES = tuple(m.replace("_", "-") for m in MODULES)  # names on the command line and of the results files
 

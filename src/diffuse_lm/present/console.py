@@ -39,9 +39,51 @@ def print_measure_table(result: dict, title: str | None = None, console: Console
         cells += [f"{row['yield_100']:.1f}" if "yield_100" in row else "", top]
         table.add_row(*cells)
     (console or table_console()).print(table)
+    ordered = [row for row in result["tasks"] if "ks" in row]
+    if ordered:
+        print_ordered_table(ordered, console)
+
+
+def print_ordered_table(rows: list[dict], console: Console | None = None) -> None:
+    """Tasks with an ordered numeric support (distribution families): exact TV, KS and Wasserstein-1
+    distances to p*, the model's mean and sd beside p*'s, and the share of N = 100 runs a KS test passes."""
+    table = Table(title="ordered support: distances to p* (model renormalised over the support)")
+    for col in ("task", "TV", "KS", "W1", "mean (p*)", "sd (p*)", "KS pass @100"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            f"{row['tv']:.3f}",
+            f"{row['ks']:.3f}",
+            f"{row['w1']:.3g}",
+            f"{row['mean']:.3g} ({row['target_mean']:.3g})",
+            f"{row['sd']:.3g} ({row['target_sd']:.3g})",
+            f"{row['ks_pass_100']:.0%}",
+        )
+    (console or table_console()).print(table)
 
 
 SHOWN = 30  # answers listed in the distribution table of print_stats
+
+
+def _ordered_rows(o: dict, exact: dict | None) -> list[tuple[str, str, str]]:
+    """Rows of the summary for an ordered support: the samples' distances to p* (and the exact ones)."""
+    e = exact if exact and "ks" in exact else {}
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return format(o[key], fmt), format(e[key], fmt) if key in e else ""
+
+    runs = o["ks_runs_100"]
+    sampled_pass = f"{o['ks_pass_100']:.0%} of {runs} runs" if runs else "(fewer than 100 valid)"
+    return [
+        ("TV to p*", *both("tv", ".3f")),
+        ("KS to p*", *both("ks", ".3f")),
+        ("Wasserstein-1 to p*", *both("w1", ".3g")),
+        (f"mean (p* {o['target_mean']:.3g})", *both("mean", ".3g")),
+        (f"sd (p* {o['target_sd']:.3g})", *both("sd", ".3g")),
+        ("KS p-value (one-sample)", f"{o['ks_pvalue']:.3g}", ""),
+        ("KS pass @100", sampled_pass, f"{e['ks_pass_100']:.0%} (simulated)" if e else ""),
+    ]
 
 
 def print_stats(
@@ -89,6 +131,8 @@ def print_stats(
         )
     if exact:
         rows.append(("KL(p* ‖ ·)", "", f"{exact['kl']:.3f}"))
+    if "ordered" in stats:
+        rows += _ordered_rows(stats["ordered"], exact)
     rows.append(("unigram diversity", f"{stats['unigram_diversity']:.3f}", ""))
     if "truncated_rate" in stats:
         rows.append(("cut at max tokens", f"{stats['truncated_rate']:.3f}", ""))
