@@ -31,7 +31,9 @@ def fake_generations(monkeypatch, module, texts: list[str], n_tokens: list[int])
         fake_generations.asked = messages
         return [{"text": t, "n_tokens": k, "stopped": True} for t, k in zip(texts, n_tokens, strict=True)]
 
-    monkeypatch.setattr(module, "generate_records", generate_records)
+    import diffuse_lm.sampling
+
+    monkeypatch.setattr(diffuse_lm.sampling, "generate_records", generate_records)  # imported when run
 
 
 def test_ssot_takes_the_answer_after_the_string_and_counts_extra_tokens(monkeypatch, ordered):

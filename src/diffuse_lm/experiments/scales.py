@@ -26,6 +26,10 @@ class Recipe:
     retain_max_new_tokens: int = 48
     lr_factor: float = 1.0  # times the model's learning rate (the default model's 1e-3, else TrainConfig's)
     mass_weight: float = 1.0  # α, the weight of Eq. 5's −log(mass) part (alg_config.mass_weight; 1: Eq. 5)
+    mass_weight_end: float | None = (
+        None  # α at the last step, reached linearly (None: mass_weight throughout)
+    )
+    formats_mix: bool = False  # the formats-mix tasks (random choices in seven answer formats) mixed in
     micro_batch: int | None = None  # targets per micro-batch (alg_config.batch_size; None: TrainConfig's)
 
     def settings(self, model_lr: float) -> dict:
@@ -34,6 +38,8 @@ class Recipe:
         its retention block. Keys at their defaults stay out (the adapters' cache key)."""
         out = {"lr": self.lr_factor * model_lr} if self.lr_factor != 1.0 else {}
         alg = {"mass_weight": self.mass_weight} if self.mass_weight != 1.0 else {}
+        if self.mass_weight_end is not None:
+            alg["mass_weight_end"] = self.mass_weight_end
         if self.micro_batch is not None:
             alg["batch_size"] = self.micro_batch
         if alg:
@@ -58,6 +64,10 @@ class Recipe:
             + ("random-phrasing/",) * self.random_phrasing
         )
         mix = sorted(n for n in builtin_tasks() if n.startswith(groups)) if groups else []
+        if self.formats_mix:
+            from diffuse_lm.tasks import builtin_groups
+
+            mix += builtin_groups()["formats-mix"]
         return mix + [n for n in names if n.rsplit("/", 1)[1] in ids]
 
     def __str__(self) -> str:

@@ -16,7 +16,6 @@ import numpy as np
 
 from diffuse_lm.compare.method import Draws, Method, no_parameter
 from diffuse_lm.parsing import parse_fields, task_answers
-from diffuse_lm.sampling import generate_records
 from diffuse_lm.tasks import Task
 
 OPEN, CLOSE = "<random_string>", "</random_string>"
@@ -59,6 +58,8 @@ def sample(model, tokenizer, task: Task, value: None, *, n: int, seed: int, batc
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in task.targets]
     max_new_tokens = max(lengths) + EXTRA_TOKENS
     asked = messages(task)
+    from diffuse_lm.sampling import generate_records  # torch: only when the method runs
+
     records = generate_records(
         model, tokenizer, asked, n, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size
     )
