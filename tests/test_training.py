@@ -206,6 +206,21 @@ def test_mass_weight_schedule_goes_linearly_from_start_to_end(tokenizer):
         torch.testing.assert_close(p, q)
 
 
+def test_balanced_passes_visit_every_family_equally_and_every_prompt_in_turn():
+    from collections import Counter
+
+    from diffuse_lm.training_step import pass_length, pass_order
+
+    families = ["big"] * 9 + ["small"] * 2 + ["mid"] * 4  # 15 prompts, 3 families: 5 a family a pass
+    assert pass_length(15, families) == 15 and pass_length(15) == 15
+    passes = [pass_order(15, 3, p, families) for p in range(4)]
+    for order in passes:
+        assert Counter(families[i] for i in order) == {"big": 5, "small": 5, "mid": 5}
+    assert set(sum(passes[:2], [])) >= set(range(9))  # the big family's prompts all come in turn
+    assert pass_order(15, 3, 1) == [int(i) for i in np.random.default_rng([3, 1]).permutation(15)]
+    assert step_prompts(15, 4, 3, 5, families) == pass_order(15, 3, 1, families)[4:8]
+
+
 def test_shards_partition_the_targets(tokenizer):
     enc = encode_task(tokenizer, task_from_dict(TASKS["digits"], source="digits"))
     shards = [_shard(enc, r, 3) for r in range(3)]
@@ -266,6 +281,15 @@ def test_step_budget_stops_mid_pass_and_a_larger_budget_resumes(tmp_path, model_
     s = train(config_from_dict(cfg), progress=False).summary
     log = [json.loads(line) for line in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]
     assert s["steps"] == 5 and [e["step"] for e in log if e.get("kind") == "train"] == [1, 2, 3, 4, 5]
+
+
+def test_a_run_balanced_by_family_logs_the_floor_of_the_prompts_it_visited(tmp_path, model_dir):
+    cfg = tiny_config(tmp_path, model_dir, alg_config={"balance": "families", "n_iters": 1}, measure=False)
+    s = train(config_from_dict(cfg), progress=False).summary
+    log = [json.loads(line) for line in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]
+    steps = [e for e in log if e.get("kind") == "train"]
+    assert s["steps"] == len(steps) == 2  # two tasks of their own families: one each a pass
+    assert steps[-1]["pass_floor"] == pytest.approx(sum(e["floor"] for e in steps))
 
 
 def test_adapter_loads_in_plain_peft_and_in_diffuse_measure(tmp_path, model_dir):

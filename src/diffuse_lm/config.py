@@ -40,6 +40,11 @@ class AlgConfig(_Strict):
     )
     gamma: float = Field(0.2, ge=0)
     prompts_per_step: int = Field(1, gt=0, description="prompts averaged into one optimizer step (paper: 1)")
+    balance: Literal["prompts", "families"] = Field(
+        "prompts",
+        description="what a pass visits equally: every prompt once (the paper), or every task family (a "
+        "task's `family`) the same number of times, so a family of 3 prompts is not drowned by one of 18",
+    )
     mass_weight: float = Field(
         1.0,
         ge=0,

@@ -88,6 +88,11 @@ class Task:
         return self.responses[i % len(self.responses)]
 
 
+def task_family(task: Task) -> str:
+    """The family a task belongs to (BABYNAMES, COUNTRIES, …): its ``family``, else its name's first part."""
+    return task.family or task.name.split("/")[0]
+
+
 def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
     """Validate one task's raw data; every problem is a :class:`TaskError` naming ``source``."""
 

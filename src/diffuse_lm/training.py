@@ -44,7 +44,7 @@ from diffuse_lm.run_dir import (
     writing,
 )
 from diffuse_lm.strict_json import loads
-from diffuse_lm.tasks import Task, load_tasks
+from diffuse_lm.tasks import Task, load_tasks, task_family
 from diffuse_lm.training_setup import (
     TRACKER_DIR,
     check_4bit,
@@ -61,6 +61,8 @@ from diffuse_lm.training_step import (  # noqa: F401  (the loss and the step: im
     distribution_matching_loss,
     loss_floor,
     mass_weight_at,
+    pass_length,
+    pass_order,
     step_description,
     step_prompts,
     train_step,
@@ -272,7 +274,9 @@ def train(
     if out is None and tracking:
         raise DiffuseError(f"report_to: {cfg.report_to} writes its files to output_dir: give one")
     made = [d for d in (out, *out.parents) if not d.exists()] if out is not None else []  # removed on failure
-    done, clear = open_output_dir(out, cfg, len(train_tasks), overwrite) if out else (None, False)
+    families = [task_family(t) for t in train_tasks] if cfg.alg_config.balance == "families" else None
+    pass_len = pass_length(len(train_tasks), families)
+    done, clear = open_output_dir(out, cfg, pass_len, overwrite) if out else (None, False)
     if clear:
         retain_file = [cfg.retain.prompts] if retaining and isinstance(cfg.retain.prompts, str) else []
         files = [t.path for t in [*train_tasks, *eval_tasks] if t.path] + retain_file + list(inputs)
@@ -298,9 +302,9 @@ def train(
     train_enc = encode_tasks(tokenizer, train_tasks)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-    total_steps = count_steps(cfg, len(train_enc))
+    total_steps = count_steps(cfg, pass_len)
     sched = scheduler(cfg, opt, total_steps)
-    steps_per_pass = math.ceil(len(train_enc) / cfg.alg_config.prompts_per_step)
+    steps_per_pass = math.ceil(pass_len / cfg.alg_config.prompts_per_step)
     floors = [loss_floor(e.weights) for e in train_enc]
 
     def evaluate() -> dict:  # the eval row logged every eval_every steps
@@ -354,7 +358,7 @@ def train(
     t_start, step = time.time(), state["step"]
     while step < total_steps and not state["stopped"]:
         model.train()
-        idx = step_prompts(len(train_enc), cfg.alg_config.prompts_per_step, cfg.seed, step)
+        idx = step_prompts(len(train_enc), cfg.alg_config.prompts_per_step, cfg.seed, step, families)
         bar.set_description(step_description(short, train_enc, idx), refresh=False)
         t0 = time.time()
         batch = (
@@ -397,10 +401,13 @@ def train(
             **({"retain_kl": kl} if kl is not None else {}),
         }
         if step % steps_per_pass == 0:  # end of a pass: the original study's early-stopping test
-            entry["pass_loss"], entry["pass_floor"] = state["pass_loss"], sum(floors)
+            # the floor of the prompts this pass visited (each once, unless families are balanced)
+            visited = pass_order(len(train_enc), cfg.seed, (step - 1) // steps_per_pass, families)
+            pass_floor = sum(floors) if families is None else sum(floors[i] for i in visited)
+            entry["pass_loss"], entry["pass_floor"] = state["pass_loss"], pass_floor
             state["last_pass_loss"], state["pass_loss"] = state["pass_loss"], 0.0
             gamma = cfg.alg_config.gamma
-            state["stopped"] = cfg.alg_config.early_stop and entry["pass_loss"] <= sum(floors) * (1 + gamma)
+            state["stopped"] = cfg.alg_config.early_stop and entry["pass_loss"] <= pass_floor * (1 + gamma)
         state["step"] = step
         if sched is not None:
             state["scheduler"] = scheduler_state(sched)

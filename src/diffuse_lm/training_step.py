@@ -202,13 +202,45 @@ def mass_weight_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return alg.mass_weight + (alg.mass_weight_end - alg.mass_weight) * step / (total_steps - 1)
 
 
-def step_prompts(n_prompts: int, per_step: int, seed: int, step: int) -> list[int]:
-    """Indices of the prompts of global ``step``: each pass visits all prompts in an order drawn from
-    (seed, pass), so a resumed run replays exactly the steps an uninterrupted one would take."""
-    steps_per_pass = math.ceil(n_prompts / per_step)
-    order = np.random.default_rng([seed, step // steps_per_pass]).permutation(n_prompts)
+def pass_length(n_prompts: int, families: Sequence[str] | None = None) -> int:
+    """Prompts visited in one pass: each once, or with ``families`` (one name a prompt) the same number from
+    every family, about as many in all (:func:`pass_order`)."""
+    if families is None:
+        return n_prompts
+    n_families = len(set(families))
+    return max(1, round(n_prompts / n_families)) * n_families
+
+
+def pass_order(
+    n_prompts: int, seed: int, pass_index: int, families: Sequence[str] | None = None
+) -> list[int]:
+    """The prompts of one pass, in order: a permutation drawn from (seed, pass); with ``families``, each family
+    gives the same number of prompts (its own repeated when it has fewer, taken in turn across passes when it
+    has more), then the pass is shuffled."""
+    if families is None:
+        return [int(i) for i in np.random.default_rng([seed, pass_index]).permutation(n_prompts)]
+    groups: dict[str, list[int]] = {}
+    for i, f in enumerate(families):
+        groups.setdefault(f, []).append(i)
+    quota = pass_length(n_prompts, families) // len(groups)
+    chosen = []
+    for k, name in enumerate(sorted(groups)):
+        members = groups[name]
+        turn = np.random.default_rng([seed, k, len(members)]).permutation(len(members))  # fixed for the run
+        chosen += [members[turn[(pass_index * quota + j) % len(members)]] for j in range(quota)]
+    return [chosen[int(i)] for i in np.random.default_rng([seed, pass_index]).permutation(len(chosen))]
+
+
+def step_prompts(
+    n_prompts: int, per_step: int, seed: int, step: int, families: Sequence[str] | None = None
+) -> list[int]:
+    """Indices of the prompts of global ``step``: each pass visits all prompts (or, with ``families``, every
+    family equally) in an order drawn from (seed, pass), so a resumed run replays exactly the steps an
+    uninterrupted one would take."""
+    steps_per_pass = math.ceil(pass_length(n_prompts, families) / per_step)
+    order = pass_order(n_prompts, seed, step // steps_per_pass, families)
     k = step % steps_per_pass
-    return [int(i) for i in order[k * per_step : (k + 1) * per_step]]
+    return order[k * per_step : (k + 1) * per_step]
 
 
 def step_description(model_name: str, encoded: Sequence[EncodedTask], idx: list[int]) -> str:

@@ -25,7 +25,7 @@ from diffuse_lm.experiments.record import Experiment, Record
 from diffuse_lm.experiments.scales import Recipe
 from diffuse_lm.present.figures import COLORS, pyplot, save
 from diffuse_lm.present.markdown import table
-from diffuse_lm.tasks import Task, builtin_tasks, load_tasks
+from diffuse_lm.tasks import Task, builtin_tasks, load_tasks, task_family
 
 CLAIM = (
     "Tuning raises entropy over the baseline on every task, held out (OOD) or not (ID); "
@@ -88,7 +88,7 @@ class LeaveOneOut(Record):
 
 def family(task: Task) -> str:
     """The task a prompt belongs to (BABYNAMES, COUNTRIES, …): its ``family``, else its name's first part."""
-    return task.family or task.name.split("/")[0]
+    return task_family(task)
 
 
 def families(tasks: list[Task]) -> dict[str, list[Task]]:
