@@ -161,5 +161,7 @@ def test_shipped_six_task_config_is_the_quick_scale_recipe():
     alg = recipe.settings(DEFAULT_MODEL_TRAINING["lr"]).get("alg_config", {})
     assert cfg.alg_config.mass_weight == alg.get("mass_weight", 1.0)
     assert cfg.alg_config.batch_size == alg.get("batch_size", 32)
+    assert cfg.alg_config.balance == alg.get("balance", "prompts")
+    assert cfg.alg_config.mass_weight_end == alg.get("mass_weight_end")
     shipped = {t.name for t in load_tasks(cfg.train_prompts)}
     assert shipped == {t.name for t in load_tasks(["paper-six", *recipe.extra_tasks()])}

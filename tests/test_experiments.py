@@ -369,7 +369,8 @@ def test_leave_one_out_holds_each_task_out(tiny):
     trained = tiny.ctx.trained
     extra = tiny.ctx.scale.six_recipe.extra_tasks()  # the recipe's determinate questions, in every model
     assert extra and all(
-        t.startswith(("determinate/", "random-mix/", "random-format/", "random-phrasing/")) for t in extra
+        t.startswith(("determinate/", "random-mix/", "random-format/", "random-phrasing/", "formats/"))
+        for t in extra
     )
     assert len(trained) == 4 and trained["paper-six"]["train_prompts"][7:] == extra
     # the recipe's learning rate is relative to the model's (here TrainConfig's default: not the default model)
