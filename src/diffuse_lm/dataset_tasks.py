@@ -19,13 +19,14 @@ every row. Each row becomes a task validated as a task file is; errors name the 
 
 from __future__ import annotations
 
+import glob
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from diffuse_lm.errors import shorten, unknown_key
-from diffuse_lm.tasks import Task, TaskError, task_from_dict
+from diffuse_lm.errors import shorten, unknown_key, unknown_keys
+from diffuse_lm.tasks import Task, TaskError, bounded_walk, task_from_dict
 
 WHERE = {"dataset_path", "dataset_name", "data_files", "split", "dataset_kwargs", "limit", "name"}
 COLUMNS = {
@@ -70,7 +71,7 @@ def tasks_from_dataset(dataset: Any, *, name: str = "dataset", **mapping: Any) -
 
 def _check(spec: dict, known: set[str], fail) -> None:
     """Keys known, of the right kind, and one source each for the request and the targets."""
-    unknown = sorted(set(spec) - known)
+    unknown = unknown_keys(spec, known)
     if unknown:
         raise fail(f"{unknown_key(unknown[0])} in a dataset mapping (known: {', '.join(sorted(known))})")
     for key in (WHERE | COLUMNS) - {"dataset_kwargs", "limit", "data_files", "doc_to_choice"}:
@@ -163,6 +164,15 @@ def _load(spec: dict, path: Path, fail) -> tuple[Any, list[str]]:
         raise fail("dataset_kwargs must be a mapping of load_dataset arguments")
     if kwargs.get("trust_remote_code"):
         raise fail("dataset_kwargs: trust_remote_code is refused (a task file never runs a dataset's code)")
+    folders = [local] if local.is_dir() else []
+    if isinstance(
+        kwargs.get("data_dir"), str
+    ):  # relative to a local dataset folder, else to here (as datasets)
+        folders.append((local if local.is_dir() else Path()) / Path(kwargs["data_dir"]).expanduser())
+    for folder in folders:
+        if folder.is_dir():
+            for _ in bounded_walk(folder, "dataset files"):  # before datasets walks it all
+                pass
     split = spec.get("split") or "train"
     datasets.disable_progress_bars()
     try:
@@ -176,7 +186,10 @@ def _load(spec: dict, path: Path, fail) -> tuple[Any, list[str]]:
     flat = files.values() if isinstance(files, dict) else [files] if isinstance(files, str) else files or []
     for f in flat:
         sources += [f] if isinstance(f, str) else list(f)
-    return ds, [s for s in sources if Path(s).is_file()]
+    # a pattern stands for the files it matched now, and for itself (an output it would match later is refused)
+    patterns = [s for s in sources if GLOB & set(s) and "://" not in s]
+    sources = [m for s in sources for m in (sorted(glob.glob(s, recursive=True)) if s in patterns else [s])]
+    return ds, [s for s in sources if Path(s).is_file()] + [str(f) for f in folders if f.is_dir()] + patterns
 
 
 def _builders() -> list[str]:

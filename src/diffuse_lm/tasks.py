@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from importlib import resources
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from diffuse_lm.errors import DiffuseError, shorten, unknown_key
+from diffuse_lm.errors import DiffuseError, shorten, unknown_key, unknown_keys
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
@@ -47,7 +48,7 @@ class Task:
     family: str | None = None
     description: str | None = None
     path: str | None = None
-    sources: tuple[str, ...] = field(default=(), compare=False)  # files it was built from (a dataset's)
+    sources: tuple[str, ...] = field(default=(), compare=False)  # data files and folders it was read from
 
     @property
     def uniform(self) -> bool:
@@ -71,7 +72,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
 
     if not isinstance(data, dict):
         raise fail(f"expected a mapping of task keys, got {type(data).__name__}")
-    unknown = sorted(set(data) - KNOWN_KEYS)
+    unknown = unknown_keys(data, KNOWN_KEYS)
     if unknown:
         raise fail(f"{unknown_key(unknown[0])} (known: {', '.join(sorted(KNOWN_KEYS))})")
     request = data.get("request")
@@ -351,20 +352,24 @@ def builtin_tasks() -> dict[str, Path]:
 MAX_FOLDER_ENTRIES = 100_000  # entries walked below a task folder before it is refused as not one
 
 
+def bounded_walk(folder: Path, holds: str) -> Iterator[Path]:
+    """Every entry below ``folder``, refused (a :class:`TaskError`) once more than :data:`MAX_FOLDER_ENTRIES`
+    have passed: `tasks show /` or a dataset's ``data_dir: /`` would walk the whole disk before saying
+    anything. ``holds`` says what the folder should hold."""
+    for seen, p in enumerate(folder.rglob("*"), 1):
+        if seen > MAX_FOLDER_ENTRIES:
+            raise TaskError(
+                f"{folder}: more than {MAX_FOLDER_ENTRIES:,} files and folders below it; "
+                f"give the folder that holds your {holds}"
+            )
+        yield p
+
+
 def _folder_files(folder: Path) -> list[Path]:
     """The task files under ``folder``; one named like a task file that cannot be read as one (a broken link,
     a FIFO) is an error, not skipped, so no task the user meant to give goes missing silently."""
     try:
-        named = []
-        for seen, p in enumerate(folder.rglob("*"), 1):
-            if seen > MAX_FOLDER_ENTRIES:  # `tasks show /` would walk the whole disk before saying anything
-                raise TaskError(
-                    f"{folder}: more than {MAX_FOLDER_ENTRIES:,} files and folders below it; "
-                    "give the folder that holds your task files"
-                )
-            if p.suffix.lower() in TASK_SUFFIXES:
-                named.append(p)
-        named.sort()
+        named = sorted(p for p in bounded_walk(folder, "task files") if p.suffix.lower() in TASK_SUFFIXES)
         odd = [p for p in named if not p.is_file() and not p.is_dir()]
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""

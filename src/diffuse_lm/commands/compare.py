@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffuse_lm.commands.common import add_model_args, check_writable, load_from_args
+from diffuse_lm.commands.common import (
+    add_model_args,
+    check_replaceable,
+    check_writable,
+    load_from_args,
+    task_inputs,
+)
 from diffuse_lm.errors import DiffuseError
 
 DEFAULT_METHODS = "base,temperature:1.5,min_p:0.1,top_p:0.9,system-prompt,verbalized:5"
@@ -63,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = load_tasks(args.tasks)
     out = Path(args.output)
     for name in FILES:
-        check_writable(out / name, inputs=[t.path for t in tasks] + list(args.tasks))  # folders among them
+        check_writable(out / name, **task_inputs(tasks, args.tasks))  # folders among them
+    check_replaceable(out, FILES, _is_compare_result(out / "compare.json"), "compare")
 
     model, tokenizer = load_from_args(args)
     result = compare_tasks(
@@ -85,3 +92,14 @@ def run(args: argparse.Namespace) -> int:
     print(table, end="")
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
     return 0
+
+
+def _is_compare_result(path: Path) -> bool:
+    """Did `diffuse compare` write ``path`` (a JSON object with its keys)? Then the files beside it are its."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"model", "methods", "rows"} <= set(data)
