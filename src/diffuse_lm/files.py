@@ -67,19 +67,32 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     _write_atomic(path, "w", lambda f: f.write(text))
 
 
+def write_figure_atomic(fig, path: str | Path, **savefig_kwargs) -> None:
+    """A matplotlib figure as a PNG, written as every file here is (whole or not at all)."""
+    _write_atomic(path, "wb", lambda f: fig.savefig(f, format="png", **savefig_kwargs))
+
+
 def _write_atomic(path: str | Path, mode: str, write) -> None:
-    """``write(f)`` into a temporary file beside ``path`` opened with ``mode``, then rename it onto ``path``."""
+    """``write(f)`` into a temporary file beside ``path`` opened with ``mode``, then rename it onto ``path``.
+    A write that fails (a full disk, a folder turned read-only) is one line that names ``path``, and leaves
+    neither the temporary file nor a partial ``path``: the file there before, if any, is kept whole."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise DiffuseError(f"{path}: cannot write ({e.strerror})") from None
+        raise DiffuseError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, mode, **text) as f:
             write(f)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise DiffuseError(
+            f"{path}: cannot write ({e.strerror or e.__class__.__name__}); nothing written"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

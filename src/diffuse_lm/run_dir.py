@@ -210,6 +210,12 @@ def open_output_dir(
             return None, True
         return _finished(out, count_steps(cfg, n_prompts)), False
     foreign = _foreign(out)
+    named = [name for name in foreign if _is_run_file(out / name)]
+    if named and overwrite:  # no run ever claimed this folder (no config.yaml): its summary.json is someone's
+        raise DiffuseError(
+            f"output_dir {out}: holds {named[0]} but no config.yaml, so no run wrote it; --overwrite replaces "
+            "only a run's own files: use another output_dir, or move it"
+        )
     if foreign and not overwrite:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise DiffuseError(

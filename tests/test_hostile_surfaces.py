@@ -1,0 +1,312 @@
+"""Hostile input on the newer surfaces (issue 27): dataset mappings, samples files, synth, compare, configs,
+train's run folder, export and faults. Every case is exit code 2 and one line on stderr of under 300
+characters, never a traceback, and nothing outside the run's own files changes, no partial file is left."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import char_tokenizer, tiny_llama
+from test_hostile_inputs import GOOD_TASK, cli_error, snapshot
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Any model load fails the test: the input must be refused before it."""
+    from diffuse_lm.cli import build_parser
+    from diffuse_lm.commands import common, compare, measure, sample, synth
+
+    build_parser()
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    for module, name in (
+        (measure, "load_from_args"),
+        (compare, "load_from_args"),
+        (sample, "load_for_sampling"),
+        (synth, "load_for_sampling"),
+        (common, "load_from_args"),
+    ):
+        monkeypatch.setattr(module, name, loaded)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-model")
+    tok = char_tokenizer()
+    tiny_llama(len(tok), seed=1).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def task_file(tmp_path) -> Path:
+    path = tmp_path / "tasks" / "letters.json"
+    path.parent.mkdir()
+    path.write_text(GOOD_TASK)
+    return path
+
+
+@pytest.fixture
+def mapping(tmp_path) -> Path:
+    """A dataset mapping whose data_files is a pattern matching two CSV files."""
+    pytest.importorskip("datasets")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "q1.csv").write_text("q,answers\nPick one.,a|b\n")
+    (data / "q2.csv").write_text("q,answers\nPick two.,c|d\n")
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "dataset_path: csv\ndata_files: data/q*.csv\nrequest_column: q\ntargets_column: answers\n"
+        'targets_separator: "|"\n'
+    )
+    return path
+
+
+class _FullDisk:
+    """A file whose writes fail as on a full disk."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def writelines(self, lines):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def fill_disk(monkeypatch) -> None:
+    """From now on every file opened for writing (``os.fdopen``, ``open``) fails its writes with ENOSPC."""
+    import builtins
+
+    real_fdopen, real_open = os.fdopen, builtins.open
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        return _FullDisk(f) if any(c in mode for c in "wa+") else f
+
+    def open_(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return _FullDisk(f) if any(c in mode for c in "wax") else f
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    monkeypatch.setattr(builtins, "open", open_)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    fill_disk(monkeypatch)
+
+
+def no_partial_files(folder: Path) -> None:
+    leftovers = [p.name for p in folder.rglob("*") if p.name.endswith(".tmp") or "-tmp" in p.name]
+    assert not leftovers, leftovers
+
+
+# --- 1. a file that is not a samples file of this command is never truncated or appended to ---------
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("notes.txt", "my one line of notes, no newline"),
+        ("data.json", '{"a": 1}'),
+        ("data.jsonl", '{"a": 1}\n'),
+        ("lines.txt", "first\nsecond\n"),
+    ],
+)
+def test_sample_never_truncates_a_users_file(tmp_path, capsys, no_model, task_file, name, content):
+    (tmp_path / name).write_text(content)
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["sample", str(task_file), "-o", str(tmp_path / name)], "no samples file of diffuse")
+    assert snapshot(tmp_path) == before
+
+
+def test_synth_never_truncates_a_users_generations_file(tmp_path, capsys, no_model):
+    out = tmp_path / "bios"
+    out.mkdir()
+    (out / "generations.jsonl").write_text("my own generations, not diffuse's")
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["synth", "biographies", "--n", "2", "-o", str(out)], "no samples file of diffuse")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_samples_file_with_a_torn_line_and_its_sidecar_is_still_repaired(tmp_path, tiny_model_dir):
+    from diffuse_lm.models import load_model
+    from diffuse_lm.sampling import sample_to_jsonl
+
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    out = tmp_path / "s.jsonl"
+    messages = [{"role": "user", "content": "Pick."}]
+    first = sample_to_jsonl(model, tok, messages, 3, out, max_new_tokens=3)
+    out.write_bytes(out.read_bytes()[:-5])  # a kill tore the last line
+    again = sample_to_jsonl(model, tok, messages, 3, out, max_new_tokens=3)
+    assert [r["text"] for r in again] == [r["text"] for r in first]
+
+
+# --- 2. an output that is an input of a dataset mapping, through a pattern or a folder ---------------
+
+
+@pytest.mark.parametrize(
+    "rows,problem",
+    [
+        ("data/q2.csv", "matches"),  # a file the pattern matched: it would be overwritten
+        ("data/q3.csv", "matches"),  # a file the pattern would match on the next run
+    ],
+)
+def test_measure_rows_onto_a_mappings_data_file_is_refused(
+    tmp_path, capsys, no_model, mapping, rows, problem
+):
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["measure", str(mapping), "--rows", str(tmp_path / rows)], problem, "data files")
+    assert snapshot(tmp_path) == before
+
+
+def test_an_output_in_a_dataset_folder_is_refused(tmp_path, capsys, no_model, mapping):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "train.csv").write_text("q,answers\nPick.,a|b\n")
+    spec = tmp_path / "f.yaml"
+    spec.write_text(
+        "dataset_path: csv\ndataset_kwargs: {data_dir: ds}\nrequest_column: q\ntargets_column: answers\n"
+        'targets_separator: "|"\n'
+    )
+    before = snapshot(tmp_path)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # datasets reads data_dir from the working folder
+    try:
+        cli_error(capsys, ["measure", str(spec), "-o", "ds/m.json"], "a dataset folder this command reads")
+    finally:
+        os.chdir(cwd)
+    assert snapshot(tmp_path) == before
+
+
+# --- 3. a user's file named like an output is not replaced ------------------------------------------
+
+
+def test_synth_does_not_replace_a_users_report(tmp_path, capsys, no_model):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("# my report\n")
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["synth", "biographies", "--n", "2", "-o", str(out)], "report.md: exists")
+    assert snapshot(tmp_path) == before
+
+
+def test_compare_does_not_replace_a_users_compare_md(tmp_path, capsys, no_model, task_file):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "compare.md").write_text("# my table\n")
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["compare", str(task_file), "-o", str(out)], "compare.md: exists")
+    assert snapshot(tmp_path) == before
+
+
+def test_train_overwrite_does_not_replace_a_users_summary_where_no_run_was(tmp_path, capsys, task_file):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.json").write_text('{"my": "summary"}')
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"train_prompts": [str(task_file)], "output_dir": str(out)}))
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["train", str(config), "--overwrite"], "summary.json but no config.yaml")
+    assert snapshot(tmp_path) == before
+
+
+# --- 4, 13. a full disk: one line, nothing partial, what was there kept ------------------------------
+
+
+def test_configs_cp_onto_a_full_disk_leaves_no_empty_config(tmp_path, capsys, full_disk):
+    cli_error(capsys, ["configs", "cp", "smollm2-135m/rng-1-10", str(tmp_path)], "No space left")
+    assert list(tmp_path.iterdir()) == []  # a retry does not say "exists"
+
+
+def test_measure_onto_a_full_disk_is_one_line_and_keeps_the_old_results(
+    tmp_path, capsys, monkeypatch, task_file, tiny_model_dir
+):
+    out = tmp_path / "m.json"
+    out.write_text('{"old": "results"}')
+    argv = ["measure", str(task_file), "--model", str(tiny_model_dir), "-o", str(out), "--rows"]
+    argv.append(str(tmp_path / "rows.csv"))
+    from diffuse_lm import measuring
+
+    real = measuring.measure_tasks
+
+    def measure_then_fill_the_disk(*args, **kwargs):
+        result = real(*args, **kwargs)
+        fill_disk(monkeypatch)
+        return result
+
+    monkeypatch.setattr(measuring, "measure_tasks", measure_then_fill_the_disk)
+    cli_error(capsys, argv, "m.json: cannot write (No space left on device)")
+    monkeypatch.undo()
+    assert out.read_text() == '{"old": "results"}' and not (tmp_path / "rows.csv").exists()
+    no_partial_files(tmp_path)
+
+
+def test_sample_onto_a_full_disk_keeps_whole_samples_only(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    from diffuse_lm import samples_file
+    from diffuse_lm.models import load_model
+    from diffuse_lm.sampling import sample_to_jsonl
+
+    model, tok = load_model(str(tiny_model_dir), device="cpu")
+    out = tmp_path / "s.jsonl"
+    messages = [{"role": "user", "content": "Pick."}]
+    sample_to_jsonl(model, tok, messages, 2, out, max_new_tokens=3)
+    whole = out.read_bytes()
+
+    class Torn:
+        """Half of each line reaches the disk, then it is full."""
+
+        def __init__(self, f) -> None:
+            self._f = f
+
+        def write(self, data):
+            self._f.write(data[: len(data) // 2])
+            self._f.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    from diffuse_lm.errors import DiffuseError
+
+    with pytest.raises(DiffuseError, match="cannot write .No space left on device.; its 2 samples are kept"):
+        with monkeypatch.context() as m:
+            real_open = open
+
+            def open_(file, mode="r", *a, **k):
+                f = real_open(file, mode, *a, **k)
+                return Torn(f) if str(file) == str(out) and "a" in mode else f
+
+            m.setattr(samples_file, "open", open_, raising=False)
+            sample_to_jsonl(model, tok, messages, 4, out, max_new_tokens=3)
+    assert out.read_bytes() == whole  # no torn line: whole samples only
+    no_partial_files(tmp_path)
