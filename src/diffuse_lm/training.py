@@ -43,6 +43,7 @@ from diffuse_lm.run_dir import (
     write_step,
     writing,
 )
+from diffuse_lm.run_guards import check_tasks_unchanged, locked
 from diffuse_lm.tasks import Task, load_tasks
 from diffuse_lm.training_setup import (
     TRACKER_DIR,
@@ -236,7 +237,14 @@ def _finished_result(out: Path, summary: dict, model, tokenizer) -> TrainResult:
 # --- the run ---------------------------------------------------------------------------------------
 
 
-def train(
+def train(cfg: TrainConfig, **kwargs) -> TrainResult:
+    """Run (or resume, or return the finished) training run of ``cfg`` (:func:`_train`), holding its output
+    folder's lock throughout, so that no second run writes the same folder at the same time."""
+    with locked(Path(cfg.output_dir) if cfg.output_dir else None):
+        return _train(cfg, **kwargs)
+
+
+def _train(
     cfg: TrainConfig,
     *,
     model=None,
@@ -270,6 +278,8 @@ def train(
         raise DiffuseError(f"report_to: {cfg.report_to} writes its files to output_dir: give one")
     made = [d for d in (out, *out.parents) if not d.exists()] if out is not None else []  # removed on failure
     done, clear = open_output_dir(out, cfg, len(train_tasks), overwrite) if out else (None, False)
+    if out is not None and not clear:
+        check_tasks_unchanged(out, [*train_tasks, *eval_tasks])
     if clear:
         retain_file = [cfg.retain.prompts] if retaining and isinstance(cfg.retain.prompts, str) else []
         files = [t.path for t in [*train_tasks, *eval_tasks] if t.path] + retain_file + list(inputs)
