@@ -5,6 +5,7 @@ characters, never a traceback, and nothing outside the run's own files changes, 
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import torch
 import yaml
 from conftest import char_tokenizer, tiny_llama
 from test_hostile_inputs import GOOD_TASK, cli_error, snapshot
+
+from diffuse_lm.cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -310,3 +313,78 @@ def test_sample_onto_a_full_disk_keeps_whole_samples_only(tmp_path, capsys, monk
             sample_to_jsonl(model, tok, messages, 4, out, max_new_tokens=3)
     assert out.read_bytes() == whole  # no torn line: whole samples only
     no_partial_files(tmp_path)
+
+
+# --- 8. sampling settings are checked in the dtype sampling computes in -----------------------------
+
+
+@pytest.mark.parametrize(
+    "argv,problem",
+    [
+        (["sample", "TASK", "-o", "OUT", "--temperature", "1e-45"], "smallest float32"),
+        (["sample", "TASK", "-o", "OUT", "--top-p", "1e-300"], "smallest float32"),
+        (["compare", "TASK", "-o", "DIR", "--methods", "temperature:1e-45"], "float32's smallest"),
+        (["compare", "TASK", "-o", "DIR", "--methods", "top_p:1e-300"], "float32's smallest"),
+        (["compare", "TASK", "-o", "DIR", "--methods", "min_p:1e-300"], "float32's smallest"),
+    ],
+    ids=["temperature", "top-p", "compare-temperature", "compare-top-p", "compare-min-p"],
+)
+def test_settings_below_float32_are_refused(tmp_path, capsys, no_model, task_file, argv, problem):
+    paths = {"TASK": str(task_file), "OUT": str(tmp_path / "s.jsonl"), "DIR": str(tmp_path / "cmp")}
+    before = snapshot(tmp_path)
+    cli_error(capsys, [paths.get(a, a) for a in argv], problem)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_tiny_temperature_is_greedy_not_nan():
+    from diffuse_lm.decoding import SampleConfig, pick_tokens, scale_logits
+
+    logits = torch.tensor([[100.0, 90.0, -50.0, 99.0], [-3.0, 70.0, 69.0, 0.0]])
+    t = 1e-37  # a normal float32, but 100 / t overflows it
+    picked = pick_tokens(logits, torch.tensor([0.99, 0.01]), SampleConfig(temperature=t).check())
+    assert picked.tolist() == [0, 1]
+    logp = torch.log_softmax(scale_logits(logits, t), dim=-1)  # compare's temperature:T, scored exactly
+    assert not logp.isnan().any() and logp[:, :2].max(-1).values.tolist() == [0.0, 0.0]
+
+
+# --- 9, 15. prompts and generations past the model's context --------------------------------------
+
+
+def test_a_task_longer_than_the_models_context_is_refused(tmp_path, capsys, tiny_model_dir):
+    task = tmp_path / "long.json"
+    task.write_text(json.dumps({"request": "x" * 600, "targets": ["a", "b"]}))  # 512 positions
+    out = tmp_path / "m.json"
+    cli_error(
+        capsys,
+        ["measure", str(task), "--model", str(tiny_model_dir), "-o", str(out)],
+        "long: its prompt and longest target",
+        "more than the model's context of 512",
+    )
+    assert not out.exists()
+
+
+def test_max_new_tokens_is_bounded_by_the_context(tmp_path, capsys, tiny_model_dir, task_file):
+    out = tmp_path / "s.jsonl"
+    argv = [
+        "sample",
+        str(task_file),
+        "--model",
+        str(tiny_model_dir),
+        "-o",
+        str(out),
+        "--n",
+        "2",
+        "--no-stats",
+    ]
+    assert main([*argv, "--max-new-tokens", str(10**12)]) == 0  # not an allocation of 10**12 positions
+    err = capsys.readouterr().err
+    assert "warning: --max-new-tokens 1,000,000,000,000:" in err and "the model's context ends there" in err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2 and all(r["n_tokens"] <= 512 for r in records)
+
+
+def test_a_sample_prompt_past_the_context_is_refused_before_the_file(tmp_path, capsys, tiny_model_dir):
+    out = tmp_path / "s.jsonl"
+    argv = ["sample", "--prompt", "y" * 600, "--model", str(tiny_model_dir), "-o", str(out), "--n", "2"]
+    cli_error(capsys, argv, "the prompt and one generated token", "context of 512")
+    assert not out.exists() and not Path(str(out) + ".meta.json").exists()

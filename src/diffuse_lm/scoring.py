@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from diffuse_lm.encoding import EncodedTask
+from diffuse_lm.encoding import EncodedTask, check_context
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.models import cache_kwargs, output_cache
 
@@ -213,6 +213,8 @@ def score_task(
     """
     lm = _unwrap(model)
     p = len(enc.prompt_ids)
+    longest = max(map(len, enc.target_ids), default=0)
+    check_context(lm, p + longest, f"task {enc.task.name}: its prompt and longest target")
     lengths = [len(t) for t in enc.target_ids]
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
     if prompt_per_batch and not can_pack(lm, p + max(lengths)):
