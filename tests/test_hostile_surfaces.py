@@ -388,3 +388,57 @@ def test_a_sample_prompt_past_the_context_is_refused_before_the_file(tmp_path, c
     argv = ["sample", "--prompt", "y" * 600, "--model", str(tiny_model_dir), "-o", str(out), "--n", "2"]
     cli_error(capsys, argv, "the prompt and one generated token", "context of 512")
     assert not out.exists() and not Path(str(out) + ".meta.json").exists()
+
+
+# --- 17, 18. what is no regular file is not read; a dataset folder is walked with a limit -----------
+
+
+@pytest.fixture
+def alarm():
+    """A read that blocks (a FIFO) fails the test after 30 s instead of hanging it."""
+    import signal
+
+    def hung(*_):
+        raise AssertionError("blocked on a read")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize(
+    "argv,problem",
+    [
+        (["stats", "FIFO"], "is a FIFO, not a regular file; cannot read it as a samples file"),
+        (["stats", "/dev/zero"], "is a device, not a regular file"),
+        (["measure", "FIFO"], "is a FIFO, not a regular file; cannot read it as a task file"),
+        (["tasks", "show", "/dev/zero"], "is a device, not a regular file"),
+        (["train", "FIFO"], "is a FIFO, not a regular file; cannot read it as a training config"),
+        (["configs", "cp", "smollm2-135m/rng-1-10", "FIFO", "--overwrite"], "is not a regular file"),
+    ],
+    ids=["stats-fifo", "stats-dev-zero", "measure-fifo", "tasks-dev-zero", "train-fifo", "configs-cp-fifo"],
+)
+def test_what_is_no_regular_file_is_refused_unread(tmp_path, capsys, no_model, alarm, argv, problem):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    cli_error(capsys, [str(fifo) if a == "FIFO" else a for a in argv], problem)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and fifo.is_fifo()
+
+
+def test_a_dataset_folder_is_walked_under_the_entry_limit(tmp_path, capsys, monkeypatch, no_model):
+    pytest.importorskip("datasets")
+    from diffuse_lm import tasks
+
+    monkeypatch.setattr(tasks, "MAX_FOLDER_ENTRIES", 50)  # as `data_dir: /` passes the real 100,000
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(60):
+        (folder / f"{i}.txt").write_text("x")
+    spec = tmp_path / "q.yaml"
+    spec.write_text(
+        f"dataset_path: csv\ndataset_kwargs: {{data_dir: {folder}}}\nrequest_column: q\ntargets_column: a\n"
+    )
+    cli_error(capsys, ["measure", str(spec)], "big: more than 50 files and folders below it", "dataset files")

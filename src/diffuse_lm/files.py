@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,20 @@ def within(path: str | Path, folder: str | Path) -> bool:
     """Is ``path`` the folder ``folder`` or inside it (after links)? For outputs that must not overwrite inputs."""
     path, folder = Path(path).resolve(), Path(folder).resolve()
     return path == folder or folder in path.parents
+
+
+def check_regular(path: str | Path, what: str = "an input") -> None:
+    """Refuse, before opening it, a path that exists but is no regular file: a FIFO would block the read
+    forever and ``/dev/zero`` would fill memory. Every reader of a user's file calls this first; a path that
+    does not exist is left to the reader's own message."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+        kind = next((k for test, k in kinds.items() if test(mode)), "a device")
+        raise DiffuseError(f"{path}: is {kind}, not a regular file; cannot read it as {what}")
 
 
 def write_json_atomic(path: str | Path, data) -> None:

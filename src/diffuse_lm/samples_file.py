@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError, shorten
+from diffuse_lm.files import check_regular
 
 FORMAT = "diffuse-samples/1"  # the sidecar's format field
 
@@ -56,6 +57,7 @@ def read_samples_checked(path: str | Path) -> tuple[list[dict], list[int]]:
     """:func:`read_samples`, and the indices that occur again with a different text (the first is kept), so
     that a reader can say the file was edited or mixed rather than count one of them silently."""
     path = Path(path)
+    check_regular(path, "a samples file")
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -95,6 +97,7 @@ def read_meta(path: str | Path) -> dict | None:
     side = meta_path(path)
     if not side.exists():
         return None
+    check_regular(side, "a samples sidecar")
     try:
         meta = json.loads(side.read_text())
     except (OSError, ValueError):

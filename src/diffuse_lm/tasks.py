@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from diffuse_lm.errors import DiffuseError, shorten, unknown_key, unknown_keys
+from diffuse_lm.files import check_regular
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
@@ -234,6 +235,7 @@ def read_task_files(path: str | Path) -> list[Task]:
     line (JSONL) or a dataset mapping (YAML with ``dataset_path``). Errors name the file and the line or item.
     A task without a ``name`` in a file of many is ``<file stem>/<k>`` (its 1-based place in the file)."""
     path = Path(path)
+    check_regular(path, "a task file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -397,8 +399,8 @@ def load_tasks(specs: list[str] | str) -> list[Task]:
             if not files:
                 raise TaskError(f"{path}: folder holds no task files ({', '.join(TASK_SUFFIXES)})")
             tasks += [task for f in files for task in read_task_files(f)]
-        elif path.is_file():
-            tasks += read_task_files(path)
+        elif path.is_file() or path.exists():
+            tasks += read_task_files(path)  # a FIFO or device is refused there, unread
         elif spec in groups:
             tasks += load_tasks(groups[spec])
         elif spec in builtins:

@@ -98,6 +98,8 @@ def _is_compare_result(path: Path) -> bool:
     """Did `diffuse compare` write ``path`` (a JSON object with its keys)? Then the files beside it are its."""
     import json
 
+    if not path.is_file():
+        return False  # a FIFO named so is not read (the writability check refuses it)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
