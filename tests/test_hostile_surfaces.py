@@ -442,3 +442,38 @@ def test_a_dataset_folder_is_walked_under_the_entry_limit(tmp_path, capsys, monk
         f"dataset_path: csv\ndataset_kwargs: {{data_dir: {folder}}}\nrequest_column: q\ntargets_column: a\n"
     )
     cli_error(capsys, ["measure", str(spec)], "big: more than 50 files and folders below it", "dataset files")
+
+
+# --- 11. a doc_to_text template that fails while rendering is one line naming the row --------------
+
+
+@pytest.mark.parametrize(
+    "template,problem",
+    [
+        ("{{ 1/0 }}", "row 1: doc_to_text: ZeroDivisionError"),
+        ("{{ [].pop() }}", "row 1: doc_to_text: SecurityError"),
+        ("{{ self }} {{ q }}", "column 'self' has a name Jinja keeps for itself"),
+        ("{{ 'x' * 10**10 }}", "row 1: doc_to_text: SecurityError: a repeat to more than"),
+        ("{% for i in range(99999) %}{{ 'y' * 99 }}{% endfor %}", "renders more than 1,000,000 characters"),
+        ("{{ q.__class__.__mro__ }}", "row 1: doc_to_text: SecurityError"),
+    ],
+    ids=["divide-by-zero", "pop", "self-column", "huge-repeat", "huge-output", "dunder"],
+)
+def test_a_template_failing_at_render_time_is_one_line(tmp_path, capsys, no_model, template, problem):
+    pytest.importorskip("datasets")
+    (tmp_path / "q.csv").write_text("q,answers,self\nPick one.,a|b,me\n")
+    spec = tmp_path / "q.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "dataset_path": "csv",
+                "data_files": "q.csv",
+                "doc_to_text": template,
+                "targets_column": "answers",
+                "targets_separator": "|",
+            }
+        )
+    )
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["measure", str(spec)], "q.yaml", problem)
+    assert snapshot(tmp_path) == before
