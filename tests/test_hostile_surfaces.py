@@ -477,3 +477,32 @@ def test_a_template_failing_at_render_time_is_one_line(tmp_path, capsys, no_mode
     before = snapshot(tmp_path)
     cli_error(capsys, ["measure", str(spec)], "q.yaml", problem)
     assert snapshot(tmp_path) == before
+
+
+# --- 12. a device that holds no weights or is not here ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "device,problem", [("meta", "not a device to run a model on"), ("mps", "mps is not available")]
+)
+def test_a_device_that_cannot_run_the_model_is_one_line_and_leaves_no_run_folder(
+    tmp_path, capsys, task_file, tiny_model_dir, device, problem
+):
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    argv = ["measure", str(task_file), "--model", str(tiny_model_dir), "--device", device]
+    cli_error(capsys, [*argv, "-o", str(tmp_path / "m.json")], f"--device {device}: {problem}")
+    config = tmp_path / "c.yaml"
+    run = tmp_path / "runs" / "a"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(tiny_model_dir),
+                "train_prompts": [str(task_file)],
+                "output_dir": str(run),
+                "device": device,
+            }
+        )
+    )
+    cli_error(capsys, ["train", str(config)], f"--device {device}: {problem}")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "m.json").exists()

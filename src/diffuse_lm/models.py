@@ -61,6 +61,22 @@ def pick_device(device: str | None = None) -> torch.device:
             raise DiffuseError(f"--device {device}: not a device (expected cpu, cuda, cuda:1 …)") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise DiffuseError(f"--device {device}: CUDA is not available on this machine")
+        usable = {
+            "cpu": True,
+            "cuda": True,
+            "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+            "xpu": hasattr(torch, "xpu") and torch.xpu.is_available(),
+        }
+        if dev.type not in usable:  # meta holds no weights; others are no device to compute on here
+            raise DiffuseError(
+                f"--device {device}: not a device to run a model on (expected cpu, cuda, cuda:1 …)"
+            )
+        if not usable[dev.type]:
+            raise DiffuseError(f"--device {device}: {dev.type} is not available on this machine")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DiffuseError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
