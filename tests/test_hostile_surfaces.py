@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -506,3 +508,61 @@ def test_a_device_that_cannot_run_the_model_is_one_line_and_leaves_no_run_folder
     )
     cli_error(capsys, ["train", str(config)], f"--device {device}: {problem}")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "m.json").exists()
+
+
+# --- 14. export: malformed records of the run, and two exports into one folder ---------------------
+
+
+@pytest.fixture
+def run_adapter(tmp_path, tiny_model_dir) -> Path:
+    """A tiny model's LoRA adapter in a run folder, as `diffuse train` leaves it."""
+    from test_hostile_inputs import _adapter_of
+
+    return _adapter_of(tiny_model_dir, tmp_path / "run" / "adapter")
+
+
+@pytest.mark.parametrize(
+    "content,problem",
+    [("{not json", "adapter_config.json is malformed"), ("[1, 2]", "adapter_config.json holds a list")],
+    ids=["malformed", "list"],
+)
+def test_export_of_an_adapter_with_a_bad_config_is_one_line(tmp_path, capsys, run_adapter, content, problem):
+    (run_adapter / "adapter_config.json").write_text(content)
+    capsys.readouterr()  # the fixture's own loading progress
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["export", str(run_adapter), "-o", str(tmp_path / "out")], problem)
+    assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_export_with_metrics_that_are_no_numbers_writes_n_a(tmp_path, capsys, run_adapter, tiny_model_dir):
+    run = run_adapter.parent
+    (run / "before.json").write_text(json.dumps({"tasks": [{"name": "t", "mass": "lots", "kl": None}, 5]}))
+    (run / "after.json").write_text(json.dumps({"tasks": [{"name": "t", "mass": [1], "kl": 0.5}, "x"]}))
+    (run / "config.yaml").write_text(f"model: {tiny_model_dir}\ntrain_prompts: 7\n")
+    out = tmp_path / "out"
+    assert main(["export", str(run_adapter), "-o", str(out)]) == 0, capsys.readouterr().err
+    card = (out / "README.md").read_text()
+    assert "| t | n/a | n/a | n/a | 0.5 |" in card
+
+
+def test_a_second_export_into_the_same_folder_is_refused_and_leaves_nothing(
+    tmp_path, capsys, run_adapter, tiny_model_dir
+):
+    out = tmp_path / "out"
+    capsys.readouterr()  # the fixture's own loading progress
+    lock = tmp_path / ".out.export-lock"
+    holder = (
+        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1], timeout=0); l.acquire(); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        argv = ["export", str(run_adapter), "--merge", "--model", str(tiny_model_dir), "-o", str(out)]
+        cli_error(capsys, argv, "another `diffuse export` is writing it right now")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not out.exists() and not list(tmp_path.glob(".out.export-*[!k]"))
+    assert main(argv) == 0 and (out / "config.json").exists()  # free again
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []

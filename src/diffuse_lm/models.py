@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from urllib.parse import urlparse
 import torch
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import sha256_file
+from diffuse_lm.files import check_regular, sha256_file
 from diffuse_lm.model_cache import cache_dir, cached_build, default_model_dir  # noqa: F401  (imported from here)
 from diffuse_lm.model_info import (  # noqa: F401  (imported from here)
     DEFAULT_MODEL,
@@ -237,8 +238,20 @@ def _load_weights(path: str, dtype: torch.dtype, kw: dict, why: str):
 def _check_adapter(adapter: Path) -> None:
     if not adapter.is_dir():
         raise DiffuseError(f"--adapter {adapter}: no such folder")
-    if not (adapter / "adapter_config.json").exists():
+    config = adapter / "adapter_config.json"
+    if not config.exists():
         raise DiffuseError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter folder)")
+    check_regular(config, "an adapter's config")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DiffuseError(
+            f"--adapter {adapter}: adapter_config.json is malformed ({_first_line(e)[:80]})"
+        ) from None
+    if not isinstance(data, dict):
+        raise DiffuseError(
+            f"--adapter {adapter}: adapter_config.json holds a {type(data).__name__}, not an object"
+        )
     if not (adapter / "adapter_model.safetensors").exists():
         raise DiffuseError(
             f"--adapter {adapter}: no adapter_model.safetensors (only safetensors adapters load)"
