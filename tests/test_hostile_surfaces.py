@@ -566,3 +566,28 @@ def test_a_second_export_into_the_same_folder_is_refused_and_leaves_nothing(
     assert not out.exists() and not list(tmp_path.glob(".out.export-*[!k]"))
     assert main(argv) == 0 and (out / "config.json").exists()  # free again
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
+
+
+# --- 20. the error is the one line on stderr, with no library warning before it ---------------------
+
+
+@pytest.mark.parametrize("case", ["adapter-for-another-base-model", "adapter-weights-truncated"])
+def test_a_failed_adapter_load_is_the_only_line_on_stderr(tmp_path, task_file, case):
+    from test_hostile_inputs import bad_model_case
+
+    args, problem = bad_model_case(tmp_path, case)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+    argv = [sys.executable, "-m", "diffuse_lm.cli", "measure", str(task_file), *args]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("diffuse: error: ") and problem in lines[0]
+
+
+def test_a_sidecar_whose_n_is_no_count_is_one_line(tmp_path, capsys, no_model):
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"index": 0, "text": "{a}"}) + "\n")
+    (tmp_path / "s.jsonl.meta.json").write_text(json.dumps({"format": "diffuse-samples/1", "n": -5}))
+    before = snapshot(tmp_path)
+    cli_error(capsys, ["stats", str(samples), "--no-exact"], "malformed (n is -5, not a count of samples)")
+    assert snapshot(tmp_path) == before

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import socket
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -126,6 +127,23 @@ def _first_line(e: Exception) -> str:
     return text.splitlines()[0] if text else e.__class__.__name__
 
 
+def shown_if_loaded(fn):
+    """Library warnings raised while ``fn`` loads are shown once it has loaded, and dropped when it fails:
+    a failed load is one line on stderr, not that line after two of a library's deprecation notes."""
+
+    @functools.wraps(fn)
+    def load(*args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            result = fn(*args, **kwargs)
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        return result
+
+    return load
+
+
+@shown_if_loaded
 def load_model(
     model: str | None = None,
     *,
@@ -258,6 +276,7 @@ def _check_adapter(adapter: Path) -> None:
         )
 
 
+@shown_if_loaded
 def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
     """Wrap ``model`` with a saved PEFT LoRA adapter (safetensors only)."""
     from peft import PeftModel

@@ -86,6 +86,8 @@ def _meta_problem(meta) -> str | None:
     for key, types in _META_TYPES.items():
         if not isinstance(meta.get(key), types):
             return f"{key} is {type(meta[key]).__name__}"
+    if isinstance(meta.get("n"), bool) or (meta.get("n") is not None and meta["n"] < 1):
+        return f"n is {shorten(meta['n'])}, not a count of samples"
     for key in ("name", "path"):
         if meta.get("task") and not isinstance(meta["task"].get(key), (str, _NONE)):
             return f"task.{key} is {type(meta['task'][key]).__name__}"
