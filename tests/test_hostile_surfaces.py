@@ -591,3 +591,15 @@ def test_a_sidecar_whose_n_is_no_count_is_one_line(tmp_path, capsys, no_model):
     before = snapshot(tmp_path)
     cli_error(capsys, ["stats", str(samples), "--no-exact"], "malformed (n is -5, not a count of samples)")
     assert snapshot(tmp_path) == before
+
+
+# --- 19. one task of many targets shows its progress ---------------------------------------------
+
+
+def test_measure_of_one_large_task_shows_progress_by_targets(tmp_path, capsys, tiny_model_dir):
+    task = tmp_path / "many.json"
+    task.write_text(json.dumps({"request": "Pick.", "targets": [f"t{i}" for i in range(300)]}))
+    argv = ["measure", str(task), "--model", str(tiny_model_dir), "-o", str(tmp_path / "m.json")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "measure " in err and "300/300" in err and "target" in err, err[-500:]

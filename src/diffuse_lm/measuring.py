@@ -59,11 +59,15 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
     encoded = encode_tasks(tokenizer, tasks)
     rows = []
     label = model_label(model, short=True)
-    bar = tqdm(encoded, desc=f"measure {label}", unit="task", disable=not progress or len(encoded) < 2)
-    for enc in bar:
+    # by targets, not tasks: one task of 100,000 targets shows its progress too
+    total = sum(e.n_targets for e in encoded)
+    bar = tqdm(total=total, desc=f"measure {label}", unit="target", disable=not progress)
+    for enc in encoded:
         bar.set_description(f"measure {label}: {enc.task.name}")
-        logprobs = score_task(model, enc, **score_kw).double().cpu().numpy()
+        tick = {"on_batch": lambda batch, _: bar.update(len(batch))} if progress else {}
+        logprobs = score_task(model, enc, **tick, **score_kw).double().cpu().numpy()
         rows.append(task_result(enc.task, logprobs))
+    bar.close()
     return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}
 
 
