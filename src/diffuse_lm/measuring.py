@@ -11,7 +11,7 @@ from diffuse_lm.encoding import encode_tasks
 from diffuse_lm.metrics import distribution_metrics, renormalize
 from diffuse_lm.model_info import model_label
 from diffuse_lm.provenance import provenance
-from diffuse_lm.scoring import score_task
+from diffuse_lm.scoring import check_fits, score_task
 from diffuse_lm.tasks import Task
 
 
@@ -57,6 +57,8 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
     from tqdm.auto import tqdm
 
     encoded = encode_tasks(tokenizer, tasks)
+    for enc in encoded:
+        check_fits(model, enc)  # every task before the first is scored: a refusal comes before any work
     rows = []
     label = model_label(model, short=True)
     # by targets, not tasks: one task of 100,000 targets shows its progress too

@@ -189,6 +189,14 @@ def _batch_logprobs(
     return total
 
 
+def check_fits(model, enc: EncodedTask) -> None:
+    """Refuse a task whose prompt and longest target do not fit the model's context (every scorer checks)."""
+    longest = max(map(len, enc.target_ids), default=0)
+    check_context(
+        _unwrap(model), len(enc.prompt_ids) + longest, f"task {enc.task.name}: its prompt and longest target"
+    )
+
+
 def score_task(
     model,
     enc: EncodedTask,
@@ -213,8 +221,7 @@ def score_task(
     """
     lm = _unwrap(model)
     p = len(enc.prompt_ids)
-    longest = max(map(len, enc.target_ids), default=0)
-    check_context(lm, p + longest, f"task {enc.task.name}: its prompt and longest target")
+    check_fits(model, enc)
     lengths = [len(t) for t in enc.target_ids]
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
     if prompt_per_batch and not can_pack(lm, p + max(lengths)):
