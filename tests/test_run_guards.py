@@ -118,3 +118,12 @@ def test_a_run_whose_results_are_not_finite_publishes_nothing(tmp_path, tiny_mod
     names = {p.name for p in out.iterdir()}
     assert not names & {"adapter", "after.json", "summary.json"}, names
     assert not [n for n in names if "-tmp-" in n], names
+
+
+def test_a_task_past_the_context_is_refused_before_the_run_folder_is_claimed(tmp_path, tiny_model_dir):
+    task = tmp_path / "long.json"
+    task.write_text(json.dumps({"request": "x" * 600, "targets": ["a", "b"]}))  # 512 positions
+    cfg = _cfg(tmp_path, tiny_model_dir, train_prompts=[str(task)])
+    with pytest.raises(DiffuseError, match="task long: its prompt and longest target: .* context of 512"):
+        train(config_from_dict(cfg), progress=False)
+    assert not Path(cfg["output_dir"]).exists()

@@ -44,6 +44,7 @@ from diffuse_lm.run_dir import (
     writing,
 )
 from diffuse_lm.run_guards import check_tasks_unchanged, locked
+from diffuse_lm.scoring import check_fits
 from diffuse_lm.tasks import Task, load_tasks
 from diffuse_lm.training_setup import (
     TRACKER_DIR,
@@ -303,6 +304,8 @@ def _train(
     tokenizer = tokenizer if held else loaded_tokenizer
     label = model_label(model)
     train_enc = encode_tasks(tokenizer, train_tasks)
+    for enc in [*train_enc, *encode_tasks(tokenizer, eval_tasks)]:
+        check_fits(model, enc)  # before the folder is claimed: a task past the context is refused up front
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     total_steps = count_steps(cfg, len(train_enc))
