@@ -1,33 +1,230 @@
-"""Hostile input on the newer surfaces (issue 27): dataset mappings, samples files, synth, compare, configs,
-train's run folder, export and faults. Every case is exit code 2 and one line on stderr of under 300
-characters, never a traceback, and nothing outside the run's own files changes, no partial file is left."""
+"""Hostile input on the newer surfaces (issue 27), one table: samples files, dataset mappings, synth, compare,
+train's run folder, sampling settings, doc_to_text templates, files that are no regular files, samples sidecars
+and export. Every case is refused before any model load with exit code 2 and one line on stderr of under 300
+characters, never a traceback; nothing under the test's folder changes and no partial file is left. Faults and
+checks that need a model are in ``test_hostile_faults.py``."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import subprocess
-import sys
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from conftest import char_tokenizer, tiny_llama
 from test_hostile_inputs import GOOD_TASK, cli_error, snapshot
 
-from diffuse_lm.cli import main
+Case = Callable[[Path, Path, pytest.MonkeyPatch], tuple[list[str], str]]
+CASES: dict[str, Case] = {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
+def case(*names: str):
+    """Register a builder of hostile input: ``(folder, a good task file, monkeypatch) -> (argv, problem)``."""
+
+    def register(build):
+        for name in names:
+            CASES[name] = lambda tmp, task, mp, name=name: build(tmp, task, mp, name)
+        return build
+
+    return register
+
+
+# --- 1. a file that is not a samples file of this command is never truncated or appended to ---------
+
+USERS_FILES = {
+    "notes.txt": "my one line of notes, no newline",
+    "data.json": '{"a": 1}',
+    "lines.txt": "a\nb\n",
+}
+
+
+@case(*(f"sample-onto-a-users-{name}" for name in USERS_FILES))
+def _users_file(tmp, task, mp, name):
+    path = tmp / name.removeprefix("sample-onto-a-users-")
+    path.write_text(USERS_FILES[path.name])
+    return ["sample", str(task), "-o", str(path)], "no samples file of diffuse"
+
+
+@case("synth-onto-a-users-generations")
+def _users_generations(tmp, task, mp, name):
+    (tmp / "bios").mkdir()
+    (tmp / "bios" / "generations.jsonl").write_text("my own generations")
+    return ["synth", "biographies", "--n", "2", "-o", str(tmp / "bios")], "no samples file of diffuse"
+
+
+# --- 2. an output that is an input of a dataset mapping: a file it matched, will match, or its folder ---
+
+
+def _mapping(tmp: Path, where: str) -> Path:
+    pytest.importorskip("datasets")
+    (tmp / "data").mkdir()
+    (tmp / "data" / "q1.csv").write_text("q,answers\nPick one.,a|b\n")
+    (tmp / "data" / "q2.csv").write_text("q,answers\nPick two.,c|d\n")
+    spec = tmp / "q.yaml"
+    spec.write_text(f'{where}\nrequest_column: q\ntargets_column: answers\ntargets_separator: "|"\n')
+    return spec
+
+
+@case("rows-onto-a-matched-data-file", "rows-a-pattern-would-match")
+def _rows_onto_data(tmp, task, mp, name):
+    spec = _mapping(tmp, "dataset_path: csv\ndata_files: data/q*.csv")
+    rows = tmp / "data" / ("q2.csv" if "matched" in name else "q3.csv")
+    return ["measure", str(spec), "--rows", str(rows)], "q*.csv, data files this command reads"
+
+
+@case("output-in-a-dataset-folder")
+def _output_in_data_dir(tmp, task, mp, name):
+    spec = _mapping(tmp, f"dataset_path: csv\ndataset_kwargs: {{data_dir: {tmp / 'data'}}}")
+    return ["measure", str(spec), "-o", str(tmp / "data" / "m.json")], "a dataset folder this command reads"
+
+
+@case("data-dir-past-the-entry-limit")
+def _huge_data_dir(tmp, task, mp, name):
+    from diffuse_lm import tasks
+
+    mp.setattr(tasks, "MAX_FOLDER_ENTRIES", 50)  # as `data_dir: /` passes the real limit
+    (tmp / "big").mkdir()
+    for i in range(60):
+        (tmp / "big" / f"{i}.csv").write_text("q\n")
+    spec = _mapping(tmp, f"dataset_path: csv\ndataset_kwargs: {{data_dir: {tmp / 'big'}}}")
+    return ["measure", str(spec)], "big: more than 50 files and folders below it; give the folder that holds"
+
+
+# --- 3. a user's file named like an output is not replaced ------------------------------------------
+
+
+@case("synth-replaces-a-users-report")
+def _users_report(tmp, task, mp, name):
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "report.md").write_text("# my report\n")
+    return ["synth", "biographies", "--n", "2", "-o", str(tmp / "mine")], "report.md: exists"
+
+
+@case("compare-replaces-a-users-table")
+def _users_table(tmp, task, mp, name):
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "compare.md").write_text("# my table\n")
+    return ["compare", str(task), "-o", str(tmp / "mine")], "compare.md: exists"
+
+
+@case("train-overwrite-of-a-users-summary")
+def _users_summary(tmp, task, mp, name):
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "summary.json").write_text('{"my": "summary"}')
+    config = tmp / "c.yaml"
+    config.write_text(yaml.safe_dump({"train_prompts": [str(task)], "output_dir": str(tmp / "mine")}))
+    return ["train", str(config), "--overwrite"], "summary.json but no config.yaml"
+
+
+# --- 8. sampling settings below float32 ------------------------------------------------------------
+
+FLOAT32 = {
+    "temperature-below-float32": (["sample", "--temperature", "1e-45"], "smallest float32"),
+    "top-p-below-float32": (["sample", "--top-p", "1e-300"], "smallest float32"),
+    "compare-temperature-below-float32": (
+        ["compare", "--methods", "temperature:1e-45"],
+        "float32's smallest",
+    ),
+    "compare-top-p-below-float32": (["compare", "--methods", "top_p:1e-300"], "float32's smallest"),
+    "compare-min-p-below-float32": (["compare", "--methods", "min_p:1e-300"], "float32's smallest"),
+}
+
+
+@case(*FLOAT32)
+def _below_float32(tmp, task, mp, name):
+    (command, *flags), problem = FLOAT32[name]
+    out = str(tmp / ("s.jsonl" if command == "sample" else "cmp"))
+    return [command, str(task), "-o", out, *flags], problem
+
+
+# --- 11. doc_to_text that fails while rendering ---------------------------------------------------
+
+TEMPLATES = {
+    "template-divides-by-zero": ("{{ 1/0 }}", "row 1: doc_to_text: ZeroDivisionError"),
+    "template-pops": ("{{ [].pop() }}", "row 1: doc_to_text: SecurityError"),
+    "template-column-self": ("{{ self }} {{ q }}", "column 'self' has a name Jinja keeps for itself"),
+    "template-huge-repeat": ("{{ 'x' * 10**10 }}", "row 1: doc_to_text: SecurityError: a repeat to more"),
+    "template-huge-output": ("{% for i in range(99999) %}{{ 'y' * 99 }}{% endfor %}", "renders more than"),
+    "template-dunder": ("{{ q.__class__.__mro__ }}", "row 1: doc_to_text: SecurityError"),
+}
+
+
+@case(*TEMPLATES)
+def _template(tmp, task, mp, name):
+    pytest.importorskip("datasets")
+    template, problem = TEMPLATES[name]
+    (tmp / "q.csv").write_text("q,answers,self\nPick one.,a|b,me\n")
+    spec = {"dataset_path": "csv", "data_files": "q.csv", "doc_to_text": template}
+    (tmp / "q.yaml").write_text(
+        yaml.safe_dump({**spec, "targets_column": "answers", "targets_separator": "|"})
+    )
+    return ["measure", str(tmp / "q.yaml")], problem
+
+
+# --- 17. what is no regular file is refused unread -------------------------------------------------
+
+UNREADABLE = {
+    "stats-of-a-fifo": (["stats", "FIFO"], "is a FIFO, not a regular file; cannot read it as a samples file"),
+    "stats-of-dev-zero": (["stats", "/dev/zero"], "is a device, not a regular file"),
+    "measure-of-a-fifo": (
+        ["measure", "FIFO"],
+        "is a FIFO, not a regular file; cannot read it as a task file",
+    ),
+    "tasks-show-dev-zero": (["tasks", "show", "/dev/zero"], "is a device, not a regular file"),
+    "train-of-a-fifo": (
+        ["train", "FIFO"],
+        "is a FIFO, not a regular file; cannot read it as a training config",
+    ),
+    "configs-cp-onto-a-fifo": (
+        ["configs", "cp", "smollm2-135m/rng-1-10", "FIFO", "--overwrite"],
+        "is not a regular file",
+    ),
+}
+
+
+@case(*UNREADABLE)
+def _unreadable(tmp, task, mp, name):
+    argv, problem = UNREADABLE[name]
+    fifo = tmp / "fifo.yaml"
+    os.mkfifo(fifo)
+    return [str(fifo) if a == "FIFO" else a for a in argv], problem
+
+
+# --- 14, 20. a samples sidecar or an adapter config that is malformed -------------------------------
+
+
+@case("sidecar-whose-n-is-no-count")
+def _sidecar_n(tmp, task, mp, name):
+    (tmp / "s.jsonl").write_text(json.dumps({"index": 0, "text": "{a}"}) + "\n")
+    (tmp / "s.jsonl.meta.json").write_text(json.dumps({"format": "diffuse-samples/1", "n": -5}))
+    return ["stats", str(tmp / "s.jsonl"), "--no-exact"], "malformed (n is -5, not a count of samples)"
+
+
+ADAPTER_CONFIGS = {
+    "export-adapter-config-malformed": ("{not json", "adapter_config.json is malformed"),
+    "export-adapter-config-a-list": ("[1, 2]", "adapter_config.json holds a list"),
+}
+
+
+@case(*ADAPTER_CONFIGS)
+def _adapter_config(tmp, task, mp, name):
+    content, problem = ADAPTER_CONFIGS[name]
+    adapter = tmp / "run" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(content)
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+    return ["export", str(adapter), "-o", str(tmp / "out")], problem
+
+
+# --- the table ------------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def no_model(monkeypatch):
     """Any model load fails the test: the input must be refused before it."""
+    from diffuse_lm import models
     from diffuse_lm.cli import build_parser
     from diffuse_lm.commands import common, compare, measure, sample, synth
 
@@ -42,363 +239,14 @@ def no_model(monkeypatch):
         (sample, "load_for_sampling"),
         (synth, "load_for_sampling"),
         (common, "load_from_args"),
+        (models, "load_model"),
     ):
         monkeypatch.setattr(module, name, loaded)
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny-model")
-    tok = char_tokenizer()
-    tiny_llama(len(tok), seed=1).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-@pytest.fixture
-def task_file(tmp_path) -> Path:
-    path = tmp_path / "tasks" / "letters.json"
-    path.parent.mkdir()
-    path.write_text(GOOD_TASK)
-    return path
-
-
-@pytest.fixture
-def mapping(tmp_path) -> Path:
-    """A dataset mapping whose data_files is a pattern matching two CSV files."""
-    pytest.importorskip("datasets")
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "q1.csv").write_text("q,answers\nPick one.,a|b\n")
-    (data / "q2.csv").write_text("q,answers\nPick two.,c|d\n")
-    path = tmp_path / "q.yaml"
-    path.write_text(
-        "dataset_path: csv\ndata_files: data/q*.csv\nrequest_column: q\ntargets_column: answers\n"
-        'targets_separator: "|"\n'
-    )
-    return path
-
-
-class _FullDisk:
-    """A file whose writes fail as on a full disk."""
-
-    def __init__(self, f) -> None:
-        self._f = f
-
-    def write(self, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def writelines(self, lines):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._f.close()
-
-
-def fill_disk(monkeypatch) -> None:
-    """From now on every file opened for writing (``os.fdopen``, ``open``) fails its writes with ENOSPC."""
-    import builtins
-
-    real_fdopen, real_open = os.fdopen, builtins.open
-
-    def fdopen(fd, mode="r", *args, **kwargs):
-        f = real_fdopen(fd, mode, *args, **kwargs)
-        return _FullDisk(f) if any(c in mode for c in "wa+") else f
-
-    def open_(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return _FullDisk(f) if any(c in mode for c in "wax") else f
-
-    monkeypatch.setattr(os, "fdopen", fdopen)
-    monkeypatch.setattr(builtins, "open", open_)
-
-
-@pytest.fixture
-def full_disk(monkeypatch):
-    fill_disk(monkeypatch)
-
-
-def no_partial_files(folder: Path) -> None:
-    leftovers = [p.name for p in folder.rglob("*") if p.name.endswith(".tmp") or "-tmp" in p.name]
-    assert not leftovers, leftovers
-
-
-# --- 1. a file that is not a samples file of this command is never truncated or appended to ---------
-
-
-@pytest.mark.parametrize(
-    "name,content",
-    [
-        ("notes.txt", "my one line of notes, no newline"),
-        ("data.json", '{"a": 1}'),
-        ("data.jsonl", '{"a": 1}\n'),
-        ("lines.txt", "first\nsecond\n"),
-    ],
-)
-def test_sample_never_truncates_a_users_file(tmp_path, capsys, no_model, task_file, name, content):
-    (tmp_path / name).write_text(content)
-    before = snapshot(tmp_path)
-    cli_error(capsys, ["sample", str(task_file), "-o", str(tmp_path / name)], "no samples file of diffuse")
-    assert snapshot(tmp_path) == before
-
-
-def test_synth_never_truncates_a_users_generations_file(tmp_path, capsys, no_model):
-    out = tmp_path / "bios"
-    out.mkdir()
-    (out / "generations.jsonl").write_text("my own generations, not diffuse's")
-    before = snapshot(tmp_path)
-    cli_error(capsys, ["synth", "biographies", "--n", "2", "-o", str(out)], "no samples file of diffuse")
-    assert snapshot(tmp_path) == before
-
-
-def test_a_samples_file_with_a_torn_line_and_its_sidecar_is_still_repaired(tmp_path, tiny_model_dir):
-    from diffuse_lm.models import load_model
-    from diffuse_lm.sampling import sample_to_jsonl
-
-    model, tok = load_model(str(tiny_model_dir), device="cpu")
-    out = tmp_path / "s.jsonl"
-    messages = [{"role": "user", "content": "Pick."}]
-    first = sample_to_jsonl(model, tok, messages, 3, out, max_new_tokens=3)
-    out.write_bytes(out.read_bytes()[:-5])  # a kill tore the last line
-    again = sample_to_jsonl(model, tok, messages, 3, out, max_new_tokens=3)
-    assert [r["text"] for r in again] == [r["text"] for r in first]
-
-
-# --- 2. an output that is an input of a dataset mapping, through a pattern or a folder ---------------
-
-
-@pytest.mark.parametrize(
-    "rows,problem",
-    [
-        ("data/q2.csv", "matches"),  # a file the pattern matched: it would be overwritten
-        ("data/q3.csv", "matches"),  # a file the pattern would match on the next run
-    ],
-)
-def test_measure_rows_onto_a_mappings_data_file_is_refused(
-    tmp_path, capsys, no_model, mapping, rows, problem
-):
-    before = snapshot(tmp_path)
-    cli_error(capsys, ["measure", str(mapping), "--rows", str(tmp_path / rows)], problem, "data files")
-    assert snapshot(tmp_path) == before
-
-
-def test_an_output_in_a_dataset_folder_is_refused(tmp_path, capsys, no_model, mapping):
-    folder = tmp_path / "ds"
-    folder.mkdir()
-    (folder / "train.csv").write_text("q,answers\nPick.,a|b\n")
-    spec = tmp_path / "f.yaml"
-    spec.write_text(
-        "dataset_path: csv\ndataset_kwargs: {data_dir: ds}\nrequest_column: q\ntargets_column: answers\n"
-        'targets_separator: "|"\n'
-    )
-    before = snapshot(tmp_path)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)  # datasets reads data_dir from the working folder
-    try:
-        cli_error(capsys, ["measure", str(spec), "-o", "ds/m.json"], "a dataset folder this command reads")
-    finally:
-        os.chdir(cwd)
-    assert snapshot(tmp_path) == before
-
-
-# --- 3. a user's file named like an output is not replaced ------------------------------------------
-
-
-def test_synth_does_not_replace_a_users_report(tmp_path, capsys, no_model):
-    out = tmp_path / "mine"
-    out.mkdir()
-    (out / "report.md").write_text("# my report\n")
-    before = snapshot(tmp_path)
-    cli_error(capsys, ["synth", "biographies", "--n", "2", "-o", str(out)], "report.md: exists")
-    assert snapshot(tmp_path) == before
-
-
-def test_compare_does_not_replace_a_users_compare_md(tmp_path, capsys, no_model, task_file):
-    out = tmp_path / "mine"
-    out.mkdir()
-    (out / "compare.md").write_text("# my table\n")
-    before = snapshot(tmp_path)
-    cli_error(capsys, ["compare", str(task_file), "-o", str(out)], "compare.md: exists")
-    assert snapshot(tmp_path) == before
-
-
-def test_train_overwrite_does_not_replace_a_users_summary_where_no_run_was(tmp_path, capsys, task_file):
-    out = tmp_path / "mine"
-    out.mkdir()
-    (out / "summary.json").write_text('{"my": "summary"}')
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"train_prompts": [str(task_file)], "output_dir": str(out)}))
-    before = snapshot(tmp_path)
-    cli_error(capsys, ["train", str(config), "--overwrite"], "summary.json but no config.yaml")
-    assert snapshot(tmp_path) == before
-
-
-# --- 4, 13. a full disk: one line, nothing partial, what was there kept ------------------------------
-
-
-def test_configs_cp_onto_a_full_disk_leaves_no_empty_config(tmp_path, capsys, full_disk):
-    cli_error(capsys, ["configs", "cp", "smollm2-135m/rng-1-10", str(tmp_path)], "No space left")
-    assert list(tmp_path.iterdir()) == []  # a retry does not say "exists"
-
-
-def test_measure_onto_a_full_disk_is_one_line_and_keeps_the_old_results(
-    tmp_path, capsys, monkeypatch, task_file, tiny_model_dir
-):
-    out = tmp_path / "m.json"
-    out.write_text('{"old": "results"}')
-    argv = ["measure", str(task_file), "--model", str(tiny_model_dir), "-o", str(out), "--rows"]
-    argv.append(str(tmp_path / "rows.csv"))
-    from diffuse_lm import measuring
-
-    real = measuring.measure_tasks
-
-    def measure_then_fill_the_disk(*args, **kwargs):
-        result = real(*args, **{**kwargs, "progress": False})  # the progress of work done is not the error
-        fill_disk(monkeypatch)
-        return result
-
-    monkeypatch.setattr(measuring, "measure_tasks", measure_then_fill_the_disk)
-    cli_error(capsys, argv, "m.json: cannot write (No space left on device)")
-    monkeypatch.undo()
-    assert out.read_text() == '{"old": "results"}' and not (tmp_path / "rows.csv").exists()
-    no_partial_files(tmp_path)
-
-
-def test_sample_onto_a_full_disk_keeps_whole_samples_only(tmp_path, capsys, monkeypatch, tiny_model_dir):
-    from diffuse_lm import samples_file
-    from diffuse_lm.models import load_model
-    from diffuse_lm.sampling import sample_to_jsonl
-
-    model, tok = load_model(str(tiny_model_dir), device="cpu")
-    out = tmp_path / "s.jsonl"
-    messages = [{"role": "user", "content": "Pick."}]
-    sample_to_jsonl(model, tok, messages, 2, out, max_new_tokens=3)
-    whole = out.read_bytes()
-
-    class Torn:
-        """Half of each line reaches the disk, then it is full."""
-
-        def __init__(self, f) -> None:
-            self._f = f
-
-        def write(self, data):
-            self._f.write(data[: len(data) // 2])
-            self._f.flush()
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, name):
-            return getattr(self._f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self._f.close()
-
-    from diffuse_lm.errors import DiffuseError
-
-    with pytest.raises(DiffuseError, match="cannot write .No space left on device.; its 2 samples are kept"):
-        with monkeypatch.context() as m:
-            real_open = open
-
-            def open_(file, mode="r", *a, **k):
-                f = real_open(file, mode, *a, **k)
-                return Torn(f) if str(file) == str(out) and "a" in mode else f
-
-            m.setattr(samples_file, "open", open_, raising=False)
-            sample_to_jsonl(model, tok, messages, 4, out, max_new_tokens=3)
-    assert out.read_bytes() == whole  # no torn line: whole samples only
-    no_partial_files(tmp_path)
-
-
-# --- 8. sampling settings are checked in the dtype sampling computes in -----------------------------
-
-
-@pytest.mark.parametrize(
-    "argv,problem",
-    [
-        (["sample", "TASK", "-o", "OUT", "--temperature", "1e-45"], "smallest float32"),
-        (["sample", "TASK", "-o", "OUT", "--top-p", "1e-300"], "smallest float32"),
-        (["compare", "TASK", "-o", "DIR", "--methods", "temperature:1e-45"], "float32's smallest"),
-        (["compare", "TASK", "-o", "DIR", "--methods", "top_p:1e-300"], "float32's smallest"),
-        (["compare", "TASK", "-o", "DIR", "--methods", "min_p:1e-300"], "float32's smallest"),
-    ],
-    ids=["temperature", "top-p", "compare-temperature", "compare-top-p", "compare-min-p"],
-)
-def test_settings_below_float32_are_refused(tmp_path, capsys, no_model, task_file, argv, problem):
-    paths = {"TASK": str(task_file), "OUT": str(tmp_path / "s.jsonl"), "DIR": str(tmp_path / "cmp")}
-    before = snapshot(tmp_path)
-    cli_error(capsys, [paths.get(a, a) for a in argv], problem)
-    assert snapshot(tmp_path) == before
-
-
-def test_a_tiny_temperature_is_greedy_not_nan():
-    from diffuse_lm.decoding import SampleConfig, pick_tokens, scale_logits
-
-    logits = torch.tensor([[100.0, 90.0, -50.0, 99.0], [-3.0, 70.0, 69.0, 0.0]])
-    t = 1e-37  # a normal float32, but 100 / t overflows it
-    picked = pick_tokens(logits, torch.tensor([0.99, 0.01]), SampleConfig(temperature=t).check())
-    assert picked.tolist() == [0, 1]
-    logp = torch.log_softmax(scale_logits(logits, t), dim=-1)  # compare's temperature:T, scored exactly
-    assert not logp.isnan().any() and logp[:, :2].max(-1).values.tolist() == [0.0, 0.0]
-
-
-# --- 9, 15. prompts and generations past the model's context --------------------------------------
-
-
-def test_a_task_longer_than_the_models_context_is_refused(tmp_path, capsys, tiny_model_dir):
-    task = tmp_path / "long.json"
-    task.write_text(json.dumps({"request": "x" * 600, "targets": ["a", "b"]}))  # 512 positions
-    out = tmp_path / "m.json"
-    cli_error(
-        capsys,
-        ["measure", str(task), "--model", str(tiny_model_dir), "-o", str(out)],
-        "long: its prompt and longest target",
-        "more than the model's context of 512",
-    )
-    assert not out.exists()
-
-
-def test_max_new_tokens_is_bounded_by_the_context(tmp_path, capsys, tiny_model_dir, task_file):
-    out = tmp_path / "s.jsonl"
-    argv = [
-        "sample",
-        str(task_file),
-        "--model",
-        str(tiny_model_dir),
-        "-o",
-        str(out),
-        "--n",
-        "2",
-        "--no-stats",
-    ]
-    assert main([*argv, "--max-new-tokens", str(10**12)]) == 0  # not an allocation of 10**12 positions
-    err = capsys.readouterr().err
-    assert "warning: --max-new-tokens 1,000,000,000,000:" in err and "the model's context ends there" in err
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(records) == 2 and all(r["n_tokens"] <= 512 for r in records)
-
-
-def test_a_sample_prompt_past_the_context_is_refused_before_the_file(tmp_path, capsys, tiny_model_dir):
-    out = tmp_path / "s.jsonl"
-    argv = ["sample", "--prompt", "y" * 600, "--model", str(tiny_model_dir), "-o", str(out), "--n", "2"]
-    cli_error(capsys, argv, "the prompt and one generated token", "context of 512")
-    assert not out.exists() and not Path(str(out) + ".meta.json").exists()
-
-
-# --- 17, 18. what is no regular file is not read; a dataset folder is walked with a limit -----------
 
 
 @pytest.fixture
 def alarm():
     """A read that blocks (a FIFO) fails the test after 30 s instead of hanging it."""
-    import signal
 
     def hung(*_):
         raise AssertionError("blocked on a read")
@@ -410,196 +258,14 @@ def alarm():
     signal.signal(signal.SIGALRM, old)
 
 
-@pytest.mark.parametrize(
-    "argv,problem",
-    [
-        (["stats", "FIFO"], "is a FIFO, not a regular file; cannot read it as a samples file"),
-        (["stats", "/dev/zero"], "is a device, not a regular file"),
-        (["measure", "FIFO"], "is a FIFO, not a regular file; cannot read it as a task file"),
-        (["tasks", "show", "/dev/zero"], "is a device, not a regular file"),
-        (["train", "FIFO"], "is a FIFO, not a regular file; cannot read it as a training config"),
-        (["configs", "cp", "smollm2-135m/rng-1-10", "FIFO", "--overwrite"], "is not a regular file"),
-    ],
-    ids=["stats-fifo", "stats-dev-zero", "measure-fifo", "tasks-dev-zero", "train-fifo", "configs-cp-fifo"],
-)
-def test_what_is_no_regular_file_is_refused_unread(tmp_path, capsys, no_model, alarm, argv, problem):
-    fifo = tmp_path / "fifo.yaml"
-    os.mkfifo(fifo)
-    before = sorted(p.name for p in tmp_path.iterdir())
-    cli_error(capsys, [str(fifo) if a == "FIFO" else a for a in argv], problem)
-    assert sorted(p.name for p in tmp_path.iterdir()) == before and fifo.is_fifo()
-
-
-def test_a_dataset_folder_is_walked_under_the_entry_limit(tmp_path, capsys, monkeypatch, no_model):
-    pytest.importorskip("datasets")
-    from diffuse_lm import tasks
-
-    monkeypatch.setattr(tasks, "MAX_FOLDER_ENTRIES", 50)  # as `data_dir: /` passes the real 100,000
-    folder = tmp_path / "big"
-    folder.mkdir()
-    for i in range(60):
-        (folder / f"{i}.txt").write_text("x")
-    spec = tmp_path / "q.yaml"
-    spec.write_text(
-        f"dataset_path: csv\ndataset_kwargs: {{data_dir: {folder}}}\nrequest_column: q\ntargets_column: a\n"
-    )
-    cli_error(capsys, ["measure", str(spec)], "big: more than 50 files and folders below it", "dataset files")
-
-
-# --- 11. a doc_to_text template that fails while rendering is one line naming the row --------------
-
-
-@pytest.mark.parametrize(
-    "template,problem",
-    [
-        ("{{ 1/0 }}", "row 1: doc_to_text: ZeroDivisionError"),
-        ("{{ [].pop() }}", "row 1: doc_to_text: SecurityError"),
-        ("{{ self }} {{ q }}", "column 'self' has a name Jinja keeps for itself"),
-        ("{{ 'x' * 10**10 }}", "row 1: doc_to_text: SecurityError: a repeat to more than"),
-        ("{% for i in range(99999) %}{{ 'y' * 99 }}{% endfor %}", "renders more than 1,000,000 characters"),
-        ("{{ q.__class__.__mro__ }}", "row 1: doc_to_text: SecurityError"),
-    ],
-    ids=["divide-by-zero", "pop", "self-column", "huge-repeat", "huge-output", "dunder"],
-)
-def test_a_template_failing_at_render_time_is_one_line(tmp_path, capsys, no_model, template, problem):
-    pytest.importorskip("datasets")
-    (tmp_path / "q.csv").write_text("q,answers,self\nPick one.,a|b,me\n")
-    spec = tmp_path / "q.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {
-                "dataset_path": "csv",
-                "data_files": "q.csv",
-                "doc_to_text": template,
-                "targets_column": "answers",
-                "targets_separator": "|",
-            }
-        )
-    )
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_input_is_one_line_and_changes_nothing(tmp_path, capsys, monkeypatch, no_model, alarm, name):
+    task = tmp_path / "tasks" / "letters.json"
+    task.parent.mkdir()
+    task.write_text(GOOD_TASK)
+    argv, problem = CASES[name](tmp_path, task, monkeypatch)
     before = snapshot(tmp_path)
-    cli_error(capsys, ["measure", str(spec)], "q.yaml", problem)
-    assert snapshot(tmp_path) == before
-
-
-# --- 12. a device that holds no weights or is not here ---------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "device,problem", [("meta", "not a device to run a model on"), ("mps", "mps is not available")]
-)
-def test_a_device_that_cannot_run_the_model_is_one_line_and_leaves_no_run_folder(
-    tmp_path, capsys, task_file, tiny_model_dir, device, problem
-):
-    if device == "mps" and torch.backends.mps.is_available():
-        pytest.skip("this machine has MPS")
-    argv = ["measure", str(task_file), "--model", str(tiny_model_dir), "--device", device]
-    cli_error(capsys, [*argv, "-o", str(tmp_path / "m.json")], f"--device {device}: {problem}")
-    config = tmp_path / "c.yaml"
-    run = tmp_path / "runs" / "a"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "model": str(tiny_model_dir),
-                "train_prompts": [str(task_file)],
-                "output_dir": str(run),
-                "device": device,
-            }
-        )
-    )
-    cli_error(capsys, ["train", str(config)], f"--device {device}: {problem}")
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "m.json").exists()
-
-
-# --- 14. export: malformed records of the run, and two exports into one folder ---------------------
-
-
-@pytest.fixture
-def run_adapter(tmp_path, tiny_model_dir) -> Path:
-    """A tiny model's LoRA adapter in a run folder, as `diffuse train` leaves it."""
-    from test_hostile_inputs import _adapter_of
-
-    return _adapter_of(tiny_model_dir, tmp_path / "run" / "adapter")
-
-
-@pytest.mark.parametrize(
-    "content,problem",
-    [("{not json", "adapter_config.json is malformed"), ("[1, 2]", "adapter_config.json holds a list")],
-    ids=["malformed", "list"],
-)
-def test_export_of_an_adapter_with_a_bad_config_is_one_line(tmp_path, capsys, run_adapter, content, problem):
-    (run_adapter / "adapter_config.json").write_text(content)
-    capsys.readouterr()  # the fixture's own loading progress
-    before = snapshot(tmp_path)
-    cli_error(capsys, ["export", str(run_adapter), "-o", str(tmp_path / "out")], problem)
-    assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
-
-
-def test_export_with_metrics_that_are_no_numbers_writes_n_a(tmp_path, capsys, run_adapter, tiny_model_dir):
-    run = run_adapter.parent
-    (run / "before.json").write_text(json.dumps({"tasks": [{"name": "t", "mass": "lots", "kl": None}, 5]}))
-    (run / "after.json").write_text(json.dumps({"tasks": [{"name": "t", "mass": [1], "kl": 0.5}, "x"]}))
-    (run / "config.yaml").write_text(f"model: {tiny_model_dir}\ntrain_prompts: 7\n")
-    out = tmp_path / "out"
-    assert main(["export", str(run_adapter), "-o", str(out)]) == 0, capsys.readouterr().err
-    card = (out / "README.md").read_text()
-    assert "| t | n/a | n/a | n/a | 0.5 |" in card
-
-
-def test_a_second_export_into_the_same_folder_is_refused_and_leaves_nothing(
-    tmp_path, capsys, run_adapter, tiny_model_dir
-):
-    out = tmp_path / "out"
-    capsys.readouterr()  # the fixture's own loading progress
-    lock = tmp_path / ".out.export-lock"
-    holder = (
-        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1], timeout=0); l.acquire(); "
-        "print('held', flush=True); time.sleep(60)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", holder, str(lock)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        argv = ["export", str(run_adapter), "--merge", "--model", str(tiny_model_dir), "-o", str(out)]
-        cli_error(capsys, argv, "another `diffuse export` is writing it right now")
-    finally:
-        proc.kill()
-        proc.wait()
-    assert not out.exists() and not list(tmp_path.glob(".out.export-*[!k]"))
-    assert main(argv) == 0 and (out / "config.json").exists()  # free again
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
-
-
-# --- 20. the error is the one line on stderr, with no library warning before it ---------------------
-
-
-@pytest.mark.parametrize("case", ["adapter-for-another-base-model", "adapter-weights-truncated"])
-def test_a_failed_adapter_load_is_the_only_line_on_stderr(tmp_path, task_file, case):
-    from test_hostile_inputs import bad_model_case
-
-    args, problem = bad_model_case(tmp_path, case)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
-    argv = [sys.executable, "-m", "diffuse_lm.cli", "measure", str(task_file), *args]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-    assert lines[0].startswith("diffuse: error: ") and problem in lines[0]
-
-
-def test_a_sidecar_whose_n_is_no_count_is_one_line(tmp_path, capsys, no_model):
-    samples = tmp_path / "s.jsonl"
-    samples.write_text(json.dumps({"index": 0, "text": "{a}"}) + "\n")
-    (tmp_path / "s.jsonl.meta.json").write_text(json.dumps({"format": "diffuse-samples/1", "n": -5}))
-    before = snapshot(tmp_path)
-    cli_error(capsys, ["stats", str(samples), "--no-exact"], "malformed (n is -5, not a count of samples)")
-    assert snapshot(tmp_path) == before
-
-
-# --- 19. one task of many targets shows its progress ---------------------------------------------
-
-
-def test_measure_of_one_large_task_shows_progress_by_targets(tmp_path, capsys, tiny_model_dir):
-    task = tmp_path / "many.json"
-    task.write_text(json.dumps({"request": "Pick.", "targets": [f"t{i}" for i in range(300)]}))
-    argv = ["measure", str(task), "--model", str(tiny_model_dir), "-o", str(tmp_path / "m.json")]
-    assert main(argv) == 0
-    err = capsys.readouterr().err
-    assert "measure " in err and "300/300" in err and "target" in err, err[-500:]
+    cli_error(capsys, argv, problem)
+    assert snapshot(tmp_path) == before  # nothing written, replaced, truncated or deleted
+    partial = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or "-tmp" in p.name]
+    assert not partial and not (tmp_path / "out").exists(), partial
