@@ -3,6 +3,7 @@ writing the same folder, a resume on task files changed since, and results that 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -61,6 +62,17 @@ def locked(out: Path | None) -> Iterator[None]:
                     folder.rmdir()
                 except OSError:
                     break
+
+
+def holding_output_dir(run):
+    """``run(cfg, …)`` (a training run) called while it holds the lock of ``cfg.output_dir`` (:func:`locked`)."""
+
+    @functools.wraps(run)
+    def locked_run(cfg, *args, **kwargs):
+        with locked(Path(cfg.output_dir) if cfg.output_dir else None):
+            return run(cfg, *args, **kwargs)
+
+    return locked_run
 
 
 def _stat(path: Path) -> tuple[int, int] | None:

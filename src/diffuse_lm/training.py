@@ -43,7 +43,7 @@ from diffuse_lm.run_dir import (
     write_step,
     writing,
 )
-from diffuse_lm.run_guards import check_tasks_unchanged, locked
+from diffuse_lm.run_guards import check_tasks_unchanged, holding_output_dir
 from diffuse_lm.scoring import check_fits
 from diffuse_lm.tasks import Task, load_tasks
 from diffuse_lm.training_setup import (
@@ -238,14 +238,8 @@ def _finished_result(out: Path, summary: dict, model, tokenizer) -> TrainResult:
 # --- the run ---------------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, **kwargs) -> TrainResult:
-    """Run (or resume, or return the finished) training run of ``cfg`` (:func:`_train`), holding its output
-    folder's lock throughout, so that no second run writes the same folder at the same time."""
-    with locked(Path(cfg.output_dir) if cfg.output_dir else None):
-        return _train(cfg, **kwargs)
-
-
-def _train(
+@holding_output_dir  # its lock, throughout: no second run writes the same folder at the same time
+def train(
     cfg: TrainConfig,
     *,
     model=None,
