@@ -344,3 +344,20 @@ def test_measure_of_one_large_task_shows_progress_by_targets(tmp_path, capsys, t
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "measure " in err and "300/300" in err and "target" in err, err[-500:]
+
+
+def test_a_model_cache_build_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    from diffuse_lm.errors import DiffuseError
+    from diffuse_lm.model_cache import cached_build
+
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"weights")
+
+    def build(tmp: Path) -> None:
+        (tmp / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(DiffuseError, match="cannot build the model cache .No space left on device.") as e:
+        cached_build(tmp_path / "cache" / "model", source, build)
+    assert "\n" not in str(e.value)
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
