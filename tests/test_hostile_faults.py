@@ -204,13 +204,16 @@ def test_a_tiny_temperature_is_greedy_not_nan():
 # --- 9, 15. prompts and generations past the model's context --------------------------------------
 
 
-def test_a_task_longer_than_the_models_context_is_refused(tmp_path, capsys, tiny_model_dir):
+@pytest.mark.parametrize("command", ["measure", "compare"])
+def test_a_task_longer_than_the_models_context_is_refused(
+    tmp_path, capsys, tiny_model_dir, task_file, command
+):
     task = tmp_path / "long.json"
     task.write_text(json.dumps({"request": "x" * 600, "targets": ["a", "b"]}))  # 512 positions
-    out = tmp_path / "m.json"
+    out = tmp_path / ("m.json" if command == "measure" else "cmp")
     cli_error(
         capsys,
-        ["measure", str(task), "--model", str(tiny_model_dir), "-o", str(out)],
+        [command, str(task_file), str(task), "--model", str(tiny_model_dir), "-o", str(out)],
         "long: its prompt and longest target",
         "more than the model's context of 512",
     )
