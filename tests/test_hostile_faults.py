@@ -364,3 +364,20 @@ def test_a_model_cache_build_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp
         cached_build(tmp_path / "cache" / "model", source, build)
     assert "\n" not in str(e.value)
     assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_second_compare_into_the_same_folder_is_refused(tmp_path, capsys, task_file, tiny_model_dir):
+    holder = (
+        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1], timeout=0); l.acquire(); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    lock = tmp_path / ".cmp.compare-lock"
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        argv = ["compare", str(task_file), "--model", str(tiny_model_dir), "-o", str(tmp_path / "cmp")]
+        cli_error(capsys, [*argv, "--methods", "base"], "another `diffuse compare` is writing it right now")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / "cmp").exists()

@@ -19,7 +19,7 @@ import yaml
 from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import within
+from diffuse_lm.files import held_lock, within
 from diffuse_lm.model_info import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID, is_default_model
 
 CARD_METRICS = ("mass", "kl", "normalized_entropy")
@@ -193,25 +193,11 @@ def export(
 def _export_lock(output: Path) -> Iterator[None]:
     """One export into ``output`` at a time: a second is refused at once (two merges into one folder would
     delete each other's files); the leftovers of a killed export into it are removed under the lock."""
-    from filelock import FileLock, Timeout
-
-    path = output.parent / f".{output.name}.export-lock"
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(path, timeout=0)
-        lock.acquire()
-    except Timeout:
-        raise DiffuseError(f"--output {output}: another `diffuse export` is writing it right now") from None
-    except OSError as e:
-        raise DiffuseError(f"--output {output}: cannot write there ({e.strerror or e})") from None
-    try:
+    with held_lock(output.parent / f".{output.name}.export-lock", f"--output {output}", "diffuse export"):
         for stale in output.parent.glob(f".{glob.escape(output.name)}.export-*"):
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
         yield
-    finally:
-        path.unlink(missing_ok=True)
-        lock.release()
 
 
 def _first_line(e: BaseException) -> str:

@@ -9,6 +9,8 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
@@ -111,6 +113,27 @@ def _write_atomic(path: str | Path, mode: str, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def held_lock(path: Path, target: str, command: str) -> Iterator[None]:
+    """Hold the lock file ``path`` while ``command`` writes ``target``: a second one is refused at once rather
+    than both writing the same files; the lock file goes with the lock (one a killed run left, too)."""
+    from filelock import FileLock, Timeout
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path, timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise DiffuseError(f"{target}: another `{command}` is writing it right now") from None
+    except OSError as e:
+        raise DiffuseError(f"{target}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        lock.release()
 
 
 def sha256_file(path: str | Path) -> str:

@@ -47,8 +47,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.compare import compare_tasks, markdown_table, parse_methods, plot_compare
-    from diffuse_lm.files import write_json_atomic, write_text_atomic
+    from diffuse_lm.compare import parse_methods
+    from diffuse_lm.files import held_lock
     from diffuse_lm.tasks import load_tasks
 
     # Everything that can be wrong with the input fails here, before the (slow) model load.
@@ -71,6 +71,16 @@ def run(args: argparse.Namespace) -> int:
     for name in FILES:
         check_writable(out / name, **task_inputs(tasks, args.tasks))  # folders among them
     check_replaceable(out, FILES, _is_compare_result(out / "compare.json"), "compare")
+
+    where = out.absolute()  # "." has no name to put beside it
+    with held_lock(where.parent / f".{where.name}.compare-lock", str(out), "diffuse compare"):
+        return _run(args, tasks, specs, out)
+
+
+def _run(args: argparse.Namespace, tasks, specs, out: Path) -> int:
+    """The slow part, under the output folder's lock: two compares into one folder would mix their files."""
+    from diffuse_lm.compare import compare_tasks, markdown_table, plot_compare
+    from diffuse_lm.files import write_json_atomic, write_text_atomic
 
     model, tokenizer = load_from_args(args)
     result = compare_tasks(
