@@ -36,7 +36,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
-# Every experiment of the paper at quick scale on the default model (resumable; see README).
+# Every experiment of the paper at quick scale on the default model (resumable; see docs/reproducing.md).
 reproduce: $(STAMP)
 	$(BIN)/diffuse reproduce all --scale quick --jobs $(JOBS) --output results/reproduce
 

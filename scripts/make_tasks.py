@@ -101,13 +101,15 @@ def answer(what: str, example: str) -> str:
     return f"Output only the {what} between two curly braces, like this: {{{example}}}. Don't output code."
 
 
-def task(name, family, description, request, targets, weights=None, eos=True) -> dict:
+def task(name, family, description, request, targets, weights=None, eos=True, valid=None) -> dict:
     data = {"name": name, "family": family, "description": description, "request": request}
     data["targets"] = list(targets)
     if weights is not None:
         data["weights"] = list(weights)
     if not eos:
         data["eos"] = False
+    if valid is not None:  # right answers beyond the targets: a list, or the task whose targets they are
+        data["valid"] = valid if isinstance(valid, str) else [v for v in valid if v not in set(targets)]
     return data
 
 
@@ -242,19 +244,53 @@ Upholsterer, Urban Planner, Urologist, Veterinarian, Video Editor, Voice Actor, 
 Wildlife Biologist, Window Cleaner, Writer, Yoga Instructor, Zookeeper, Zoologist"""
 
 OCCUPATION_LETTERS = ("A", "M", "S")
+# Common occupations neither the curated list nor Faker's has, valid beyond the targets.
+MORE_OCCUPATIONS = """Software Engineer, Web Developer, Nurse Practitioner, Registered Nurse, Veterinary Technician,
+Flight Engineer, Game Developer, Social Media Manager, Sales Manager, Store Manager, Warehouse Worker,
+Delivery Driver, Chef de Cuisine, Cook, Waitress, Server, Housekeeper, Cleaner, Painter and Decorator, Actress,
+Artist, Scientist, Researcher, Student, Programmer, Developer, Manager, Consultant, Analyst, Designer, Writer,
+Entrepreneur, Banker, Police Detective, Sheriff, Firefighter Paramedic, Astrophysicist, Zoologist, Ecologist,
+Geneticist, Pharmacologist, Surgeon General, Nursing Assistant, Medical Assistant, Dental Assistant, Teaching
+Assistant, Librarian Assistant, Mail Clerk, Clerk, Postman, Postal Worker, Mailman, Fireman, Policeman,
+Stewardess, Steward, Waiter, Chauffeur, Courier, Guard, Bodyguard, Sailor, Captain, Ship Captain, Fisherman,
+Rancher, Cowboy, Shepherd, Miner, Welder, Mechanic, Tailor, Seamstress, Shoemaker, Cobbler, Watchmaker,
+Clockmaker, Printer, Publisher, Reporter, Announcer, Broadcaster, DJ, Disc Jockey, Comedian, Magician, Clown,
+Acrobat, Stuntman, Stunt Performer, YouTuber, Influencer, Streamer, Voice Actor, Animator, Cartoonist"""
+
+
+def broad_occupations(jobs: list[str]) -> list[str]:
+    """Every occupation valid beyond the curated targets: the curated ones, Faker's job titles written as the
+    targets are (title case; "Accountant, chartered" and other titles with a qualifier left out) and
+    MORE_OCCUPATIONS."""
+    from faker.providers.job.en_US import Provider
+
+    faker = [j.title() for j in Provider.jobs if "," not in j and "/" not in j and "(" not in j]
+    return sorted(set(jobs) | set(faker) | set(split_list(MORE_OCCUPATIONS)))
 
 
 def occupation_tasks() -> list[dict]:
     jobs, fam, suffix = sorted(split_list(OCCUPATIONS)), "OCCUPATIONS", answer("occupation", "occupation")
-    desc = "A uniformly random occupation (a curated list)."
-    out = phrasings("occupations/any", fam, desc, "occupation", suffix, braced(jobs))
+    broad = broad_occupations(jobs)
+    desc = (
+        f"A uniformly random occupation (a curated list); {len(broad)} occupations (the list, Faker's and "
+        "more) are valid."
+    )
+    out = phrasings("occupations/any", fam, desc, "occupation", suffix, braced(jobs), valid=braced(broad))
     for x in OCCUPATION_LETTERS:
+        valid = braced(j for j in broad if j.startswith(x))
         desc, targets = (
-            f'A uniformly random occupation starting with "{x}" (a curated list).',
+            f'A uniformly random occupation starting with "{x}" (a curated list); {len(valid)} are valid.',
             braced(j for j in jobs if j.startswith(x)),
         )
         out += phrasings(
-            f"occupations/letter-{x.lower()}", fam, desc, "occupation-letter", suffix, targets, x=x
+            f"occupations/letter-{x.lower()}",
+            fam,
+            desc,
+            "occupation-letter",
+            suffix,
+            targets,
+            x=x,
+            valid=valid,
         )
     return out
 
@@ -342,7 +378,17 @@ def babyname_tasks(n_train: int = 200, top: int = 1000) -> list[dict]:
         f"Natural distribution: {BABYNAMES_SOURCE}."
     )
     names, weights = zip(*train, strict=True)
-    out = phrasings("babynames/train", fam, desc, "babyname", suffix, braced(names), weights=weights)
+    desc += " Any name of babynames-natural/top1000 is valid (all 29,910 would cost ~30x its scoring time)."
+    out = phrasings(
+        "babynames/train",
+        fam,
+        desc,
+        "babyname",
+        suffix,
+        braced(names),
+        weights=weights,
+        valid=f"babynames-natural/top{top}",
+    )
     request = f"{QUESTIONS['babyname'][0]} {suffix}"  # the natural distributions: the paper's prompt only
     natural = {
         "all": (
@@ -479,7 +525,16 @@ def groups() -> dict[str, list[str]]:
         # questions with one right answer, braced and bare (scripts/make_utility_data.py writes their files);
         # the sub-folders, as a group that lists its own name would resolve to itself
         "determinate": ["determinate/braced", "determinate/plain"],
+        # random choices in every answer format, each subject in two (scripts/make_format_tasks.py)
+        "formats-mix": format_mix(),
     }
+
+
+def format_mix() -> list[str]:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_format_tasks import mix
+
+    return mix()
 
 
 def all_tasks() -> list[dict]:

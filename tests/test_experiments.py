@@ -541,7 +541,11 @@ def test_stored_results_load_write_back_unchanged_and_render_the_stored_report(t
     from diffuse_lm.experiments import NAMES, experiment
     from diffuse_lm.experiments.report import write_report
 
-    for name in NAMES:
+    stored = [name for name in NAMES if (STORED / f"{name}.json").exists()]
+    # every experiment of the paper has stored results; the newer ones (open-ended, formats) once re-run
+    # (calibration's quick-scale results are under docs/calibration)
+    assert set(NAMES) - set(stored) <= {"open-ended", "formats", "calibration"}, stored
+    for name in stored:
         record = json.loads((STORED / f"{name}.json").read_text())
         result = experiment(name).result.from_json(record["result"])
         assert json.loads(json.dumps(result.to_json())) == record["result"], name
@@ -552,7 +556,9 @@ def test_stored_results_load_write_back_unchanged_and_render_the_stored_report(t
 def test_each_experiment_is_one_module_registered_once():
     from diffuse_lm import experiments
 
-    assert experiments.in_all() == [n for n in experiments.NAMES if n not in ("tradeoff", "compare")]
+    assert experiments.in_all() == [
+        n for n in experiments.NAMES if n not in ("tradeoff", "compare", "calibration")
+    ]
     for name in experiments.NAMES:
         exp = experiments.experiment(name)
         assert exp.name == name and exp.claim and exp.run.__module__ == exp.section.__module__
@@ -589,3 +595,43 @@ def test_compare_experiment_puts_tuned_beside_the_other_methods(tiny):
         assert len(result.rows) == len(methods) * len(result.tasks)
     md = compare.section(res, tiny.tmp)
     assert "| tuned | exact |" in md and (tiny.tmp / "compare_rng.png").stat().st_size > 1000
+
+
+def test_open_ended_counts_answer_like_outputs_of_base_and_tuned(tiny):
+    from diffuse_lm.experiments import open_ended
+
+    answers = ["Peanut", "Biscuit", "I would call it Peanut because it is small", "Peanut"]
+    ctx = replace(
+        tiny.ctx,
+        scale=replace(tiny.ctx.scale, open_ended_samples=4, open_ended_prompts=3),
+        sampler=lambda m, t, msgs, n, seed=0, **kw: [answers[(seed + i) % 4] for i in range(n)],
+    )
+    res = open_ended.run(ctx)
+    assert list(res.models) == ["base", "tuned"] and res.n_prompts == 3 and res.k == 4
+    for m in res.models.values():
+        assert m.answer_like_rate == pytest.approx(0.75) and m.distinct == 2.0
+        assert [p.prompt for p in m.prompts] == open_ended.prompts()[:3]
+    assert "paper-six" in ctx.trained  # the tuned model is the six-task model
+    md = open_ended.section(res, tiny.tmp)
+    assert (tiny.tmp / "open_ended.png").exists() and "answer-like" in md
+
+
+def test_formats_holds_each_format_out_of_training(tiny):
+    from diffuse_lm.experiments import formats
+
+    ctx = replace(
+        tiny.ctx, scale=replace(tiny.ctx.scale, formats_held_out=("bare", "json"), format_subjects=2)
+    )
+    res = formats.run(ctx)
+    assert res.formats == ["bare", "json"]
+    for fmt in res.formats:
+        specs = ctx.trained[f"formats-without-{fmt}"]["train_prompts"]
+        used = {s.split("/")[2] for s in specs}
+        assert fmt not in used and len(used) == len(formats.FORMATS) - 1
+        assert all(len([s for s in specs if s.split("/")[2] == f]) == 2 for f in used)
+        cells = res.results[fmt]
+        assert list(cells) == list(formats.MODELS)
+        assert all(len(c.tasks) == 5 and 0 < c.mass <= 1 for c in cells.values())
+    assert res.results["bare"]["held out"].mass != pytest.approx(res.results["bare"]["base"].mass)
+    md = formats.section(res, tiny.tmp)
+    assert (tiny.tmp / "formats.png").exists() and "| bare |" in md

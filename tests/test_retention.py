@@ -165,13 +165,14 @@ def test_non_finite_numbers_are_refused_and_a_diverging_run_stops_before_saving(
 
 
 def test_train_log_lines_are_strict_json():
-    from diffuse_lm.run_dir import strict_json as _strict
+    from diffuse_lm.strict_json import strict_json as _strict
 
     entry = {"step": 1, "eval": {"t": {"kl": float("inf"), "mass": 0.5}}, "x": [float("nan"), 1.0]}
     assert json.loads(json.dumps(_strict(entry), allow_nan=False)) == {
         "step": 1,
-        "eval": {"t": {"kl": None, "mass": 0.5}},
+        "eval": {"t": {"kl": None, "mass": 0.5, "nonfinite": {"kl": "+Infinity"}}},
         "x": [None, 1.0],
+        "nonfinite": {"x": "1 of 2 entries were not finite (first: NaN)"},
     }
 
 

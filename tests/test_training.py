@@ -180,6 +180,32 @@ def test_train_step_with_a_mass_weight_moves_by_the_plain_gradient(tokenizer, ba
         torch.testing.assert_close(b - p.detach(), g, atol=1e-5, rtol=1e-4)
 
 
+def test_mass_weight_schedule_goes_linearly_from_start_to_end(tokenizer):
+    from diffuse_lm.training_step import mass_weight_at
+
+    cfg = config_from_dict(
+        {
+            "train_prompts": ["x"],
+            "output_dir": "x",
+            "alg_config": {"mass_weight": 0.1, "mass_weight_end": 1.0},
+        }
+    )
+    assert [round(mass_weight_at(cfg, s, 4), 6) for s in range(4)] == [0.1, 0.4, 0.7, 1.0]
+    flat = config_from_dict({"train_prompts": ["x"], "output_dir": "x", "alg_config": {"mass_weight": 0.3}})
+    assert {mass_weight_at(flat, s, 4) for s in range(4)} == {0.3}
+    # the step uses the scheduled α: with α given as 1, a config of α 0.25 moves as plain Eq. 5 does
+    encs = [encode_task(tokenizer, task_from_dict(d, source=n)) for n, d in TASKS.items()]
+    a, b = _lora(tiny_llama(len(tokenizer), seed=4)), _lora(tiny_llama(len(tokenizer), seed=4))
+    b.load_state_dict(a.state_dict())
+    base = {"train_prompts": ["x"], "output_dir": "x", "max_grad_norm": None}
+    quarter = config_from_dict({**base, "alg_config": {"mass_weight": 0.25}})
+    for m, cfg, alpha in ((a, quarter, 1.0), (b, config_from_dict(base), None)):
+        params = [p for p in m.parameters() if p.requires_grad]
+        train_step(m, torch.optim.SGD(params, lr=1.0), params, encs, cfg, mass_weight=alpha)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
 def test_shards_partition_the_targets(tokenizer):
     enc = encode_task(tokenizer, task_from_dict(TASKS["digits"], source="digits"))
     shards = [_shard(enc, r, 3) for r in range(3)]
@@ -230,6 +256,16 @@ def test_run_moves_towards_p_star_and_leaves_its_files(tmp_path, model_dir):
     assert [e["step"] for e in evals] == [2, 4, 6, 8] and set(evals[0]["eval"]) == {"digits", "letters"}
     assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == 0.02
     assert not list(out.glob(".*tmp*")) and len(list(out.glob("checkpoint-*"))) == 2  # the last two kept
+
+
+def test_step_budget_stops_mid_pass_and_a_larger_budget_resumes(tmp_path, model_dir):
+    cfg = tiny_config(tmp_path, model_dir, alg_config={"max_steps": 3}, measure=False)
+    s = train(config_from_dict(cfg), progress=False).summary
+    assert s["steps"] == 3 and s["total_steps"] == 3 and s["passes"] == 2
+    cfg["alg_config"]["max_steps"] = 5
+    s = train(config_from_dict(cfg), progress=False).summary
+    log = [json.loads(line) for line in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]
+    assert s["steps"] == 5 and [e["step"] for e in log if e.get("kind") == "train"] == [1, 2, 3, 4, 5]
 
 
 def test_adapter_loads_in_plain_peft_and_in_diffuse_measure(tmp_path, model_dir):

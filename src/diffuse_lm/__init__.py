@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_model": "diffuse_lm.models",
+    "default_model_path": "diffuse_lm.models",
     "Task": "diffuse_lm.tasks",
     "load_tasks": "diffuse_lm.tasks",
     "tasks_from_dataset": "diffuse_lm.dataset_tasks",

@@ -24,10 +24,13 @@ def make_task(
     name: str = "task",
     system: str | None = None,
     eos: bool = True,
+    valid: Sequence[str] | str | None = None,
 ) -> Task:
-    """A task built in code: the prompt, its valid answers and the wanted weights (uniform by default),
-    validated exactly as a task file is."""
+    """A task built in code: the prompt, its targets, the wanted weights (uniform by default) and, optionally,
+    broader ``valid`` answers (a list, or a task name whose targets they are), validated as a task file is."""
     data: dict[str, Any] = {"request": request, "targets": list(targets), "eos": eos, "name": name}
+    if valid is not None:
+        data["valid"] = valid if isinstance(valid, str) else list(valid)
     if weights is not None:
         data["weights"] = [float(w) for w in weights]
     if system is not None:
@@ -148,6 +151,8 @@ def task_to_dict(task: Task) -> dict:
     for key in ("system", "family", "description"):
         if getattr(task, key) is not None:
             data[key] = getattr(task, key)
+    if task.valid:
+        data["valid"] = list(task.valid)
     return data
 
 

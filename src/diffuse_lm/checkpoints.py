@@ -19,6 +19,7 @@ import torch
 
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file, write_json_atomic
+from diffuse_lm.models import write_base_record
 
 POINTER = "checkpoint.json"
 KEEP = 2  # checkpoints kept: the latest and one to fall back to
@@ -42,6 +43,7 @@ def _write_files(tmp: Path, model, opt, state: dict) -> None:
     from safetensors.torch import save_file
 
     model.save_pretrained(tmp, save_embedding_layers=False)  # no hub lookup of the base's config
+    write_base_record(model, tmp)
     tensors, groups = {}, []
     sd = opt.state_dict()
     for i, s in sd["state"].items():

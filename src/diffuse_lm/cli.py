@@ -24,6 +24,7 @@ COMMANDS = [
     "train",
     "export",
     "configs",
+    "model",
 ]
 MAX_MESSAGE = 280  # characters of an error message shown (values quoted in it are cut shorter still)
 
@@ -61,6 +62,25 @@ def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     return f"{text[:head]} … {text[len(text) - (limit - 3 - head) :]}"
 
 
+def _flag_hint(parser: argparse.ArgumentParser, args: argparse.Namespace, strays: list[str]) -> str:
+    """`` (did you mean '--model'?)`` for the first unknown flag, from the options of the command it was given
+    to (and of its verb: ``configs cp``)."""
+    from diffuse_lm.errors import did_you_mean
+
+    flag = next((s.partition("=")[0] for s in strays if s.startswith("--")), None)
+    if flag is None:
+        return ""
+    options, node = [], parser
+    for name in (getattr(args, "command", None), getattr(args, "verb", None)):
+        sub = next((a for a in node._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or name not in sub.choices:
+            break
+        node = sub.choices[name]
+        options += [o for a in node._actions for o in a.option_strings if o.startswith("--")]
+    bare = {o.lstrip("-"): o for o in options}  # "--" is in every name: matched without it
+    return did_you_mean(flag.lstrip("-"), list(bare), bare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="diffuse",
@@ -81,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     # KEY=VALUE overrides may follow options (`train cfg.yaml -q lr=1`), which argparse leaves unparsed.
     strays = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
     if strays:
-        parser.error(f"unrecognized arguments: {' '.join(strays)}")
+        parser.error(f"unrecognized arguments: {' '.join(strays)}{_flag_hint(parser, args, strays)}")
     if extra:
         args.overrides += extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")

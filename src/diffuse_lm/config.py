@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from diffuse_lm.errors import DiffuseError, unknown_key
+from diffuse_lm.errors import DiffuseError, did_you_mean, unknown_key
 from diffuse_lm.files import check_regular
 from diffuse_lm.model_info import DEFAULT_MODEL, DTYPES
 
@@ -36,6 +36,9 @@ class AlgConfig(_Strict):
     n_iters: int = Field(50, gt=0, description="passes over all training prompts")
     batch_size: int = Field(32, gt=0, description="targets per forward/backward micro-batch")
     early_stop: bool = Field(False, description="stop once a pass's loss <= floor * (1 + gamma)")
+    max_steps: int | None = Field(
+        None, gt=0, description="a step budget: stop after this many steps even if passes remain (null: none)"
+    )
     gamma: float = Field(0.2, ge=0)
     prompts_per_step: int = Field(1, gt=0, description="prompts averaged into one optimizer step (paper: 1)")
     mass_weight: float = Field(
@@ -43,6 +46,12 @@ class AlgConfig(_Strict):
         ge=0,
         description="α: Eq. 5 is −log(mass on the targets) + KL(p* ‖ p_θ renormalised over them) + H(p*); "
         "the loss weighs the mass part by α (1: Eq. 5)",
+    )
+    mass_weight_end: float | None = Field(
+        None,
+        ge=0,
+        description="α at the last step, reached linearly from mass_weight (e.g. 0.1 -> 1: spread first, then "
+        "put the mass back on the valid answers); null: mass_weight throughout",
     )
 
 
@@ -138,15 +147,60 @@ def _error_line(source: str, err: ValidationError, overrides: Sequence[str] = ()
     key = ".".join(str(p) for p in e["loc"]) or "config"
     for item in overrides:
         given = item.partition("=")[0].strip()
+        given = ALIASES.get(given, given)
         if given == key or key.startswith(f"{given}.") or given.startswith(f"{key}."):
             source = f"override {item!r}"
     if e["type"] == "extra_forbidden":
-        return f"{source}: {unknown_key(key)}"
+        return f"{source}: {unknown_key(key)}{did_you_mean(key, [*config_keys(), *ALIASES], ALIASES)}"
     if e["type"] == "missing":
         return f"{source}: missing key {key!r}"
     got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
     msg = e["msg"].removeprefix("Value error, ")
     return f"{source}: {key}: {msg}{got}"
+
+
+# The names users of transformers' TrainingArguments, TRL and peft type, for the keys that mean the same here.
+ALIASES = {
+    "learning_rate": "lr",
+    "num_train_epochs": "alg_config.n_iters",  # passes over all training prompts
+    "max_steps": "alg_config.max_steps",
+    "adam_epsilon": "adam_eps",
+    "lr_scheduler_type": "lr_scheduler",
+    "save_steps": "checkpoint_every",
+    "eval_steps": "eval_every",
+    "model_name_or_path": "model",
+    "lora_r": "lora.r",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "lora_target_modules": "lora.target_modules",
+}
+
+
+def config_keys(model: type[BaseModel] = None, prefix: str = "") -> list[str]:
+    """Every key a config accepts, dotted for nested ones (``alg_config.n_iters``)."""
+    keys = []
+    for name, field in (model or TrainConfig).model_fields.items():
+        keys.append(prefix + name)
+        inner = [a for a in getattr(field.annotation, "__args__", (field.annotation,)) if isinstance(a, type)]
+        for sub in inner:
+            if issubclass(sub, BaseModel):
+                keys += config_keys(sub, f"{prefix}{name}.")
+    return keys
+
+
+def _resolve_aliases(data: dict, source: str) -> None:
+    """Rename the aliases among ``data``'s keys (``learning_rate: 1e-4`` -> ``lr``), in place; an alias beside
+    the key it stands for is refused (which one would win is not obvious)."""
+    for alias, key in ALIASES.items():
+        if alias not in data:
+            continue
+        head, _, tail = key.partition(".")
+        node = data.get(head) if tail else data
+        if tail and not isinstance(node, dict | None):
+            continue  # the nested key's parent is malformed: validation names it
+        if (node or {}).get(tail or key) is not None:
+            raise DiffuseError(f"{source}: {alias} and {key} both given ({alias} is another name for {key})")
+        set_dotted(data, key, data.pop(alias))
 
 
 def set_dotted(data: dict, key: str, value: Any) -> None:
@@ -181,8 +235,9 @@ def config_from_dict(data: Any, *, source: str = "config", overrides: list[str] 
         data = {}
     if not isinstance(data, dict):
         raise DiffuseError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+    _resolve_aliases(data, source)
     for key, value in parse_overrides(list(overrides)):
-        set_dotted(data, key, value)
+        set_dotted(data, ALIASES.get(key, key), value)
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:

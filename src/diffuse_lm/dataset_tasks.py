@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from diffuse_lm.errors import DiffuseError, shorten, unknown_key, unknown_keys
+from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key, unknown_keys
 from diffuse_lm.tasks import Task, TaskError, bounded_walk, task_from_dict
 
 WHERE = {"dataset_path", "dataset_name", "data_files", "split", "dataset_kwargs", "limit", "name"}
@@ -74,7 +74,7 @@ def _check(spec: dict, known: set[str], fail) -> None:
     """Keys known, of the right kind, and one source each for the request and the targets."""
     unknown = unknown_keys(spec, known)
     if unknown:
-        raise fail(f"{unknown_key(unknown[0])} in a dataset mapping (known: {', '.join(sorted(known))})")
+        raise fail(f"{unknown_key(unknown[0])} in a dataset mapping (known: {known_list(unknown[0], known)})")
     for key in (WHERE | COLUMNS) - {"dataset_kwargs", "limit", "data_files", "doc_to_choice"}:
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise fail(f"{key} must be a string, got {type(spec[key]).__name__} {shorten(spec[key])}")

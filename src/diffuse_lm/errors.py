@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import reprlib
+from collections.abc import Iterable
 
 SHOWN_CHARS = 80  # an input value quoted in a message is cut to this many characters
 
@@ -37,3 +39,35 @@ def unknown_key(key: object) -> str:
     if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][\w.-]{0,39}", key):
         return f"unknown key {key!r}"
     return "a key that is no name (is this the right file?)"
+
+
+def closest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """The up to ``n`` ``choices`` most like ``word`` (difflib's ratio, as Python's own "did you mean"), best
+    first. A dotted key is matched among its siblings first (``alg_config.n_iter`` -> ``alg_config.n_iters``),
+    then among all keys, whole and by their last part (``n_iters`` -> ``alg_config.n_iters``)."""
+    choices = list(dict.fromkeys(choices))
+    parent, _, tail = word.rpartition(".")
+    siblings = {c.rpartition(".")[2]: c for c in choices if c.rpartition(".")[0] == parent}
+    found = [siblings[t] for t in difflib.get_close_matches(tail, list(siblings), n=n, cutoff=0.6)]
+    if not found:
+        found = difflib.get_close_matches(word, choices, n=n, cutoff=0.6)
+        by_tail = {c.rpartition(".")[2]: c for c in choices if "." in c}
+        found += [by_tail[t] for t in difflib.get_close_matches(tail, list(by_tail), n=n, cutoff=0.8)]
+    return list(dict.fromkeys(found))[:n]
+
+
+def did_you_mean(word: object, choices: Iterable[str], rename: dict[str, str] | None = None) -> str:
+    """``" (did you mean 'lr'?)"`` for the closest of ``choices`` to ``word``, or ``""`` when none is close;
+    ``rename`` maps a choice to the name to suggest (an alias to the key it stands for)."""
+    if not isinstance(word, str):
+        return ""
+    found = list(dict.fromkeys((rename or {}).get(c, c) for c in closest(word, choices)))
+    return f" (did you mean {' or '.join(repr(c) for c in found)}?)" if found else ""
+
+
+def known_list(word: object, choices: Iterable[str]) -> str:
+    """``choices`` for a "known: …" list, the closest to ``word`` first: a long list cut short by the one-line
+    limit still shows the ones the user most likely meant."""
+    choices = sorted(choices)
+    first = closest(word, choices) if isinstance(word, str) else []
+    return ", ".join(first + [c for c in choices if c not in first])

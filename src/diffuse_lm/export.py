@@ -20,7 +20,14 @@ from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import held_lock, within
-from diffuse_lm.model_info import DEFAULT_MODEL, DEFAULT_MODEL_HUB_ID, is_default_model
+from diffuse_lm.model_info import (
+    BASE_RECORD,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_HUB_ID,
+    DEFAULT_MODEL_NAME,
+    base_record,
+    hub_base,
+)
 
 CARD_METRICS = ("mass", "kl", "normalized_entropy")
 
@@ -43,40 +50,57 @@ def run_files(adapter: Path) -> dict:
 
 
 def base_model_of(adapter: Path, run: dict) -> str:
-    """The base model to merge into: the run's ``model``, else the adapter's ``base_model_name_or_path``."""
+    """The base model to merge into: the run's ``model``, else the adapter's ``diffuse_base.json``, else its
+    ``base_model_name_or_path`` (the default model's cache folder, or its hub id in adapters made before the
+    record, both mean the embedded model)."""
     if isinstance(run.get("config.yaml"), dict) and run["config.yaml"].get("model"):
         return str(run["config.yaml"]["model"])
+    try:
+        record = json.loads((adapter / BASE_RECORD).read_text())
+        if isinstance(record, dict) and record.get("model"):
+            return str(record["model"])
+    except (OSError, ValueError):
+        pass
     base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base or not isinstance(base, str):
         raise DiffuseError(f"{adapter}: names no base model; give it with --model")
-    return DEFAULT_MODEL if base == DEFAULT_MODEL_HUB_ID else base
-
-
-def _hub_name(model: str) -> str:
-    return DEFAULT_MODEL_HUB_ID if is_default_model(model) else model
+    if base == DEFAULT_MODEL_HUB_ID or Path(base).name == f"{DEFAULT_MODEL_NAME}-float32":
+        return DEFAULT_MODEL
+    return base
 
 
 def model_card(base: str, run: dict, merged: bool) -> str:
-    """README.md of an exported model: front matter for the hub, then base model, tasks, settings, metrics."""
+    """README.md of an exported model: front matter for the hub, then base model, tasks, settings, metrics.
+    The default model is named as what it is, the Q4_1 GGUF de-quantized to float32, not as the full-precision
+    model it was quantized from."""
     cfg = run.get("config.yaml") or {}
-    hub_base = _hub_name(base)
+    hub = hub_base(base)
+    record = base_record(base)
     meta = {
-        "base_model": hub_base,
+        "base_model": hub,
+        "base_model_relation": "finetune" if merged else "adapter",
         "library_name": "transformers" if merged else "peft",
         "tags": ["diffuse-lm", "lora", "distribution-matching"] + ([] if merged else ["peft"]),
+        "diffuse_lm": {"base": record},
     }
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", ""]
     kind = "merged into the base weights" if merged else "a PEFT LoRA adapter"
     lines += [
-        f"# {hub_base} tuned for diffuse answers",
+        f"# {record.get('name', hub)} tuned for diffuse answers",
         "",
-        f"A LoRA fine-tune of [{hub_base}](https://huggingface.co/{hub_base}) ({kind}) made with "
+        f"A LoRA fine-tune of [{hub}](https://huggingface.co/{hub}) ({kind}) made with "
         "diffuse-lm to spread its answers over each task's valid targets as wanted "
         "(the distribution-matching loss of Zhang et al., *Forcing Diffuse Distributions out of Language "
         "Models*, Eq. 5).",
         "",
-        f"- **Base model:** `{hub_base}`",
+        f"- **Base model:** `{hub}`",
     ]
+    if record.get("weights"):
+        lines += [
+            f"- **Base weights:** `{record['gguf_file']}` (revision `{record['gguf_revision']}`), "
+            f"{record['weights']}; quantized from `{record['quantized_from']}`, whose full-precision weights "
+            "differ from these",
+        ]
     if cfg:
         lines += [
             f"- **Trained on:** {', '.join(f'`{t}`' for t in _list(cfg.get('train_prompts')))}",
@@ -142,7 +166,7 @@ def export(
 ) -> Path:
     """Write ``output``: the base model with ``adapter`` merged (safetensors) or the adapter alone, the tokenizer,
     and a model card. Returns ``output``."""
-    from diffuse_lm.models import _check_adapter, load_model, resolve_model_path
+    from diffuse_lm.models import _check_adapter, load_model, resolve_model_path, write_base_record
 
     adapter, output = Path(adapter), Path(output).absolute()  # absolute: "." has no name to stage beside
     _check_adapter(adapter)
@@ -171,10 +195,11 @@ def export(
             if merge:
                 plain = lm.merge_and_unload()
                 _clear_quantization_marker(plain)
-                plain.config._name_or_path = _hub_name(base)
+                plain.config._name_or_path = hub_base(base)
                 plain.save_pretrained(tmp, safe_serialization=True)
             else:
                 lm.save_pretrained(tmp, save_embedding_layers=False)
+                write_base_record(lm, tmp)
             tokenizer.save_pretrained(tmp)
             (tmp / "README.md").write_text(card)
             _readable(tmp)

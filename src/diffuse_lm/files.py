@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import stat
 import tempfile
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.strict_json import dumps
 
 
 def within(path: str | Path, folder: str | Path) -> bool:
@@ -37,8 +37,9 @@ def check_regular(path: str | Path, what: str = "an input") -> None:
 
 
 def write_json_atomic(path: str | Path, data) -> None:
-    """Write JSON through a temporary file and rename, so a kill never leaves half a file."""
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+    """Write strict JSON (non-finite numbers as null: :mod:`diffuse_lm.strict_json`) through a temporary file and
+    rename, so a kill never leaves half a file."""
+    write_text_atomic(path, dumps(data, indent=1) + "\n")
 
 
 ROW_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -65,7 +66,7 @@ def write_rows_atomic(path: str | Path, rows: list[dict]) -> None:
     check_rows_path(path)
     suffix = Path(path).suffix.lower()
     if suffix == ".jsonl":
-        write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_text_atomic(path, "".join(dumps(r, ensure_ascii=False) + "\n" for r in rows))
     elif suffix == ".csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from diffuse_lm.encoding import encode_tasks
-from diffuse_lm.metrics import distribution_metrics, renormalize
+from diffuse_lm.metrics import distribution_metrics, ordered_metrics, renormalize
 from diffuse_lm.model_info import model_label
 from diffuse_lm.provenance import provenance
 from diffuse_lm.scoring import check_fits, score_task
@@ -26,9 +28,18 @@ class Measurement:
     provenance: dict = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: dict) -> Measurement:
-        """A measure JSON (what ``diffuse measure --output`` writes) as a record."""
+    def from_json(cls, data: dict | str | os.PathLike) -> Measurement:
+        """A measure JSON (what ``diffuse measure --output`` writes) as a record: the parsed dict, or its path."""
+        if isinstance(data, str | os.PathLike):
+            return cls.load(data)
         return cls(data["model"], data["tasks"], data.get("provenance") or {})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Measurement:
+        """Read ``diffuse measure -o m.json`` (or a train run's before.json / after.json) from its path."""
+        from diffuse_lm.strict_json import loads
+
+        return cls.from_json(loads(Path(path).read_text()))
 
     def to_json(self) -> dict:
         return {"model": self.model, "provenance": self.provenance, "tasks": self.tasks}
@@ -56,27 +67,41 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
     task file hashes: :mod:`diffuse_lm.provenance`), "tasks": [per-task metrics and targets]}``."""
     from tqdm.auto import tqdm
 
-    encoded = encode_tasks(tokenizer, tasks)
+    encoded = encode_tasks(tokenizer, [with_valid(t) for t in tasks])
     for enc in encoded:
         check_fits(model, enc)  # every task before the first is scored: a refusal comes before any work
     rows = []
     label = model_label(model, short=True)
-    # by targets, not tasks: one task of 100,000 targets shows its progress too
+    # by targets (valid answers included), not tasks: one task of 100,000 targets shows its progress too
     total = sum(e.n_targets for e in encoded)
     bar = tqdm(total=total, desc=f"measure {label}", unit="target", disable=not progress)
-    for enc in encoded:
-        bar.set_description(f"measure {label}: {enc.task.name}")
+    for task, enc in zip(tasks, encoded, strict=True):
+        bar.set_description(f"measure {label}: {task.name}")
         tick = {"on_batch": lambda batch, _: bar.update(len(batch))} if progress else {}
         logprobs = score_task(model, enc, **tick, **score_kw).double().cpu().numpy()
-        rows.append(task_result(enc.task, logprobs))
+        n = len(task.targets)
+        rows.append(task_result(task, logprobs[:n], logprobs[n:] if task.valid else None))
     bar.close()
     return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}
 
 
-def task_result(task: Task, logprobs: np.ndarray) -> dict:
-    """One task's entry of the measure JSON from its targets' raw log-probabilities."""
-    metrics = distribution_metrics(logprobs, task.weights)
+def with_valid(task: Task) -> Task:
+    """``task`` with its broader valid answers appended to the targets (weight 0), so that one scoring pass
+    gives the targets' and the valid answers' log-probabilities, the first ``len(task.targets)`` the targets';
+    encoding checks that the whole set is prefix-free."""
+    if not task.valid:
+        return task
+    weights = np.concatenate([task.weights, np.zeros(len(task.valid))])
+    return replace(task, targets=task.valid_set, weights=weights)
+
+
+def task_result(task: Task, logprobs: np.ndarray, valid_logprobs: np.ndarray | None = None) -> dict:
+    """One task's entry of the measure JSON from its targets' raw log-probabilities (and those of its
+    broader valid answers, which count in ``valid_mass`` and the yields)."""
+    metrics = distribution_metrics(logprobs, task.weights, valid_logprobs=valid_logprobs)
     probs = renormalize(logprobs)
+    if task.values is not None:  # an ordered numeric support: KS, W1, mean and sd too
+        metrics.update(ordered_metrics(np.array(task.values), probs, task.weights))
     return {
         "name": task.name,
         "path": task.path,

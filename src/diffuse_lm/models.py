@@ -8,6 +8,7 @@ beside it (``model_info``): ``model_label(model)`` reads it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -16,6 +17,7 @@ import os
 import re
 import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,19 +27,24 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import check_regular, sha256_file
 from diffuse_lm.model_cache import cache_dir, cached_build, default_model_dir  # noqa: F401  (imported from here)
 from diffuse_lm.model_info import (  # noqa: F401  (imported from here)
+    BASE_RECORD,
     DEFAULT_MODEL,
     DEFAULT_MODEL_HUB_ID,
     DEFAULT_MODEL_NAME,
     DTYPES,
     ModelInfo,
+    base_record,
     display_name,
+    hub_base,
     is_default_model,
     model_info,
     model_label,
+    same_base,
     set_model_info,
 )
 
 _NOISY_LOGGERS = ("transformers", "accelerate", "peft", "huggingface_hub")
+log = logging.getLogger(__name__)
 
 
 def quiet_transformers(verbose: bool = False) -> None:
@@ -200,8 +207,9 @@ def load_model(
     else:
         lm = _load_weights(path, torch_dtype, kw, why)
         lm.to(dev)
-    if is_default_model(model):  # not the cache folder: adapters record this
-        lm.name_or_path = lm.config._name_or_path = DEFAULT_MODEL_HUB_ID
+    # The default model keeps its cache folder as name_or_path: peft records it as the adapter's base, so
+    # AutoPeftModelForCausalLM finds those weights offline (diffuse_base.json names them portably).
+    set_model_info(lm, label=display_name(model), name=DEFAULT_MODEL if is_default_model(model) else model)
     if adapter:
         lm = attach_adapter(lm, adapter, trainable=trainable_adapter)
     lm.eval()
@@ -283,8 +291,10 @@ def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
 
     adapter = Path(adapter)
     _check_adapter(adapter)
+    _warn_other_base(model, adapter)
     try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        with peft_wrapping():
+            peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     except Exception as e:  # peft raises many kinds for a mismatched adapter
         mismatch = _size_mismatch(str(e))
         if mismatch:
@@ -296,6 +306,80 @@ def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
         weights = adapter / "adapter_model.safetensors"
         set_model_info(peft_model, adapter={"path": str(adapter), "sha256": sha256_file(weights)})
     return peft_model
+
+
+@contextlib.contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Around peft wrapping a model: peft reads ``is_gradient_checkpointing``, which transformers 5 deprecates
+    with a FutureWarning on every adapter load; that one warning (ours to silence, not the user's) is dropped."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
+
+
+def _base_of(model) -> dict:
+    """The base record (:func:`base_record`) of a loaded model, from the name it was loaded by."""
+    info = model_info(model)
+    if info is not None and info.name is not None:
+        return base_record(info.name)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    name = getattr(base, "name_or_path", None) or "model"
+    try:  # the default model's cache folder, loaded by path (plain transformers): the default model
+        if Path(name).resolve() == (cache_dir() / f"{DEFAULT_MODEL_NAME}-float32").resolve():
+            name = DEFAULT_MODEL
+    except (OSError, DiffuseError):
+        pass
+    return base_record(name)
+
+
+def _warn_other_base(model, adapter: Path) -> None:
+    """Warn when ``adapter`` records (in ``diffuse_base.json``) a base other than ``model``: it loads (the shapes
+    agree) but was trained on other weights, e.g. the default model's de-quantized GGUF against the hub's
+    full-precision SmolLM2."""
+    try:
+        theirs = json.loads((adapter / BASE_RECORD).read_text())
+    except (OSError, ValueError):
+        return  # an adapter made elsewhere (peft, TRL) or before the record existed
+    ours = _base_of(model)
+    if isinstance(theirs, dict) and not same_base(theirs, ours):
+        log.warning(
+            "warning: --adapter %s was trained on %s, not on the model it is attached to (%s); its results "
+            "there may differ from the run's",
+            adapter,
+            _describe(theirs),
+            _describe(ours),
+        )
+
+
+def _describe(record: dict) -> str:
+    if record.get("weights"):
+        return f"{record.get('name', record.get('model'))} ({record['weights']})"
+    return str(record.get("model"))
+
+
+def write_base_record(model, folder: Path) -> None:
+    """Record in a saved adapter ``folder`` the base it was trained on: ``diffuse_base.json``, and in peft's
+    model card (README.md) a ``base_model`` the hub understands (the GGUF repository for the default model,
+    not the local cache folder that adapter_config.json names so that peft finds the weights offline)."""
+    record = _base_of(model)
+    (folder / BASE_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    card = folder / "README.md"
+    if record.get("model") == DEFAULT_MODEL and card.exists():
+        from huggingface_hub import ModelCard
+
+        hub, local = hub_base(DEFAULT_MODEL), getattr(model, "name_or_path", None)
+        text = ModelCard(card.read_text())  # peft's card: base_model and a base_model:adapter:… tag
+        text.data.base_model = hub
+        text.data.tags = [t.replace(str(local), hub) if local else t for t in text.data.tags or []]
+        card.write_text(str(text))
+
+
+def default_model_path() -> Path:
+    """The folder of the embedded default model as float32 safetensors (built from the GGUF file on first use):
+    what ``AutoModelForCausalLM.from_pretrained`` loads as the base of its adapters, offline."""
+    return default_model_dir()
 
 
 _MISMATCH = re.compile(

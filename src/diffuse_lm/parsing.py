@@ -64,17 +64,26 @@ def task_answers(task: Task) -> tuple[list[str], bool]:
     return answers, braces
 
 
+def valid_answers(task: Task) -> tuple[set[str], bool]:
+    """Every answer ``task`` accepts — its targets' and its broader ``valid`` ones, parsed as the targets
+    are — and whether they are parsed out of braces."""
+    answers, braces = task_answers(task)
+    return set(answers) | {answer_of(v, braces=braces) or v for v in task.valid}, braces
+
+
 def sample_stats(records: Sequence[dict], task: Task | None = None, *, top: int = 10) -> dict:
     """Metrics of sampled generations (Section 2.2): valid rate, Coverage-N and entropy of the valid
     answers, the ``top`` answers with counts, and the unigram diversity of the texts (Figure 4b).
 
-    With a task, an answer is valid when it is one of the task's; without, when it is well formed.
-    Answers are parsed again from each record's text, so any task can be applied to any file.
+    With a task, an answer is valid when it is one of the task's targets or broader valid answers, and a
+    well-formed answer in neither is *invented* (``invented_rate``, with the commonest as examples); without a
+    task, an answer is valid when it is well formed. Answers are parsed again from each record's text, so any
+    task can be applied to any file.
     """
-    answers, braces = task_answers(task) if task is not None else (None, True)
-    accepted = set(answers or ())
+    accepted, braces = valid_answers(task) if task is not None else (set(), True)
     parsed = [answer_of(r["text"], braces=braces) for r in records]
     good = [a for a in parsed if a is not None and (task is None or a in accepted)]
+    invented = [a for a in parsed if a is not None and task is not None and a not in accepted]
     counts = Counter(good)
     n = len(records)
     stats = {
@@ -82,6 +91,9 @@ def sample_stats(records: Sequence[dict], task: Task | None = None, *, top: int 
         "n_well_formed": sum(a is not None for a in parsed),
         "n_valid": len(good),
         "valid_rate": len(good) / n if n else 0.0,
+        "n_invented": len(invented),
+        "invented_rate": len(invented) / n if n else 0.0,
+        "invented_examples": [a for a, _ in Counter(invented).most_common(5)],
         "coverage": valid_coverage(good),
         "entropy": empirical_entropy(good) if good else 0.0,
         "top": [[a, c] for a, c in counts.most_common(top)],
@@ -90,6 +102,13 @@ def sample_stats(records: Sequence[dict], task: Task | None = None, *, top: int 
     }
     if task is not None and len(task.targets) > 1:
         stats["normalized_entropy"] = stats["entropy"] / float(np.log(len(task.targets)))
+    if task is not None and task.values is not None:  # an ordered support: KS, W1, mean, sd of the samples
+        from diffuse_lm.metrics import sampled_ordered_metrics
+
+        index = {a: j for j, a in enumerate(task_answers(task)[0])}  # the targets: each has a value
+        stats["ordered"] = sampled_ordered_metrics(
+            np.array(task.values), [index[a] for a in good if a in index], task.weights
+        )
     if n and all("stopped" in r for r in records):
         stats["truncated_rate"] = sum(not r["stopped"] for r in records) / n
     return stats

@@ -25,7 +25,9 @@ from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file, within, write_json_atomic, write_text_atomic
 from diffuse_lm.model_info import set_model_info
+from diffuse_lm.models import write_base_record
 from diffuse_lm.run_guards import LOCK_FILE, check_finite_results
+from diffuse_lm.strict_json import dumps, loads
 from diffuse_lm.training_setup import TRACKER_DIR
 
 ADAPTER_DIR = "adapter"
@@ -50,6 +52,7 @@ TEMP_PREFIXES = (".probe-tmp-", ".config-tmp-", ".adapter-tmp-", ".checkpoint-tm
 # Keys a resumed run may change; any other difference from the saved config is an error.
 RESUMABLE = {
     "alg_config.n_iters",
+    "alg_config.max_steps",
     "alg_config.early_stop",
     "alg_config.gamma",
     "eval_every",
@@ -98,18 +101,9 @@ def _check_same_run(out: Path, cfg: TrainConfig) -> None:
             )
 
 
-def strict_json(value):
-    """``value`` with every non-finite float as null, so every line is JSON that strict readers accept."""
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def append_log(out: Path, entry: dict) -> None:
     with open(out / "train_log.jsonl", "a") as f:
-        f.write(json.dumps(strict_json(entry), allow_nan=False) + "\n")
+        f.write(dumps(entry) + "\n")
 
 
 def truncate_log(out: Path, step: int) -> None:
@@ -140,7 +134,7 @@ def read_log(out: Path) -> list[dict]:
 def _finished(out: Path, total_steps: int) -> dict | None:
     """The summary of a finished run in ``out`` (all steps done, or stopped early), if there is one."""
     try:
-        summary = json.loads((out / "summary.json").read_text())
+        summary = loads((out / "summary.json").read_text())
         state = latest_state(out)
     except (OSError, ValueError, KeyError):
         return None
@@ -152,8 +146,11 @@ def _finished(out: Path, total_steps: int) -> dict | None:
 
 
 def count_steps(cfg: TrainConfig, n_prompts: int) -> int:
-    """The run's optimizer steps: ``n_iters`` passes over ``n_prompts``, ``prompts_per_step`` a step."""
-    return cfg.alg_config.n_iters * math.ceil(n_prompts / cfg.alg_config.prompts_per_step)
+    """The run's optimizer steps: ``n_iters`` passes over ``n_prompts``, ``prompts_per_step`` a step, at most
+    ``max_steps`` (the step budget)."""
+    alg = cfg.alg_config
+    steps = alg.n_iters * math.ceil(n_prompts / alg.prompts_per_step)
+    return steps if alg.max_steps is None else min(steps, alg.max_steps)
 
 
 def _is_run_file(path: Path) -> bool:
@@ -289,6 +286,7 @@ def stage_adapter(out: Path, model) -> Path:
     """``model``'s LoRA adapter written to a temporary folder in ``out``, to swap in once its results are in."""
     tmp = private_dir(out, ".adapter-tmp-")
     model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA only: no hub lookup of the base
+    write_base_record(model, tmp)
     return tmp
 
 
@@ -340,7 +338,7 @@ def write_before(out: Path | None, step: int, measure: dict[str, Callable[[], di
     for name, fn in measure.items():
         if not (out / f"{name}.json").exists():
             write_json_atomic(out / f"{name}.json", fn())
-    return {name: json.loads((out / f"{name}.json").read_text()) for name in measure}
+    return {name: loads((out / f"{name}.json").read_text()) for name in measure}
 
 
 def finish(out: Path | None, model, before: dict, measure: dict, info: dict, log: list) -> dict:

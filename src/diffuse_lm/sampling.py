@@ -328,6 +328,7 @@ def sample_to_jsonl(
     progress: bool = False,
     responses: Sequence[str] | None = None,
     meta: dict | None = None,
+    min_p: float = 0.0,
     what: str | None = None,
 ) -> list[dict]:
     """Sample into ``output`` (one JSON object a line), resuming: only indices missing from the file are
@@ -337,7 +338,7 @@ def sample_to_jsonl(
     ``meta`` adds informational fields to it (e.g. the adapter folder). ``what`` names the task for the
     progress bar (default: the task's name).
     """
-    cfg = SampleConfig(temperature, top_p, top_k, max_new_tokens, seed).check()
+    cfg = SampleConfig(temperature, top_p, top_k, max_new_tokens, seed, min_p).check()
     if responses is None:
         responses = task.responses if task is not None else ("",)
     backend = "vllm" if isinstance(model, VLLMModel) else "transformers"

@@ -2,13 +2,16 @@
 
 A task file is JSON or YAML with the original study's keys — ``request``, ``response`` (a string or a
 list of strings; one is chosen per target), ``targets``, ``weights``, ``eos`` — plus optional ``system``,
-``name``, ``family`` and ``description``. A file may also hold many tasks: a JSON or YAML list of them, or
+``name``, ``family``, ``description`` and ``valid``: answers that are right but not wanted by p* (a broader
+set than the targets, e.g. any first name of a natural list), written like the targets, as a list or as the
+name of a task or task file whose targets they are. Mass and yield are measured on targets and valid answers. A file may also hold many tasks: a JSON or YAML list of them, or
 JSONL (one a line); or a YAML mapping from a ``datasets`` dataset's columns to task keys
 (:mod:`diffuse_lm.dataset_tasks`). Built-in tasks are the same kind of file inside the package.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -22,11 +25,24 @@ from typing import Any
 import numpy as np
 import yaml
 
-from diffuse_lm.errors import DiffuseError, shorten, unknown_key, unknown_keys
+from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key, unknown_keys
 from diffuse_lm.files import check_regular
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
-KNOWN_KEYS = {"request", "response", "targets", "weights", "eos", "system", "name", "family", "description"}
+KNOWN_KEYS = {
+    "request",
+    "response",
+    "targets",
+    "weights",
+    "eos",
+    "system",
+    "name",
+    "family",
+    "description",
+    "values",
+    "valid",
+}
+MAX_VALID = 200_000  # valid answers of one task: each is scored by teacher forcing
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 MAX_ALIASED_NODES = 100_000  # YAML values that aliases may add to a task file: more is an alias bomb
 
@@ -50,6 +66,15 @@ class Task:
     description: str | None = None
     path: str | None = None
     sources: tuple[str, ...] = field(default=(), compare=False)  # data files and folders it was read from
+    # The number each target stands for, where the answers are ordered (a distribution family's support):
+    # measure then adds the distances of ordered supports (KS, Wasserstein-1, mean and sd)
+    values: tuple[float, ...] | None = None
+    valid: tuple[str, ...] = ()  # right answers beyond the targets (never one of them), not wanted by p*
+
+    @property
+    def valid_set(self) -> tuple[str, ...]:
+        """Every valid answer: the targets, then the broader ``valid`` ones."""
+        return self.targets + self.valid
 
     @property
     def uniform(self) -> bool:
@@ -75,7 +100,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         raise fail(f"expected a mapping of task keys, got {type(data).__name__}")
     unknown = unknown_keys(data, KNOWN_KEYS)
     if unknown:
-        raise fail(f"{unknown_key(unknown[0])} (known: {', '.join(sorted(KNOWN_KEYS))})")
+        raise fail(f"{unknown_key(unknown[0])} (known: {known_list(unknown[0], KNOWN_KEYS)})")
     request = data.get("request")
     if not isinstance(request, str) or not request.strip():
         raise fail("missing request (a non-empty string)")
@@ -133,7 +158,9 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
     for key in ("system", "name", "family", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise fail(f"{key} must be a string")
+    values = _values(data.get("values"), len(targets), fail)
     system = data.get("system")
+    valid = _valid_answers(data.get("valid"), set(targets), eos, source, fail)
     return Task(
         name=str(data.get("name") or name or Path(source).stem),
         request=request,
@@ -145,14 +172,77 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
         family=data.get("family"),
         description=data.get("description"),
         path=source,
+        values=values,
+        valid=valid,
     )
+
+
+def _values(raw: Any, n: int, fail) -> tuple[float, ...] | None:
+    """The optional ``values`` of a task: one distinct finite number a target."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != n:
+        raise fail(f"values must be a list of {n} numbers, one a target, got {shorten(raw)}")
+    for i, v in enumerate(raw):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise fail(f"value {i + 1} is {shorten(v)}, not a finite number")
+    if len(set(raw)) != n:
+        raise fail("values must be distinct (one number a target)")
+    return tuple(float(v) for v in raw)
+
+
+def _valid_answers(raw: Any, targets: set[str], eos: bool, source: str, fail) -> tuple[str, ...]:
+    """The ``valid`` key: a list of answers written like the targets, or the name of a task (built-in, or a
+    file next to ``source``) whose targets they are; the targets themselves are left out."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        found = _valid_from(raw, source)
+        if found is None:
+            raise fail(
+                f"valid: {shorten(raw)} is no built-in task nor task file (give a list, or a task name)"
+            )
+        raw = list(found)
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+        raise fail("valid must be a list of non-empty strings, or the name of a task whose targets they are")
+    if len(raw) > MAX_VALID:
+        raise fail(f"valid holds {len(raw):,} answers (at most {MAX_VALID:,})")
+    out = tuple(dict.fromkeys(v for v in raw if v not in targets))
+    if not eos:
+        every = sorted(targets | set(out))
+        for a, b in zip(every, every[1:], strict=False):
+            if b.startswith(a):
+                raise fail(f"with eos: false, valid answer {shorten(a)} is a prefix of {shorten(b)}")
+    return out
+
+
+def _valid_from(spec: str, source: str) -> tuple[str, ...] | None:
+    """The targets of the task ``spec`` names: a file beside ``source`` or in the working folder, or a
+    built-in task; ``None`` when there is none."""
+    here = Path(source.split(": ")[0]).parent
+    for candidate in (here / spec, Path(spec)):
+        if candidate.suffix.lower() in TASK_SUFFIXES and candidate.is_file():
+            return _targets_of(str(candidate.resolve()))
+    path = builtin_tasks().get(spec)
+    return _targets_of(str(path)) if path is not None else None
+
+
+@functools.lru_cache(maxsize=16)
+def _targets_of(path: str) -> tuple[str, ...]:
+    """Every target of the tasks in one file (cached: a natural list of 30,000 names backs several tasks)."""
+    return tuple(dict.fromkeys(t for task in read_task_files(path) for t in task.targets))
 
 
 def _normalised(raw: list[int | float]) -> np.ndarray:
     """Finite, non-negative weights (not all zero) divided by their largest, then by their sum, in exact
     arithmetic first: ``[1e308] * 10`` does not sum to inf and an int like ``10**400`` does not overflow."""
-    top = Fraction(max(raw))
-    scaled = np.array([float(Fraction(w) / top) for w in raw], dtype=np.float64)
+    if all(type(w) is float or (type(w) is int and abs(w) < 2**53) for w in raw):
+        # every weight a float exactly: one IEEE division each rounds as the Fraction would (and is fast)
+        exact = np.array(raw, dtype=np.float64)
+        scaled = exact / exact.max()
+    else:
+        top = Fraction(max(raw))
+        scaled = np.array([float(Fraction(w) / top) for w in raw], dtype=np.float64)
     return scaled / scaled.sum()  # the sum is >= 1 (the largest is 1)
 
 
@@ -251,6 +341,10 @@ def read_task_files(path: str | Path) -> list[Task]:
             from diffuse_lm.dataset_tasks import dataset_tasks
 
             return dataset_tasks(data, path)
+        from diffuse_lm.distributions import family_tasks, is_family_spec
+
+        if is_family_spec(data):  # a distribution family's spec: one task a phrasing and format
+            return [replace(t, path=str(path)) for t in family_tasks(data, str(path))]
         if not isinstance(data, list):
             return [task_from_dict(data, source=str(path), name=path.stem)]
         lines = _json_item_lines(text) if suffix == ".json" else _yaml_item_lines(text)
@@ -260,10 +354,17 @@ def read_task_files(path: str | Path) -> list[Task]:
         ]
     if not items:
         raise TaskError(f"{path}: holds no tasks")
-    return [
-        replace(task_from_dict(item, source=f"{path}: {where}", name=f"{path.stem}/{k}"), path=str(path))
-        for k, (where, item) in enumerate(items, 1)
-    ]
+    from diffuse_lm.distributions import family_tasks, is_family_spec
+
+    tasks = []
+    for k, (where, item) in enumerate(items, 1):  # a distribution family's spec is many tasks
+        made = (
+            family_tasks(item, f"{path}: {where}")
+            if is_family_spec(item)
+            else [task_from_dict(item, source=f"{path}: {where}", name=f"{path.stem}/{k}")]
+        )
+        tasks += [replace(t, path=str(path)) for t in made]
+    return tasks
 
 
 def _parse(text: str, path: Path, *, is_json: bool) -> Any:
@@ -336,7 +437,13 @@ def builtin_groups() -> dict[str, list[str]]:
     groups_file = builtin_dir().parent / "groups.yaml"
     if not groups_file.exists():
         return {}
-    return {k: list(v) for k, v in (yaml.safe_load(groups_file.read_text()) or {}).items()}
+    return {k: list(v) for k, v in _groups(groups_file, groups_file.stat().st_mtime_ns).items()}
+
+
+@functools.cache
+def _groups(path: Path, mtime_ns: int) -> dict[str, list[str]]:
+    """``groups.yaml`` parsed once a process (per file version): task loading asks for it once a spec."""
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def builtin_tasks() -> dict[str, Path]:
@@ -344,6 +451,13 @@ def builtin_tasks() -> dict[str, Path]:
     root = builtin_dir()
     if not root.exists():
         return {}
+    return dict(_index(root))
+
+
+@functools.cache
+def _index(root: Path) -> dict[str, Path]:
+    """The built-in task files under ``root``, walked once a process (package data does not change under it;
+    task loading asks once a spec, and ``tasks list`` asks hundreds of times)."""
     return {
         str(p.relative_to(root).with_suffix("")): p
         for p in sorted(root.rglob("*"))

@@ -45,6 +45,7 @@ from diffuse_lm.run_dir import (
 )
 from diffuse_lm.run_guards import check_tasks_unchanged, holding_output_dir
 from diffuse_lm.scoring import check_fits
+from diffuse_lm.strict_json import loads
 from diffuse_lm.tasks import Task, load_tasks
 from diffuse_lm.training_setup import (
     TRACKER_DIR,
@@ -61,6 +62,7 @@ from diffuse_lm.training_step import (  # noqa: F401  (the loss and the step: im
     _shard,
     distribution_matching_loss,
     loss_floor,
+    mass_weight_at,
     step_description,
     step_prompts,
     train_step,
@@ -93,7 +95,7 @@ def _setup_model(cfg: TrainConfig, device: str, held=None):
     is a model the caller passed: wrapped where it is (peft injects the LoRA layers in place), not loaded."""
     from peft import LoraConfig, get_peft_model
 
-    from diffuse_lm.models import attach_adapter, load_model
+    from diffuse_lm.models import attach_adapter, load_model, peft_wrapping
 
     tokenizer = None
     if held is None:
@@ -121,7 +123,8 @@ def _setup_model(cfg: TrainConfig, device: str, held=None):
             task_type="CAUSAL_LM",
         )
         try:
-            model = get_peft_model(model, lora)
+            with peft_wrapping():  # peft reads a deprecated transformers property (a FutureWarning)
+                model = get_peft_model(model, lora)
         except ValueError as e:
             raise DiffuseError(f"lora.target_modules: {str(e).splitlines()[0]}") from None
     if cfg.gradient_checkpointing:
@@ -368,7 +371,15 @@ def train(
         )
         lr = opt.param_groups[0]["lr"]  # this step's
         loss, norm, kl = train_step(
-            model, opt, params, [train_enc[i] for i in idx], cfg, rank=rank, world=world, retain=batch
+            model,
+            opt,
+            params,
+            [train_enc[i] for i in idx],
+            cfg,
+            rank=rank,
+            world=world,
+            retain=batch,
+            mass_weight=mass_weight_at(cfg, step, total_steps),
         )
         if not (math.isfinite(loss) and math.isfinite(norm) and (kl is None or math.isfinite(kl))):
             kept = f"the last good checkpoint in {out} is kept" if out else "nothing was kept"
@@ -434,4 +445,4 @@ def train(
     model.eval()
     if out is None:
         return _result(summary, model, tokenizer, log)
-    return _result(json.loads((out / "summary.json").read_text()), model, tokenizer, read_log(out))
+    return _result(loads((out / "summary.json").read_text()), model, tokenizer, read_log(out))

@@ -122,15 +122,17 @@ def train_step(
     rank: int = 0,
     world: int = 1,
     retain: Sequence[RetainExample] = (),
+    mass_weight: float | None = None,
 ) -> Step:
     """One optimizer step on ``prompts`` (Eq. 5 averaged over them, its mass part weighed by
     ``alg_config.mass_weight``) plus, given ``retain`` examples, the retention term ``cfg.retain.weight`` × their
     mean KL(base ‖ tuned) per answer token. With a mass weight other than 1, a prompt whose targets take several
-    micro-batches is scored once more without gradient first, for the mass every micro-batch's gradient needs."""
+    micro-batches is scored once more without gradient first, for the mass every micro-batch's gradient needs.
+    ``mass_weight``: this step's α, where a schedule sets it (:func:`mass_weight_at`)."""
     device = params[0].device
     total = torch.zeros((), device=device)
     bf16 = cfg.mixed_precision == "bf16"
-    alpha = cfg.alg_config.mass_weight
+    alpha = cfg.alg_config.mass_weight if mass_weight is None else mass_weight
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
@@ -189,6 +191,15 @@ def train_step(
     opt.step()
     opt.zero_grad(set_to_none=True)
     return Step(float(total), float(norm), float(kl) if retain else None)
+
+
+def mass_weight_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """α of step ``step`` (0-based): ``mass_weight``, or linearly from it to ``mass_weight_end`` at the last
+    step of ``total_steps``."""
+    alg = cfg.alg_config
+    if alg.mass_weight_end is None or total_steps <= 1:
+        return alg.mass_weight
+    return alg.mass_weight + (alg.mass_weight_end - alg.mass_weight) * step / (total_steps - 1)
 
 
 def step_prompts(n_prompts: int, per_step: int, seed: int, step: int) -> list[int]:

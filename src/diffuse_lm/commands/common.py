@@ -55,6 +55,12 @@ def add_sampling_args(p: argparse.ArgumentParser, *, max_new_tokens_help: str) -
     g.add_argument("--temperature", type=float, default=1.0, help="default 1 (0 is greedy)")
     g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling; default 1 (off)")
     g.add_argument("--top-k", type=int, default=0, help="default 0 (off)")
+    g.add_argument(
+        "--min-p",
+        type=float,
+        default=0.0,
+        help="drop tokens below P x the top one's probability; default 0 (off)",
+    )
     g.add_argument("--max-new-tokens", type=int, help=max_new_tokens_help)
     g.add_argument("--seed", type=int, default=0, help="sample i is the same for the same seed (default 0)")
     g.add_argument("--batch-size", type=int, default=32, help="rows generated together (default 32)")
@@ -79,6 +85,7 @@ def check_sampling_args(args: argparse.Namespace) -> None:
         args.top_k,
         1 if args.max_new_tokens is None else args.max_new_tokens,
         args.seed,
+        args.min_p,
     ).check()
 
 
@@ -97,6 +104,7 @@ def sampling_kwargs(args: argparse.Namespace, max_new_tokens: int) -> dict:
         "temperature": args.temperature,
         "top_p": args.top_p,
         "top_k": args.top_k,
+        "min_p": args.min_p,
         "max_new_tokens": max_new_tokens,
         "seed": args.seed,
         "batch_size": args.batch_size,
@@ -192,6 +200,25 @@ def check_replaceable(folder: Path, names: Iterable[str], ours: bool, command: s
             f"{folder / found[0]}: exists, and no earlier `diffuse {command}` wrote that folder, so it is "
             "not replaced; choose another --output (or move the file)"
         )
+
+
+TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
+OTHER_SUFFIXES = (".tsv", ".xlsx", ".yaml", ".yml", ".txt", ".md", ".html", ".pkl")
+
+
+def output_format(path: str | Path, flag: str, *, tables: bool = False) -> str:
+    """What an output file will hold, from its suffix: ``"json"`` for .json (or no suffix, e.g. /dev/null),
+    ``"rows"`` for .jsonl, .csv or .parquet where the command writes a table (``tables``); any other suffix it
+    does not write is refused, before the slow work, instead of JSON landing in a file named .parquet."""
+    suffix = Path(path).suffix.lower()
+    if suffix in ("", ".json"):
+        return "json"
+    if tables and suffix in TABLE_SUFFIXES:
+        return "rows"
+    if suffix in TABLE_SUFFIXES + OTHER_SUFFIXES or tables:
+        writes = ".json, .jsonl, .csv or .parquet" if tables else ".json"
+        raise DiffuseError(f"{flag} {path}: writes {writes}, not {suffix}")
+    return "json"
 
 
 def _same_file(a: Path, b: Path) -> bool:

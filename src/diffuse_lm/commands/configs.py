@@ -66,8 +66,18 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    print(_get(args.name).read_text(), end="")
+    source = _get(args.name)
+    lines = source.read_text().splitlines(keepends=True)
+    if lines and lines[0].startswith("# diffuse train "):  # a repository path; the name works where installed
+        lines[0] = f"# diffuse train {_name(source)}\n"
+    print("".join(lines), end="")
     return 0
+
+
+def _name(path: Path) -> str:
+    from diffuse_lm.config import builtin_configs
+
+    return next(name for name, p in builtin_configs().items() if p == path)
 
 
 def run_cp(args: argparse.Namespace) -> int:

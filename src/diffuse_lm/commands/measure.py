@@ -8,6 +8,7 @@ from diffuse_lm.commands.common import (
     add_model_args,
     check_writable,
     load_from_args,
+    output_format,
     task_inputs,
     write_json_atomic,
 )
@@ -25,12 +26,13 @@ def register(sub) -> None:
     p.add_argument(
         "--output",
         "-o",
-        help="write the results as JSON here (with the adapter's hash, dtype, device, versions)",
+        help="write the results here, in the format of its suffix: .json (nested: tasks, targets, the adapter's "
+        "hash, dtype, device, versions) or one row a target as .jsonl, .csv or .parquet (for pandas)",
     )
     p.add_argument(
         "--rows",
         metavar="FILE",
-        help="also write one row a target as a flat table: .jsonl, .csv or .parquet (for pandas)",
+        help="also write one row a target as a flat table: .jsonl, .csv or .parquet",
     )
     p.set_defaults(func=run)
 
@@ -45,12 +47,16 @@ def run(args: argparse.Namespace) -> int:
     read = task_inputs(tasks, args.tasks)  # folders among them
     if args.output:
         check_writable(args.output, **read)
+        if output_format(args.output, "--output", tables=True) == "rows":
+            check_rows_path(args.output)
     if args.rows:
         check_rows_path(args.rows)
         check_writable(args.rows, inputs=[*read["inputs"], args.output], data_folders=read["data_folders"])
     model, tokenizer = load_from_args(args)
     result = measure_tasks(model, tokenizer, tasks, progress=True)
-    if args.output:  # written first: a broken pipe on the table must not lose it
+    if args.output and output_format(args.output, "--output", tables=True) == "rows":
+        write_rows_atomic(args.output, target_rows(result))
+    elif args.output:  # written first: a broken pipe on the table must not lose it
         write_json_atomic(args.output, result)
     if args.rows:
         write_rows_atomic(args.rows, target_rows(result))

@@ -50,7 +50,7 @@ def register(sub) -> None:
         "--recipe",
         help=f"how the six-task models train: {', '.join(RECIPES)} (default: the scale's: "
         + ", ".join(f"{_recipe_key(s.six_recipe)} at {s.name} scale" for s in SCALES.values())
-        + "; see README, Keeping the model useful)",
+        + "; see docs/recipes.md)",
     )
     p.add_argument(
         "--output",

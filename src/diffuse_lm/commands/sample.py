@@ -12,6 +12,7 @@ from diffuse_lm.commands.common import (
     check_sampling_args,
     check_writable,
     load_for_sampling,
+    output_format,
     sampling_kwargs,
     task_inputs,
     write_json_atomic,
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stats_output:
         outputs = [args.output, meta_path(args.output)]
         check_writable(args.stats_output, inputs=read["inputs"] + outputs, data_folders=read["data_folders"])
+        output_format(args.stats_output, "--stats-output")
     check_not_locked(args.output)  # before the model load, which takes a while
 
     model, tokenizer = load_for_sampling(args)

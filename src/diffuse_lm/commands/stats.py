@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from diffuse_lm.commands.common import add_model_args, check_writable, task_inputs, write_json_atomic
+from diffuse_lm.commands.common import (
+    add_model_args,
+    check_writable,
+    output_format,
+    task_inputs,
+    write_json_atomic,
+)
 from diffuse_lm.errors import DiffuseError
 
 
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise DiffuseError(f"--top {args.top}: must be >= 1")
     if args.output:
         check_writable(args.output, inputs=[args.file, meta_path(args.file)])
+        output_format(args.output, "--output")
     meta = read_meta(args.file)
     records = checked_records(args.file, meta)
     if not records:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from diffuse_lm.commands.common import (
     sampling_kwargs,
 )
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.strict_json import dumps
 
 BIOGRAPHY_MAX_NEW_TOKENS = 200
 COLUMNS = (  # of biographies.jsonl and biographies.csv alike, in this order
@@ -98,7 +98,7 @@ def write_records(records: list[dict], folder: Path, *, as_csv: bool) -> list[Pa
     (``problems`` a list in JSONL, joined by ``; `` in CSV); returns the paths written."""
     records = [{k: r.get(k) for k in COLUMNS} for r in records]
     out = [folder / "biographies.jsonl"]
-    _write_atomic(out[0], lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    _write_atomic(out[0], lambda f: f.writelines(dumps(r, ensure_ascii=False) + "\n" for r in records))
     if as_csv:
         out.append(folder / "biographies.csv")
 
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     keys = ("n", "model", "adapter", "temperature", "top_p", "top_k", "seed", "backend")
     report["settings"] = {**{k: getattr(args, k) for k in keys}, "max_new_tokens": max_new}
     _write_atomic(
-        folder / "report.json", lambda f: f.write(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        folder / "report.json", lambda f: f.write(dumps(report, indent=1, ensure_ascii=False) + "\n")
     )
     md = biography_markdown(report, map_file="birthplaces.png")
     _write_atomic(folder / "report.md", lambda f: f.write(md))

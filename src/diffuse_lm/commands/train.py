@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import warnings
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
@@ -23,7 +22,12 @@ def register(sub) -> None:
         "Several processes: torchrun --nproc_per_node N -m diffuse_lm.cli train CONFIG.",
         epilog="example: diffuse train configs/smollm2-135m/rng-1-10.yaml alg_config.n_iters=10 lr=1e-3",
     )
-    p.add_argument("config", help="YAML config file, or a shipped config's name (diffuse configs list)")
+    p.add_argument(
+        "config", nargs="?", help="YAML config file, or a shipped config's name (diffuse configs list)"
+    )
+    p.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="the config, as a flag (as TRL takes it)"
+    )
     p.add_argument(
         "overrides",
         nargs="*",
@@ -51,13 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from diffuse_lm.models import quiet_transformers
     from diffuse_lm.training import train
 
+    config_arg(args)
     cfg = load_config(args.config, [*args.overrides, *shorthands(args)])
     if cfg.output_dir is None:  # null: the Python API's in-memory run; the command writes a run folder
         raise DiffuseError(f"{args.config}: output_dir: the folder the run is written to, not null")
     verbose = getattr(args, "verbose", False)
     quiet_transformers(verbose)
-    if not verbose:
-        warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes from the libraries
     summary = train(cfg, progress=not args.quiet, overwrite=args.overwrite, inputs=[args.config]).summary
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process reports
         return 0
@@ -74,6 +77,19 @@ def run(args: argparse.Namespace) -> int:
 
         print_train_summary(summary)
     return 0
+
+
+def config_arg(args: argparse.Namespace) -> None:
+    """The config from ``--config FILE`` or the first argument (one of them); with ``--config``, a first
+    argument of the form KEY=VALUE is an override."""
+    if args.config_file is not None:
+        if args.config is not None and "=" not in args.config:
+            raise DiffuseError(f"--config {args.config_file} and {args.config}: give the config once")
+        if args.config is not None:
+            args.overrides = [args.config, *args.overrides]
+        args.config = args.config_file
+    if args.config is None:
+        raise DiffuseError("train: give a config (a YAML file or a name from `diffuse configs list`)")
 
 
 def shorthands(args: argparse.Namespace) -> list[str]:

@@ -8,13 +8,15 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from diffuse_lm.errors import DiffuseError, shorten
-from diffuse_lm.scoring import Transform
 from diffuse_lm.tasks import Task
+
+if TYPE_CHECKING:  # torch is imported when a method runs, not when `diffuse --help` lists them
+    from diffuse_lm.scoring import Transform
 
 
 @dataclass

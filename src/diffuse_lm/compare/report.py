@@ -65,9 +65,25 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+MASS_FLOOR = 1e-6  # the mass axis is logarithmic; a mass below this is drawn at it (and labelled "<1e-6")
+LOW_MASS = 0.5  # below this, most samples are not valid answers: the spread bar is hatched
+
+
+def _short(method: str) -> str:
+    """A method's label for a figure: ``tuned:<folder>`` rather than the adapter's whole path (its run folder's
+    name for ``<run>/adapter``)."""
+    name, _, arg = method.partition(":")
+    if name != "tuned" or not arg:
+        return method
+    path = Path(arg)
+    return f"tuned:{path.parent.name if path.name == 'adapter' and path.parent.name else path.name}"
+
+
 def plot_compare(result: dict, path: str | Path) -> Path:
-    """One panel per task: methods by normalised entropy over the valid answers (95% intervals where
-    sampled), each bar labelled with its mass on valid answers and KL."""
+    """Two panels per task, methods as rows: the mass on valid answers (log scale: 1e-5 and 0.9 are worlds
+    apart) and, beside it, the normalised entropy over the valid answers (95% intervals where sampled). A
+    method's spread is hatched and greyed where most of its probability is off the valid answers, so a method
+    that spreads its mass over junk does not look best."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,44 +91,74 @@ def plot_compare(result: dict, path: str | Path) -> Path:
 
     tasks = [t["name"] for t in result["tasks"]]
     methods = [m["method"] for m in result["methods"]]
-    cols = min(2, len(tasks))
-    nrows = math.ceil(len(tasks) / cols)
+    per_row = 1 if len(tasks) <= 3 else 2  # two tasks (four panels) a row when there are many
+    nrows = math.ceil(len(tasks) / per_row)
     fig, axes = plt.subplots(
-        nrows, cols, figsize=(7.5 * cols, 0.5 * len(methods) * nrows + 1.3 * nrows), squeeze=False
+        nrows,
+        2 * per_row,
+        figsize=(11 * per_row, 0.42 * len(methods) * nrows + 1.1 * nrows + 0.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1, 1.15] * per_row},
     )
-    for ax in axes.flat[len(tasks) :]:
-        ax.set_visible(False)
-    for ax, task in zip(axes.flat, tasks, strict=False):
+    pairs = [(row[2 * k], row[2 * k + 1]) for row in axes for k in range(per_row)]
+    for mass_ax, spread_ax in pairs[len(tasks) :]:
+        mass_ax.set_visible(False)
+        spread_ax.set_visible(False)
+    ys = list(range(len(methods)))
+    for (mass_ax, spread_ax), task in zip(pairs, tasks, strict=False):
         rows = {r["method"]: r for r in result["rows"] if r["task"] == task}
-        ys = range(len(methods))
         for y, method in zip(ys, methods, strict=True):
             row = rows[method]
+            color = COLORS[row["kind"]]
+            mass = row["mass"]
+            shown = max(mass, MASS_FLOOR) if math.isfinite(mass) else MASS_FLOOR
+            mass_ax.barh(y, shown, color=color, height=0.7, left=MASS_FLOOR * 0.5)
+            label = (
+                "0: no valid answer"
+                if mass == 0
+                else (f"<{MASS_FLOOR:.0e}" if mass < MASS_FLOOR else _num(mass, 3))
+            )
+            mass_ax.text((shown + MASS_FLOOR * 0.5) * 1.3, y, label, va="center", fontsize=7)
             value = row["normalized_entropy"]
             err = None
             if "intervals" in row:
                 lo, hi = row["intervals"]["normalized_entropy"]
                 err = [[max(0.0, value - lo)], [max(0.0, hi - value)]]
-            ax.barh(y, value, xerr=err, color=COLORS[row["kind"]], capsize=3, height=0.7)
-            inside = value > 0.55  # the label inside a long bar, after a short one
-            ax.text(
-                0.01 if inside else value + 0.01,
+            low = mass < LOW_MASS
+            spread_ax.barh(
                 y,
-                f"mass {_num(row['mass'], 3)} · KL {_num(row['kl'], 2)}",
-                va="center",
-                fontsize=7,
-                color="white" if inside else "black",
+                value,
+                xerr=err,
+                color="#BBBBBB" if low else color,
+                hatch="///" if low else None,
+                edgecolor="#777777" if low else color,
+                capsize=3,
+                height=0.7,
             )
-        ax.set_yticks(list(ys), methods, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 1.05)
-        ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-        ax.set_xlabel("normalised entropy over valid answers (1 = uniform)", fontsize=8)
-        ax.set_title(task, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
+            note = "no valid answer to spread" if mass == 0 else f"KL {_num(row['kl'], 2)}"
+            x = min(value, 1.0) + 0.02 if math.isfinite(value) else 0.02
+            spread_ax.text(x, y, note, va="center", fontsize=7, clip_on=False)
+        mass_ax.set_xscale("log")
+        mass_ax.set_xlim(MASS_FLOOR * 0.5, 3)
+        mass_ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+        mass_ax.set_yticks(ys, [_short(m) for m in methods], fontsize=8)
+        mass_ax.invert_yaxis()
+        mass_ax.set_xlabel("mass on valid answers (log scale; 1 = every sample valid)", fontsize=8)
+        mass_ax.set_title(f"{task}: how often the answer is valid", fontsize=9)
+        mass_ax.grid(axis="x", alpha=0.3)
+        spread_ax.set_yticks(ys, [""] * len(ys))
+        spread_ax.invert_yaxis()
+        spread_ax.set_xlim(0, 1.25)
+        spread_ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+        spread_ax.set_xlabel("normalised entropy over the valid answers (1 = uniform over them)", fontsize=8)
+        spread_ax.set_title(f"{task}: how evenly the valid answers are spread", fontsize=9)
+        spread_ax.grid(axis="x", alpha=0.3)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLORS.values()]
-    fig.legend(handles, list(COLORS), loc="upper right", fontsize=8)
+    handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="#BBBBBB", edgecolor="#777777", hatch="///"))
+    labels = [*COLORS, f"mass < {LOW_MASS}: spread of a minority of samples"]
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"diffuse compare: {result['model']}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.93, 0.97))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     path = Path(path)
     try:
         write_figure_atomic(fig, path, dpi=110)

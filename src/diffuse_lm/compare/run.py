@@ -15,19 +15,30 @@ taken to compute the row (scoring, or generating and parsing).
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import torch
 
 from diffuse_lm.compare.method import Draws, Spec
 from diffuse_lm.encoding import encode_task
-from diffuse_lm.metrics import distribution_metrics, renormalize, wilson_interval
+from diffuse_lm.metrics import (
+    distribution_metrics,
+    kolmogorov_pvalue,
+    ks_pass_share,
+    ordered_distances,
+    ordered_metrics,
+    renormalize,
+    wilson_interval,
+)
 from diffuse_lm.model_info import model_label
 from diffuse_lm.scoring import check_fits, score_task
 from diffuse_lm.tasks import Task
 
 BOOTSTRAP = 1000  # resamples of the generations for a sampled method's intervals
 INTERVAL_KEYS = ("mass", "kl", "entropy", "normalized_entropy")
+ORDERED_KEYS = ("tv", "ks", "w1", "mean", "sd", "ks_pass_100")  # and these where the task has values
+BOOTSTRAP_KS_RUNS = 200  # simulated KS runs per bootstrap resample (the point estimate's: KS_RUNS)
 
 
 def compare_tasks(
@@ -101,6 +112,8 @@ def exact_row(model, tokenizer, task: Task, spec: Spec, coverage_n: int) -> dict
     logprobs = score_task(model, enc, transform=transform).double().cpu().numpy()
     metrics = distribution_metrics(logprobs, task.weights, coverage_n=coverage_n)
     p = renormalize(logprobs)
+    if task.values is not None:
+        metrics.update(ordered_metrics(np.array(task.values), p, task.weights))
     lengths = np.array([len(t) - s for t, s in zip(enc.target_ids, enc.starts, strict=True)])
     mass = metrics["mass"]
     mean_length = float(p @ lengths) if mass > 0 else float("nan")  # E[target tokens | valid]
@@ -116,17 +129,26 @@ def sampled_row(task: Task, draws: Draws, coverage_n: int, seed: int = 0) -> dic
     """Metrics of one task under a sampled method, each with a 95% bootstrap interval over generations."""
     n = len(draws.q)
     p = draws.q.mean(0)
-    metrics = _metrics(p, task.weights, coverage_n)
+    metrics = _metrics(p, task, coverage_n)
     rng = np.random.default_rng(seed)
     resampled = rng.multinomial(n, np.full(n, 1 / n), size=BOOTSTRAP) @ draws.q / n  # (B, n_targets)
-    boot = [_metrics(b, task.weights, coverage_n) for b in resampled]
+    boot = [_metrics(b, task, coverage_n, BOOTSTRAP_KS_RUNS, k) for k, b in enumerate(resampled)]
     cov = f"expected_coverage_{coverage_n}"
-    intervals = {
-        key: [float(np.quantile([b[key] for b in boot], q, method="inverted_cdf")) for q in (0.025, 0.975)]
-        for key in (*INTERVAL_KEYS, cov)
-    }
+    keys = (*INTERVAL_KEYS, cov, *(ORDERED_KEYS if task.values is not None else ()))
+    with warnings.catch_warnings():  # mean and sd are nan in a resample with no valid answer (all: nan)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        intervals = {
+            key: [
+                float(np.nanquantile([b[key] for b in boot], q, method="inverted_cdf"))
+                for q in (0.025, 0.975)
+            ]
+            for key in keys
+        }
     k = int(draws.followed.sum())
     valid = float(draws.q.sum())  # expected valid answers over the n generations
+    if task.values is not None:  # the KS test of the valid answers against p*, known exactly: one-sample
+        answers = round(valid * draws.details.get("answers_per_generation", 1))
+        metrics["ks_pvalue"] = kolmogorov_pvalue(metrics["ks"], answers) if answers else float("nan")
     return {
         **metrics,
         "intervals": intervals,
@@ -140,9 +162,20 @@ def sampled_row(task: Task, draws: Draws, coverage_n: int, seed: int = 0) -> dic
     }
 
 
-def _metrics(p: np.ndarray, weights: np.ndarray, coverage_n: int) -> dict:
+def _metrics(p: np.ndarray, task: Task, coverage_n: int, ks_runs: int | None = None, seed: int = 0) -> dict:
+    """The metrics of an estimated distribution; with the task's ``values``, the distances of ordered
+    supports and the KS pass share (from ``ks_runs`` simulated runs)."""
     with np.errstate(divide="ignore"):
-        return distribution_metrics(np.log(p), weights, coverage_n=coverage_n)
+        out = distribution_metrics(np.log(p), task.weights, coverage_n=coverage_n)
+    if task.values is not None:
+        values = np.array(task.values)
+        q = p / p.sum() if p.sum() > 0 else p
+        out.update(ordered_distances(values, q, task.weights))
+        share, interval = ks_pass_share(
+            values, q, task.weights, **({"runs": ks_runs} if ks_runs else {}), seed=seed
+        )
+        out.update(ks_pass_100=share, ks_pass_100_interval=list(interval))
+    return out
 
 
 def _targets(

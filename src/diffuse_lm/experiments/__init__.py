@@ -21,8 +21,11 @@ MODULES = (
     "leave_one_out",
     "biographies",
     "utility",
+    "open_ended",
+    "formats",
     "tradeoff",
     "compare",
+    "calibration",
 )
 NAMES = tuple(m.replace("_", "-") for m in MODULES)  # names on the command line and of the results files
 

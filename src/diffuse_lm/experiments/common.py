@@ -255,6 +255,7 @@ class Sampled(Record):
     top: list[tuple[str, int]]  # the ten most frequent answers with their counts
     texts: list[str]  # the first ``keep_texts`` generations
     seen_rate: float | None = None  # share among the training task's answers (when one is given)
+    invented_rate: float | None = None  # share whose answer is well formed but in no valid list
 
 
 def sample_answers(
@@ -272,7 +273,7 @@ def sample_answers(
     """Sample ``n`` answers to ``task`` and summarise them as the paper does (Section 2.2): Coverage-N
     (distinct answers) and the entropy of the empirical distribution, plus how many were valid targets
     (and, given the training task ``seen``, how many were among its targets)."""
-    from diffuse_lm.parsing import answer_of, task_answers
+    from diffuse_lm.parsing import answer_of, task_answers, valid_answers
 
     texts = ctx.sampler(
         model,
@@ -284,8 +285,7 @@ def sample_answers(
         seed=ctx.seed if seed is None else seed,
         batch_size=ctx.scale.batch_size,
     )
-    valid_set, braces = task_answers(task)
-    valid_set = set(valid_set)
+    valid_set, braces = valid_answers(task)
     answers = [a for a in (answer_of(t, braces=braces) for t in texts) if a is not None]
     valid = [a for a in answers if a in valid_set]
     extra = {}
@@ -297,6 +297,7 @@ def sample_answers(
         n=n,
         parsed_rate=len(answers) / n,
         valid_rate=len(valid) / n,
+        invented_rate=(len(answers) - len(valid)) / n,
         coverage=coverage(answers),
         valid_coverage=valid_coverage(answers, valid_set),
         entropy=empirical_entropy(answers),

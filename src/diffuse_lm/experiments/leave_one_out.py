@@ -68,9 +68,13 @@ class Summary(Record):
     mass: float
     kl: float
     expected_coverage: float
+    valid_mass: float | None = None  # on the broader valid set (absent from results made before it)
+    yield_20: float | None = None  # expected distinct valid answers in 20 and 100 samples
+    yield_100: float | None = None
     sampled_coverage: float | None = None  # the sampled ones: absent when not sampled
     sampled_entropy: float | None = None
     valid_rate: float | None = None
+    invented_rate: float | None = None  # sampled answers well formed but in no valid list
     prompts: list[dict]
 
 
@@ -159,7 +163,11 @@ def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool
         for task, row in zip(tasks, rows, strict=True):
             s = sample_answers(ctx, model, tokenizer, task, ctx.scale.loo_samples)
             row.update(
-                sampled_coverage=s.coverage, sampled_entropy=s.entropy, valid_rate=s.valid_rate, top=s.top[:5]
+                sampled_coverage=s.coverage,
+                sampled_entropy=s.entropy,
+                valid_rate=s.valid_rate,
+                invented_rate=s.invented_rate,
+                top=s.top[:5],
             )
     keys = (
         "entropy",
@@ -167,9 +175,13 @@ def summarize(ctx: Context, model, tokenizer, tasks: list[Task], *, sample: bool
         "mass",
         "kl",
         "expected_coverage",
+        "valid_mass",
+        "yield_20",
+        "yield_100",
         "sampled_coverage",
         "sampled_entropy",
         "valid_rate",
+        "invented_rate",
     )
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys if k in rows[0]}
     return Summary(**means, prompts=rows)
@@ -236,6 +248,8 @@ def section(res: LeaveOneOut, figures: Path) -> str:
         ax.tick_params(axis="x", labelsize=8)
     md = save(fig, figures / "fig3_leave_one_out.png")
     metrics = {"entropy": "entropy", "expected_coverage": "E[Cov]", "mass": "mass"}
+    if res.results[fams[0]]["baseline"].yield_100 is not None:
+        metrics = {**metrics, "valid_mass": "valid mass", "yield_100": "yield@100"}
     head = ["task"] + [f"{lab} {short}" for short in metrics.values() for lab in labels]
     rows = [[f] + [getattr(res.results[f][lab], m) for m in metrics for lab in labels] for f in fams]
     md += (

@@ -10,6 +10,7 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.experiments import NAMES, experiment
 from diffuse_lm.experiments.common import Context, versions
 from diffuse_lm.experiments.scales import choices
+from diffuse_lm.strict_json import loads
 
 
 def run_experiment(name: str, ctx: Context) -> dict:
@@ -47,7 +48,7 @@ def load_results(out: str | Path) -> dict[str, dict]:
         path = Path(out) / f"{name}.json"
         if path.exists():
             try:
-                record = json.loads(path.read_text())
+                record = loads(path.read_text())
             except ValueError:
                 raise DiffuseError(f"{path}: not a valid results file (malformed JSON)") from None
             missing = sorted(RECORD_KEYS - set(record)) if isinstance(record, dict) else ["a JSON object"]

@@ -26,6 +26,10 @@ class Recipe:
     retain_max_new_tokens: int = 48
     lr_factor: float = 1.0  # times the model's learning rate (the default model's 1e-3, else TrainConfig's)
     mass_weight: float = 1.0  # α, the weight of Eq. 5's −log(mass) part (alg_config.mass_weight; 1: Eq. 5)
+    mass_weight_end: float | None = (
+        None  # α at the last step, reached linearly (None: mass_weight throughout)
+    )
+    formats_mix: bool = False  # the formats-mix tasks (random choices in seven answer formats) mixed in
     micro_batch: int | None = None  # targets per micro-batch (alg_config.batch_size; None: TrainConfig's)
 
     def settings(self, model_lr: float) -> dict:
@@ -34,6 +38,8 @@ class Recipe:
         its retention block. Keys at their defaults stay out (the adapters' cache key)."""
         out = {"lr": self.lr_factor * model_lr} if self.lr_factor != 1.0 else {}
         alg = {"mass_weight": self.mass_weight} if self.mass_weight != 1.0 else {}
+        if self.mass_weight_end is not None:
+            alg["mass_weight_end"] = self.mass_weight_end
         if self.micro_batch is not None:
             alg["batch_size"] = self.micro_batch
         if alg:
@@ -58,6 +64,10 @@ class Recipe:
             + ("random-phrasing/",) * self.random_phrasing
         )
         mix = sorted(n for n in builtin_tasks() if n.startswith(groups)) if groups else []
+        if self.formats_mix:
+            from diffuse_lm.tasks import builtin_groups
+
+            mix += builtin_groups()["formats-mix"]
         return mix + [n for n in names if n.rsplit("/", 1)[1] in ids]
 
     def __str__(self) -> str:
@@ -179,6 +189,10 @@ class Scale:
     tradeoff: tuple[Recipe, ...] = ()  # the recipes `tradeoff` compares
     six_subtasks: int | None = None  # sub-tasks kept of each of the six tasks (None: all)
     utility_questions: int | None = None  # questions of each kind asked in `utility` (None: all)
+    open_ended_samples: int = 100  # samples a prompt in `open-ended`
+    open_ended_prompts: int | None = None  # open-ended prompts asked (None: all)
+    formats_held_out: tuple[str, ...] | None = None  # formats `formats` holds out (None: every one)
+    format_subjects: int | None = None  # training subjects of each format in `formats` (None: all)
 
 
 SCALE_DOC = {
@@ -204,11 +218,15 @@ SCALE_DOC = {
     "tradeoff": "recipes compared",
     "six_subtasks": "sub-tasks of each of the six tasks",
     "utility_questions": "utility questions of each kind (factual, arithmetic)",
+    "open_ended_samples": "samples a prompt of the open-ended requests",
+    "open_ended_prompts": "open-ended prompts asked",
+    "formats_held_out": "answer formats held out",
+    "format_subjects": "training subjects of each answer format",
 }
 
 PAPER = Scale(
     name="paper",
-    passes={"rng": 50, "babynames": 50, "rng_train": 50, "six": 50, "biographies": 50},
+    passes={"rng": 50, "babynames": 50, "rng_train": 50, "six": 50, "biographies": 50, "formats": 5},
     six_phrasings=None,
     six_max_targets=None,
     natural_babynames="babynames-natural/all",
@@ -230,7 +248,7 @@ PAPER = Scale(
 )
 QUICK = Scale(
     name="quick",
-    passes={"rng": 50, "babynames": 10, "rng_train": 10, "six": 2, "biographies": 2},
+    passes={"rng": 50, "babynames": 10, "rng_train": 10, "six": 2, "biographies": 2, "formats": 1},
     six_phrasings=1,
     six_max_targets=200,
     natural_babynames="babynames-natural/top1000",
@@ -250,6 +268,8 @@ QUICK = Scale(
     batch_size=32,
     six_recipe=SPREAD_RECIPE,
     tradeoff=TRADEOFF,
+    open_ended_samples=20,
+    format_subjects=8,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}
 # Each experiment in a few minutes on the default model on a 2-core CPU, to try `reproduce` out: Eq. 5
@@ -257,7 +277,7 @@ SCALES = {s.name: s for s in (QUICK, PAPER)}
 # of the six tasks (6 training prompts), 1-10 passes, few samples; its numbers reproduce nothing.
 SMOKE = Scale(
     name="smoke",
-    passes={"rng": 10, "babynames": 3, "rng_train": 5, "six": 1, "biographies": 1},
+    passes={"rng": 10, "babynames": 3, "rng_train": 5, "six": 1, "biographies": 1, "formats": 1},
     six_phrasings=1,
     six_max_targets=30,
     natural_babynames="babynames-natural/top1000",
@@ -279,6 +299,10 @@ SMOKE = Scale(
     tradeoff=(PAPER_RECIPE,),
     six_subtasks=1,
     utility_questions=10,
+    open_ended_samples=4,
+    open_ended_prompts=8,
+    formats_held_out=("bare",),
+    format_subjects=2,
 )
 SCALES[SMOKE.name] = SMOKE
 # What a report says of a scale's results beyond its departures from the paper.

@@ -9,7 +9,6 @@ next-token KL(base ‖ tuned) on general prompts). Not part of ``all``: it train
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +21,13 @@ from diffuse_lm.experiments.utility import Accuracy, Utility
 from diffuse_lm.files import write_json_atomic
 from diffuse_lm.present.figures import pyplot, save
 from diffuse_lm.present.markdown import table
+from diffuse_lm.strict_json import loads
 
 CLAIM = (
     "Not in the paper. Section 5 and Appendix C.4 together claim both at once: diversity that "
     "transfers to held-out tasks, and general ability unchanged."
 )
-GAINS = ("entropy", "expected_coverage", "mass")
+GAINS = ("entropy", "expected_coverage", "mass", "valid_mass", "yield_100")
 
 
 class Point(Record):
@@ -40,6 +40,8 @@ class Point(Record):
     families_entropy_up: int
     families_mass_up: int
     n_families: int
+    mean_ood_yield_100: float | None = None  # mean over held-out families of the OOD model's yield@100
+    families_valid_mass_020: int | None = None  # held-out families whose OOD valid mass is at least 0.2
     qa: dict[str, dict[str, dict[str, Accuracy]]]  # format -> "base"/"tuned" -> kind of question -> accuracy
     kl_per_token: float
     top1_agreement: float
@@ -56,9 +58,19 @@ def point(loo: LeaveOneOut, util: Utility) -> dict:
     """One recipe's summary: per held-out family the OOD model's gain over base, and the utility kept."""
     fams = loo.families
     res = loo.results
-    gain = {m: {f: getattr(res[f]["OOD"], m) - getattr(res[f]["baseline"], m) for f in fams} for m in GAINS}
+    known = [
+        m for m in GAINS if all(getattr(res[f][k], m) is not None for f in fams for k in ("OOD", "baseline"))
+    ]
+    gain = {m: {f: getattr(res[f]["OOD"], m) - getattr(res[f]["baseline"], m) for f in fams} for m in known}
     acc = util.qa.accuracy
+    validity = {}
+    if "yield_100" in known:  # results made since yields exist: rank by what a user receives
+        validity = {
+            "mean_ood_yield_100": float(np.mean([res[f]["OOD"].yield_100 for f in fams])),
+            "families_valid_mass_020": sum(res[f]["OOD"].valid_mass >= 0.2 for f in fams),
+        }
     return {
+        **validity,
         "ood_gain": gain,
         "mean_entropy_gain": float(np.mean(list(gain["entropy"].values()))),
         "mean_coverage_gain": float(np.mean(list(gain["expected_coverage"].values()))),
@@ -79,7 +91,7 @@ def run(ctx: Context) -> Tradeoff:
     for recipe in ctx.scale.tradeoff:
         done = ctx.out / "tradeoff" / f"{leave_one_out.six_task_run(ctx, recipe).name}.json"
         if done.exists():
-            points[str(recipe)] = Point.from_json(json.loads(done.read_text()))
+            points[str(recipe)] = Point.from_json(loads(done.read_text()))
             continue
         six = leave_one_out.six_task_adapter(ctx, recipe)
         loo = leave_one_out.run(ctx, recipe, sample=False, baseline=baseline)
@@ -140,6 +152,7 @@ def section(res: Tradeoff, figures: Path) -> str:
     n = first.n_families
     head = [
         "recipe",
+        "OOD yield@100 (valid mass >= 0.2)",
         "OOD entropy gain",
         f"tasks up (of {n}): H / mass",
         "E[Cov] gain",
@@ -151,6 +164,9 @@ def section(res: Tradeoff, figures: Path) -> str:
     rows = [
         [
             name,
+            "n/a"
+            if p.mean_ood_yield_100 is None
+            else f"{p.mean_ood_yield_100:.1f} ({p.families_valid_mass_020} of {p.n_families})",
             f"{p.mean_entropy_gain:+.3f}",
             f"{p.families_entropy_up} / {p.families_mass_up}",
             f"{p.mean_coverage_gain:+.1f}",
@@ -164,6 +180,7 @@ def section(res: Tradeoff, figures: Path) -> str:
     rows.append(
         [
             "(base model)",
+            "",
             "",
             "",
             "",

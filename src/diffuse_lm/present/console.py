@@ -9,9 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from diffuse_lm.measuring import describe_provenance, top_answers
-
-PIPE_WIDTH = 160  # columns when writing to a file or pipe, where rich would otherwise assume 80
+PIPE_WIDTH = 180  # columns when writing to a file or pipe, where rich would otherwise assume 80
 
 
 def table_console() -> Console:
@@ -23,25 +21,69 @@ def table_console() -> Console:
 
 
 def print_measure_table(result: dict, title: str | None = None, console: Console | None = None) -> None:
-    """One row a task: targets, mass, KL, entropy, normalised entropy, top 3 answers."""
+    """One row a task: targets, mass, KL, entropy, normalised entropy, yield, top 3 answers; the mass on the
+    broader valid set too where a task has one."""
+    from diffuse_lm.measuring import describe_provenance, top_answers  # torch: not for `diffuse tasks`
+
     table = Table(title=title or Text(describe_provenance(result)))  # Text: a path's [..] is not markup
-    for col in ("task", "targets", "mass", "KL", "entropy", "norm. entropy", "top 3 (renormalised)"):
+    broad = any(r.get("n_valid", r["n_targets"]) != r["n_targets"] for r in result["tasks"])
+    cols = ("task", "targets", "mass") + ("valid mass",) * broad
+    cols += ("KL", "entropy", "norm. entropy", "yield@100", "top 3 (renormalised)")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("task", "top 3 (renormalised)") else "right")
     for row in result["tasks"]:
         top = ", ".join(f"{t} {p:.2f}" for t, p in top_answers(row))
+        cells = [row["name"], str(row["n_targets"]), f"{row['mass']:.4f}"]
+        cells += [f"{row.get('valid_mass', row['mass']):.4f}"] * broad
+        cells += [f"{row['kl']:.3f}", f"{row['entropy']:.3f}", f"{row['normalized_entropy']:.3f}"]
+        cells += [f"{row['yield_100']:.1f}" if "yield_100" in row else "", top]
+        table.add_row(*cells)
+    (console or table_console()).print(table)
+    ordered = [row for row in result["tasks"] if "ks" in row]
+    if ordered:
+        print_ordered_table(ordered, console)
+
+
+def print_ordered_table(rows: list[dict], console: Console | None = None) -> None:
+    """Tasks with an ordered numeric support (distribution families): exact TV, KS and Wasserstein-1
+    distances to p*, the model's mean and sd beside p*'s, and the share of N = 100 runs a KS test passes."""
+    table = Table(title="ordered support: distances to p* (model renormalised over the support)")
+    for col in ("task", "TV", "KS", "W1", "mean (p*)", "sd (p*)", "KS pass @100"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for row in rows:
         table.add_row(
             row["name"],
-            str(row["n_targets"]),
-            f"{row['mass']:.4f}",
-            f"{row['kl']:.3f}",
-            f"{row['entropy']:.3f}",
-            f"{row['normalized_entropy']:.3f}",
-            top,
+            f"{row['tv']:.3f}",
+            f"{row['ks']:.3f}",
+            f"{row['w1']:.3g}",
+            f"{row['mean']:.3g} ({row['target_mean']:.3g})",
+            f"{row['sd']:.3g} ({row['target_sd']:.3g})",
+            f"{row['ks_pass_100']:.0%}",
         )
     (console or table_console()).print(table)
 
 
 SHOWN = 30  # answers listed in the distribution table of print_stats
+
+
+def _ordered_rows(o: dict, exact: dict | None) -> list[tuple[str, str, str]]:
+    """Rows of the summary for an ordered support: the samples' distances to p* (and the exact ones)."""
+    e = exact if exact and "ks" in exact else {}
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return format(o[key], fmt), format(e[key], fmt) if key in e else ""
+
+    runs = o["ks_runs_100"]
+    sampled_pass = f"{o['ks_pass_100']:.0%} of {runs} runs" if runs else "(fewer than 100 valid)"
+    return [
+        ("TV to p*", *both("tv", ".3f")),
+        ("KS to p*", *both("ks", ".3f")),
+        ("Wasserstein-1 to p*", *both("w1", ".3g")),
+        (f"mean (p* {o['target_mean']:.3g})", *both("mean", ".3g")),
+        (f"sd (p* {o['target_sd']:.3g})", *both("sd", ".3g")),
+        ("KS p-value (one-sample)", f"{o['ks_pvalue']:.3g}", ""),
+        ("KS pass @100", sampled_pass, f"{e['ks_pass_100']:.0%} (simulated)" if e else ""),
+    ]
 
 
 def print_stats(
@@ -65,6 +107,18 @@ def print_stats(
             exact and f"mass {exact['mass']:.4f}",
         ),
         (f"Coverage-{n}", str(stats["coverage"]), exact and f"expected {cov_exact:.1f}"),
+    ]
+    if task is not None and "invented_rate" in stats:
+        examples = ", ".join(stats["invented_examples"][:3])
+        rows.append(
+            (
+                "invented (rate)",
+                f"{stats['n_invented']} ({stats['invented_rate']:.3f})"
+                + (f": {examples}" if examples else ""),
+                "",
+            )
+        )
+    rows += [
         ("entropy (nats)", f"{stats['entropy']:.3f}", exact and f"{exact['entropy']:.3f}"),
     ]
     if "normalized_entropy" in stats:
@@ -77,6 +131,8 @@ def print_stats(
         )
     if exact:
         rows.append(("KL(p* ‖ ·)", "", f"{exact['kl']:.3f}"))
+    if "ordered" in stats:
+        rows += _ordered_rows(stats["ordered"], exact)
     rows.append(("unigram diversity", f"{stats['unigram_diversity']:.3f}", ""))
     if "truncated_rate" in stats:
         rows.append(("cut at max tokens", f"{stats['truncated_rate']:.3f}", ""))

@@ -31,7 +31,13 @@ def _panel(ax, row: dict, heading: str, ymax: float) -> None:
     if many:
         targets = sorted(targets, key=lambda t: (-t["weight"], -t["prob"]))  # by p*, then by the model
     xs = range(len(targets))
-    ax.bar(xs, [t["prob"] for t in targets], color="#4C72B0", width=0.8, label="model (renormalised)")
+    ax.bar(
+        xs,
+        [t["prob"] for t in targets],
+        color="#4C72B0",
+        width=0.8,
+        label="model, renormalised over the valid answers",
+    )
     ax.step(xs, [t["weight"] for t in targets], where="mid", color="#DD8452", linewidth=2, label="wanted p*")
     ax.set_ylim(0, ymax)
     if many:
@@ -43,7 +49,8 @@ def _panel(ax, row: dict, heading: str, ymax: float) -> None:
         )
     mass = f"{row['mass']:.4f}" if row["mass"] >= 1e-3 else f"{row['mass']:.1e}"
     ax.set_title(
-        f"{heading}\nmass {mass} · KL {row['kl']:.3f} · norm. entropy {row['normalized_entropy']:.3f}",
+        f"{heading}\nmass on valid answers {mass} · KL {row['kl']:.3f} · "
+        f"norm. entropy {row['normalized_entropy']:.3f}",
         fontsize=9,
     )
     ax.grid(axis="y", alpha=0.3)
@@ -57,10 +64,10 @@ def plot_before_after(before: dict, after: dict, path: str | Path) -> Path:
     for (b, a), (ax_b, ax_a) in zip(pairs, axes, strict=True):
         peak = max(t["prob"] for t in b["targets"] + a["targets"])
         peak = max(peak, max(t["weight"] for t in b["targets"]))
-        ymax = min(1.0, peak * 1.1)
+        ymax = min(1.0, peak * 1.35)  # room for the legend above the bars
         _panel(ax_b, b, f"{b['name']}: before ({before['model']})", ymax)
         _panel(ax_a, a, f"{a['name']}: after ({after['model']})", ymax)
-        ax_b.set_ylabel("probability")
+        ax_b.set_ylabel("probability among the valid answers")
     axes[0][1].legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     path = Path(path)

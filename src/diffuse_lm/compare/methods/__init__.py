@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from diffuse_lm.compare.method import Method, Spec
-from diffuse_lm.compare.methods import base, min_p, system_prompt, temperature, top_p, tuned, verbalized
+from diffuse_lm.compare.methods import (
+    base,
+    in_one,
+    min_p,
+    ssot,
+    system_prompt,
+    temperature,
+    top_p,
+    tuned,
+    verbalized,
+)
 from diffuse_lm.errors import DiffuseError, shorten
 
 METHODS: dict[str, Method] = {
@@ -15,6 +25,8 @@ METHODS: dict[str, Method] = {
         top_p.METHOD,
         system_prompt.METHOD,
         verbalized.METHOD,
+        ssot.METHOD,
+        in_one.METHOD,
         tuned.METHOD,
     )
 }

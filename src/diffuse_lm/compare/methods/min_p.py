@@ -6,7 +6,6 @@ from functools import partial
 
 from diffuse_lm.compare.method import Method, number
 from diffuse_lm.compare.methods.temperature import TINY
-from diffuse_lm.sampling import min_p_filter
 
 METHOD = Method(
     name="min_p",
@@ -16,5 +15,11 @@ METHOD = Method(
     parse=number(
         "min_p", "P", lambda p: TINY <= p <= 1, f"in (0, 1], at least {TINY:.2g} (float32's smallest)"
     ),
-    transform=lambda p: partial(min_p_filter, min_p=p),
+    transform=lambda p: partial(_filter(), min_p=p),
 )
+
+
+def _filter():
+    from diffuse_lm.sampling import min_p_filter  # torch: imported when the method runs
+
+    return min_p_filter

@@ -6,7 +6,6 @@ from functools import partial
 
 from diffuse_lm.compare.method import Method, number
 from diffuse_lm.compare.methods.temperature import TINY
-from diffuse_lm.sampling import top_p_filter
 
 METHOD = Method(
     name="top_p",
@@ -16,5 +15,11 @@ METHOD = Method(
     parse=number(
         "top_p", "P", lambda p: TINY <= p <= 1, f"in (0, 1], at least {TINY:.2g} (float32's smallest)"
     ),
-    transform=lambda p: partial(top_p_filter, top_p=p),
+    transform=lambda p: partial(_filter(), top_p=p),
 )
+
+
+def _filter():
+    from diffuse_lm.sampling import top_p_filter  # torch: imported when the method runs
+
+    return top_p_filter

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from diffuse_lm.compare.method import Method
 from diffuse_lm.errors import DiffuseError, shorten
-from diffuse_lm.models import attach_adapter
 
 
 def adapter_folder(arg: str | None) -> str:
@@ -30,6 +29,8 @@ def adapter_folder(arg: str | None) -> str:
 
 @contextmanager
 def with_adapter(model, folder: str) -> Iterator:
+    from diffuse_lm.models import attach_adapter  # torch: imported when the method runs
+
     tuned = attach_adapter(model, folder)
     tuned.eval()
     try:

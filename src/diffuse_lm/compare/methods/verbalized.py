@@ -16,7 +16,6 @@ import numpy as np
 
 from diffuse_lm.compare.method import Draws, Method, integer
 from diffuse_lm.parsing import task_answers
-from diffuse_lm.sampling import generate_records
 from diffuse_lm.tasks import Task
 
 INSTRUCTION = (
@@ -85,6 +84,8 @@ def sample(model, tokenizer, task: Task, k: int, *, n: int, seed: int, batch_siz
     longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in task.targets)
     max_new_tokens = k * (longest + TOKENS_PER_LINE) + EXTRA_TOKENS
     asked = messages(task, k)
+    from diffuse_lm.sampling import generate_records  # torch: imported when the method runs
+
     records = generate_records(
         model, tokenizer, asked, n, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size
     )

@@ -1,0 +1,234 @@
+"""Generate src/diffuse_lm/data/tasks/formats/: random choices asked in the answer formats real pipelines use,
+so that tuning teaches "asked for randomness -> random and valid" in every format, not "braces -> random".
+
+Each subject (a question and its answers, uniform or with given weights) is asked in each of the formats of
+FORMATS: the answer in braces, the bare answer, "Answer: X", a JSON object, lower case, the letter of an
+option and the number of an option (options shown in a shuffled order, fixed by the seed).
+
+- formats/train/<format>/<subject>: the nineteen random-phrasing subjects (scripts/make_random_mix.py) and
+  five with non-uniform wanted distributions (a weighted coin, a loaded die, the sum of two dice, a letter at
+  its frequency in English text, yes with probability 0.3), for training;
+- formats/eval/<format>/<subject>: closed sets no training task asks for (days of the week, months, seasons,
+  continents, compass points), for measuring a tuned model in a format it was or was not tuned on
+  (`diffuse reproduce formats`), and invented answers on closed sets.
+
+    python scripts/make_format_tasks.py           # rewrite the shipped files
+    python scripts/make_format_tasks.py --check   # exit 1 if the shipped files differ
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_random_mix import FORMATS as LONG  # noqa: E402
+from make_random_mix import TASKS as WORDS  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / "src" / "diffuse_lm" / "data" / "tasks"
+GROUP = "formats"
+SEED = 0
+MAX_OPTIONS = 6  # options shown in the letter and number formats (a random subset of a larger set)
+
+# English letter frequencies (per cent of letters in running text, the common Wikipedia table).
+LETTER_FREQ = {
+    "E": 12.7, "T": 9.1, "A": 8.2, "O": 7.5, "I": 7.0, "N": 6.7, "S": 6.3, "H": 6.1, "R": 6.0, "D": 4.3,
+    "L": 4.0, "C": 2.8, "U": 2.8, "M": 2.4, "W": 2.4, "F": 2.2, "G": 2.0, "Y": 2.0, "P": 1.9, "B": 1.5,
+    "V": 0.98, "K": 0.77, "J": 0.15, "X": 0.15, "Q": 0.095, "Z": 0.074,
+}  # fmt: skip
+WEIGHTED = {  # name -> (question, what, answers, weights)
+    "weighted-coin": (
+        "Flip a biased coin that lands heads 70% of the time and tails 30% of the time.",
+        "side",
+        ["Heads", "Tails"],
+        [0.7, 0.3],
+    ),
+    "loaded-die": (
+        "Roll a loaded six-sided die that shows 6 half of the time and each other face equally often.",
+        "face",
+        ["1", "2", "3", "4", "5", "6"],
+        [0.1, 0.1, 0.1, 0.1, 0.1, 0.5],
+    ),
+    "two-dice": (
+        "Roll two fair six-sided dice at random and add them up.",
+        "sum",
+        [str(s) for s in range(2, 13)],
+        [6 - abs(s - 7) for s in range(2, 13)],
+    ),
+    "letter-frequency": (
+        "Pick a letter at random with the frequency it has in English text.",
+        "letter",
+        list(LETTER_FREQ),
+        list(LETTER_FREQ.values()),
+    ),
+    "yes-30": (
+        "Answer yes with probability 30% and no otherwise, at random.",
+        "answer",
+        ["Yes", "No"],
+        [0.3, 0.7],
+    ),
+}
+EVAL = {  # closed sets asked by no training task
+    "day": (
+        "Pick a day of the week at random.",
+        "day",
+        "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split(),
+    ),
+    "month": (
+        "Choose a month of the year at random.",
+        "month",
+        "January February March April May June July August September October November December".split(),
+    ),
+    "season": (
+        "Name a season of the year, chosen at random.",
+        "season",
+        "Spring Summer Autumn Winter".split(),
+    ),
+    "continent": (
+        "Pick a continent completely at random.",
+        "continent",
+        ["Africa", "Antarctica", "Asia", "Australia", "Europe", "North America", "South America"],
+    ),
+    "direction": (
+        "Choose a compass direction at random.",
+        "direction",
+        "North Northeast East Southeast South Southwest West Northwest".split(),
+    ),
+}
+
+
+def _options(r: random.Random, items: list[str], weights: list[float]) -> tuple[list[str], list[float]]:
+    """At most MAX_OPTIONS of the answers, in a shuffled order, with their weights."""
+    idx = list(range(len(items)))
+    for i in range(len(idx) - 1, 0, -1):  # Fisher-Yates on random() alone: the same on every Python
+        j = int(r.random() * (i + 1))
+        idx[i], idx[j] = idx[j], idx[i]
+    idx = idx[:MAX_OPTIONS]
+    return [items[i] for i in idx], [weights[i] for i in idx]
+
+
+def _listed(labels: list[str], items: list[str]) -> str:
+    return "\n".join(f"{a}) {x}" for a, x in zip(labels, items, strict=True))
+
+
+def _key(what: str) -> str:
+    return what.lower().replace(" ", "_")
+
+
+# format -> (question, what, answers, weights, rng) -> (request, targets, weights)
+FORMATS = {
+    "braces": lambda q, x, items, w, r: (
+        f"{q} Output only the {x} between two curly braces, like this: {{{x}}}.",
+        [f"{{{i}}}" for i in items],
+        w,
+    ),
+    "bare": lambda q, x, items, w, r: (f"{q} Reply with the {x} only, nothing else.", list(items), w),
+    "answer": lambda q, x, items, w, r: (
+        f'{q} Reply in the form "Answer: <{x}>" and nothing else.',
+        [f"Answer: {i}" for i in items],
+        w,
+    ),
+    "json": lambda q, x, items, w, r: (
+        f'{q} Reply only with a JSON object of the form {{"{_key(x)}": "..."}}.',
+        [json.dumps({_key(x): i}, ensure_ascii=False) for i in items],
+        w,
+    ),
+    "lower": lambda q, x, items, w, r: (
+        f"{q} Reply with the {x} only, in lower case.",
+        [i.lower() for i in items],
+        w,
+    ),
+    "letter": lambda q, x, items, w, r: _lettered(q, x, *_options(r, items, w), "ABCDEF", "letter"),
+    "number": lambda q, x, items, w, r: _lettered(q, x, *_options(r, items, w), "123456", "number"),
+}
+
+
+def _lettered(q: str, x: str, items: list[str], w: list[float], labels: str, kind: str):
+    labels = list(labels[: len(items)])
+    request = f"{q} Choose among these options:\n{_listed(labels, items)}\nReply with the {kind} of your choice only."
+    return request, labels, w
+
+
+def _task(split: str, fmt: str, name: str, question, what, items, weights, r) -> tuple[str, str]:
+    request, targets, w = FORMATS[fmt](question, what, items, weights, r)
+    assert len(set(targets)) == len(targets), (fmt, name)
+    uniform = len(set(w)) == 1
+    data = {
+        "name": f"{GROUP}/{split}/{fmt}/{name}",
+        "family": f"FORMAT-{fmt.upper()}",
+        "description": f"A {'uniformly ' if uniform else ''}random {what} among {len(targets)}"
+        f"{'' if uniform else ' with given weights'}, asked in the {fmt} format.",
+        "request": request,
+        "targets": targets,
+    }
+    if not uniform:
+        data["weights"] = [round(float(v), 6) for v in w]
+    return f"{GROUP}/{split}/{fmt}/{name}.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def tasks() -> dict[str, str]:
+    """Path under the task folder -> file text of every task."""
+    subjects = {
+        "train": {
+            **{n: (q, x, items, [1.0] * len(items)) for n, (q, x, items) in WORDS.items()},
+            **{n: (q, x, items, [1.0] * len(items)) for n, (q, x, items, _) in LONG.items()},
+            **WEIGHTED,
+        },
+        "eval": {n: (q, x, items, [1.0] * len(items)) for n, (q, x, items) in EVAL.items()},
+    }
+    out = {}
+    for split, named in subjects.items():
+        for fmt in FORMATS:
+            r = random.Random(f"{SEED}/{split}/{fmt}")
+            for name in sorted(named):
+                q, x, items, w = named[name]
+                if fmt in ("letter", "number") and len(set(w)) > 1 and len(items) > MAX_OPTIONS:
+                    continue  # a subset of a weighted set's options would change what is asked
+                path, text = _task(split, fmt, name, *named[name], r)
+                out[path] = text
+    return out
+
+
+def mix() -> list[str]:
+    """The training tasks of the format mix (built-in group ``formats-mix``): each training subject in two
+    formats, rotating through them, so every format and every subject is in the mix and the mix stays small."""
+    names = set(tasks())
+    subjects = sorted(
+        {n.split("/")[3].removesuffix(".json") for n in names if n.startswith(f"{GROUP}/train/")}
+    )
+    fmts = list(FORMATS)
+    out = []
+    for i, subject in enumerate(subjects):
+        for k in (i, i + 3):
+            for step in range(len(fmts)):  # the next format this subject is asked in
+                fmt = fmts[(k + step) % len(fmts)]
+                name = f"{GROUP}/train/{fmt}/{subject}"
+                if f"{name}.json" in names and name not in out:
+                    out.append(name)
+                    break
+    return sorted(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if the shipped files differ")
+    args = ap.parse_args()
+    want = tasks()
+    if args.check:
+        have = {str(p.relative_to(DATA)): p.read_text() for p in (DATA / GROUP).rglob("*.json")}
+        if have != want:
+            print(f"{DATA / GROUP}: out of date (run scripts/make_format_tasks.py)", file=sys.stderr)
+            return 1
+        return 0
+    for name, text in want.items():
+        (DATA / name).parent.mkdir(parents=True, exist_ok=True)
+        (DATA / name).write_text(text)
+    print(f"wrote {len(want)} task files under {DATA / GROUP}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Leave one answer format out (beyond the paper): is a tuned model random only where it was asked in braces?
+For each held-out format (the bare answer, "Answer: X", a JSON object, a letter or number among options, lower
+case, braces), a model tuned on the random-choice format tasks in every *other* format is measured on closed
+sets that no training task asks for (days, months, seasons, continents, compass points) asked in the held-out
+format, beside the base model and the six-task model (which trains on every format). Exact: mass on the valid
+answers, normalised entropy and yield over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from diffuse_lm.experiments.common import Context, adapter, exact, using
+from diffuse_lm.experiments.leave_one_out import six_task_adapter
+from diffuse_lm.experiments.record import Experiment, Record
+from diffuse_lm.present.figures import pyplot, save
+from diffuse_lm.present.markdown import table
+from diffuse_lm.tasks import builtin_tasks, load_tasks
+
+CLAIM = (
+    "Beyond the paper: a model tuned on random choices asked in some answer formats is random and valid in "
+    "a format it was not tuned on, not only where it was asked in braces."
+)
+FORMATS = ("braces", "bare", "answer", "json", "lower", "letter", "number")
+MODELS = ("base", "held out", "six-task")
+
+
+class Cell(Record):
+    """One model on one format's measuring tasks: means over the tasks."""
+
+    mass: float
+    normalized_entropy: float
+    yield_20: float
+    kl: float
+    tasks: list[dict]  # each task's exact metrics
+
+
+class FormatsResult(Record):
+    formats: list[str]
+    subjects: int  # training subjects kept per format
+    results: dict[str, dict[str, Cell]]  # format -> model ("base", "held out", "six-task") -> cell
+
+
+def held_out(ctx: Context) -> list[str]:
+    """The formats held out at this scale."""
+    return [f for f in FORMATS if ctx.scale.formats_held_out is None or f in ctx.scale.formats_held_out]
+
+
+def training_tasks(ctx: Context, without: str) -> list[str]:
+    """The format tasks of every format but ``without``: the first ``format_subjects`` subjects of each."""
+    names = sorted(n for n in builtin_tasks() if n.startswith("formats/train/"))
+    out = []
+    for fmt in FORMATS:
+        if fmt == without:
+            continue
+        mine = [n for n in names if n.split("/")[2] == fmt]
+        out += mine if ctx.scale.format_subjects is None else mine[: ctx.scale.format_subjects]
+    return out
+
+
+def models(ctx: Context) -> dict[str, Path]:
+    """The model tuned without each held-out format (Eq. 5, the model's learning rate, no retention)."""
+    passes = ctx.scale.passes["formats"]
+    return {f: adapter(ctx, f"formats-without-{f}", training_tasks(ctx, f), passes) for f in held_out(ctx)}
+
+
+def cell(rows: list[dict]) -> Cell:
+    keys = ("mass", "normalized_entropy", "yield_20", "kl")
+    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    kept = ("name", "mass", "normalized_entropy", "yield_20", "kl", "entropy")
+    return Cell(**means, tasks=[{k: r[k] for k in kept} for r in rows])
+
+
+def run(ctx: Context) -> FormatsResult:
+    tuned = models(ctx)
+    six = six_task_adapter(ctx)
+    results: dict[str, dict[str, Cell]] = {}
+    for fmt in held_out(ctx):
+        tasks = load_tasks([f"formats/eval/{fmt}"])
+        results[fmt] = {}
+        for label, path in (("base", None), ("held out", tuned[fmt]), ("six-task", six)):
+            with using(ctx, path) as (model, tokenizer):
+                results[fmt][label] = cell(exact(model, tokenizer, tasks, ctx.scale.coverage_n))
+    return FormatsResult(formats=held_out(ctx), subjects=ctx.scale.format_subjects, results=results)
+
+
+def section(res: FormatsResult, figures: Path) -> str:
+    """Mass and normalised entropy of each model in each held-out format (figure and table)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    x = np.arange(len(res.formats))
+    colors = {"base": "tab:red", "held out": "tab:blue", "six-task": "tab:green"}
+    for ax, key, label in (
+        (axes[0], "mass", "mass on valid answers (log)"),
+        (axes[1], "normalized_entropy", "normalised entropy over them"),
+    ):
+        for i, m in enumerate(MODELS):
+            ax.bar(x + (i - 1) * 0.27, [getattr(res.results[f][m], key) for f in res.formats], 0.27,
+                   color=colors[m], label=m)  # fmt: skip
+        ax.set_xticks(x, res.formats)
+        ax.set(ylabel=label, yscale="log" if key == "mass" else "linear")
+    axes[0].legend()
+    md = save(fig, figures / "formats.png")
+    head = ["format"] + [f"{m} {k}" for k in ("mass", "norm. H", "yield@20") for m in MODELS]
+    rows = [
+        [f]
+        + [getattr(res.results[f][m], k) for k in ("mass", "normalized_entropy", "yield_20") for m in MODELS]
+        for f in res.formats
+    ]
+    md += (
+        "\nMeasured on days, months, seasons, continents and compass points asked in each format (means over "
+        f"the five); 'held out': tuned on the format tasks of every other format ({res.subjects} subjects "
+        "each); 'six-task': the six-task model, tuned on every format:\n\n" + table(head, rows)
+    )
+    return md
+
+
+EXPERIMENT = Experiment(
+    name="formats",
+    run=run,
+    result=FormatsResult,
+    section=section,
+    claim=CLAIM,
+    uses=("passes.formats", "formats_held_out", "format_subjects", "six_recipe", "coverage_n"),
+    adapters=lambda ctx: (models(ctx), six_task_adapter(ctx)),
+)

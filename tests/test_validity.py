@@ -1,0 +1,118 @@
+"""Validity as a first-class result: yields, broader valid sets than the targets, invented answers in samples,
+answer-like outputs of open-ended requests, and the format tasks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffuse_lm import metrics as M
+from diffuse_lm.experiments.open_ended import answer_like, prompts, summarize, summarize_prompt
+from diffuse_lm.measuring import measure_tasks, with_valid
+from diffuse_lm.parsing import sample_stats, valid_answers
+from diffuse_lm.tasks import TaskError, load_tasks, task_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_yield_is_the_expected_number_of_distinct_valid_answers_by_simulation():
+    rng = np.random.default_rng(0)
+    p = np.array([0.3, 0.2, 0.1, 0.05])  # 0.35 on answers outside the valid set
+    exact = M.expected_yield(np.log(p), 20)
+    draws = rng.choice(5, size=(20_000, 20), p=[*p, 1 - p.sum()])
+    simulated = np.mean([len(set(d) - {4}) for d in draws])
+    assert exact == pytest.approx(simulated, abs=0.02)
+    # spreading the same valid mass more evenly raises the yield; losing valid mass lowers it
+    assert M.expected_yield(np.log(np.full(4, 0.65 / 4)), 20) > exact
+    assert M.expected_yield(np.log(p / 10), 20) < exact
+
+
+def test_metrics_report_valid_mass_and_yield_over_targets_and_broader_valid_answers():
+    lp = np.log([0.2, 0.2])
+    m = M.distribution_metrics(lp, np.array([0.5, 0.5]), valid_logprobs=np.log([0.3, 0.1]))
+    assert m["mass"] == pytest.approx(0.4) and m["valid_mass"] == pytest.approx(0.8)
+    assert m["n_targets"] == 2 and m["n_valid"] == 4
+    assert m["normalized_entropy"] == pytest.approx(1.0)  # over the targets, renormalised
+    assert m["yield_20"] == pytest.approx(M.expected_coverage(np.array([0.2, 0.2, 0.3, 0.1]), 20))
+    alone = M.distribution_metrics(lp, np.array([0.5, 0.5]))
+    assert alone["valid_mass"] == alone["mass"] and alone["yield_100"] == pytest.approx(2.0, abs=1e-6)
+
+
+def test_valid_key_takes_a_list_or_a_task_name_and_leaves_the_targets_out(tmp_path):
+    t = task_from_dict(
+        {"request": "r", "targets": ["{a}", "{b}"], "valid": ["{b}", "{c}", "{c}"]}, source="t.json"
+    )
+    assert t.valid == ("{c}",) and t.valid_set == ("{a}", "{b}", "{c}")
+    (tmp_path / "names.json").write_text(json.dumps({"request": "q", "targets": ["{a}", "{x}", "{y}"]}))
+    src = str(tmp_path / "t.json")
+    t = task_from_dict({"request": "r", "targets": ["{a}"], "valid": "names.json"}, source=src)
+    assert t.valid == ("{x}", "{y}")
+    t = load_tasks(["babynames/train/p0"])[0]
+    assert len(t.valid) > 500 and not set(t.valid) & set(t.targets)
+    for bad, why in ((["{a}", 3], "list of non-empty strings"), ("nosuch/task", "no built-in task")):
+        with pytest.raises(TaskError, match=why):
+            task_from_dict({"request": "r", "targets": ["{a}"], "valid": bad}, source="t.json")
+    with pytest.raises(TaskError, match="prefix"):
+        task_from_dict({"request": "r", "targets": ["ab"], "valid": ["a"], "eos": False}, source="t.json")
+
+
+def test_measure_scores_the_valid_answers_like_targets(model, tokenizer):
+    tok = tokenizer
+    t = task_from_dict({"request": "pick", "targets": ["{a}", "{b}"], "valid": ["{c}", "{dd}"]}, source="t")
+    every = task_from_dict({"request": "pick", "targets": ["{a}", "{b}", "{c}", "{dd}"]}, source="t")
+    row = measure_tasks(model, tok, [t])["tasks"][0]
+    ref = measure_tasks(model, tok, [every])["tasks"][0]
+    lps = np.array([x["logprob"] for x in ref["targets"]])
+    assert len(row["targets"]) == 2  # the targets' list stays the targets'
+    assert row["mass"] == pytest.approx(np.exp(lps[:2]).sum(), rel=1e-5)
+    assert row["valid_mass"] == pytest.approx(ref["mass"], rel=1e-5)
+    assert row["yield_100"] == pytest.approx(ref["yield_100"], rel=1e-5)
+    assert with_valid(every) is every
+
+
+def test_sample_stats_count_invented_answers_against_the_broad_set():
+    t = task_from_dict({"request": "r", "targets": ["{Apple}", "{Pear}"], "valid": ["{Fig}"]}, source="t")
+    texts = ["{Apple}", "{Fig}", "{Redbanberry}", "{Redbanberry}", "no braces", "{Pear}"]
+    s = sample_stats([{"text": x} for x in texts], t)
+    assert s["n_valid"] == 3 and s["n_invented"] == 2 and s["invented_rate"] == pytest.approx(2 / 6)
+    assert s["invented_examples"] == ["Redbanberry"]
+    assert valid_answers(t) == ({"Apple", "Pear", "Fig"}, True)
+
+
+def test_answer_like_keeps_short_answers_and_drops_prose():
+    assert answer_like("Whiskers") == "whiskers"
+    assert answer_like('  "Captain Nibbles!"\n') == "captain nibbles"
+    assert answer_like("Answer: **Mango**") == "mango"
+    assert answer_like("Sure! Here is a random name for your hamster: Peanut. It is a cute") is None
+    assert answer_like("Peanut\n\nPeanut is a great name because it is small and cute") is None
+    assert answer_like("") is None and answer_like("...") is None
+    r = summarize_prompt("p", ["Peanut", "peanut.", "Biscuit", "I think you should name it Peanut, a cute"])
+    assert (r.answer_like_rate, r.distinct, r.top_share) == (0.75, 2, 0.5)
+    s = summarize([r, summarize_prompt("q", ["a"] * 3 + ["b"])])
+    assert s.dominated == 0.5 and s.distinct == 2.0
+
+
+def test_open_ended_prompts_are_many_and_ask_for_one_short_thing():
+    asked = prompts()
+    assert len(asked) >= 60 and len(set(asked)) == len(asked)
+    assert all("only" in p for p in asked)
+
+
+def test_format_tasks_are_generated_and_cover_every_format():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_format_tasks.py"), "--check"])
+    assert done.returncode == 0, "shipped format tasks differ from scripts/make_format_tasks.py's"
+    tasks = load_tasks(["formats"])
+    fmts = {t.name.split("/")[2] for t in tasks}
+    assert fmts == {"braces", "bare", "answer", "json", "lower", "letter", "number"}
+    for split in ("train", "eval"):
+        for fmt in fmts:
+            assert load_tasks([f"formats/{split}/{fmt}"]), (split, fmt)
+    assert any(not t.uniform for t in tasks)  # weighted coins and dice, natural frequencies
+    by_name = {t.name: t for t in tasks}
+    assert by_name["formats/eval/json/day"].targets[0] == '{"day": "Monday"}'
+    assert by_name["formats/eval/answer/month"].targets[-1] == "Answer: December"
