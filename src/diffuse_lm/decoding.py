@@ -37,6 +37,7 @@ class SampleConfig:
         check_in_dtype("--top-p", self.top_p, "top-p 1.2e-38 already keeps only the most probable token")
         if not 0 <= self.min_p <= 1:
             raise DiffuseError(f"--min-p {self.min_p}: must be in [0, 1] (0 turns it off)")
+        check_in_dtype("--min-p", self.min_p, "use 0 to turn it off")
         if self.top_k < 0:
             raise DiffuseError(f"--top-k {self.top_k}: must be >= 0 (0 turns it off)")
         if self.max_new_tokens < 1:
