@@ -121,7 +121,9 @@ def test_map_png(tmp_path):
 def test_synth_biographies_command(tmp_path):
     tok = char_tokenizer()
     model_dir = tmp_path / "tiny"
-    tiny_llama(len(tok), layers=1).save_pretrained(model_dir)
+    model = tiny_llama(len(tok), layers=1)
+    model.config.max_position_embeddings = 1024  # the prompt is 764 characters: one token each
+    model.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     out = tmp_path / "bios"
     argv = [

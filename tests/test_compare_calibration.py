@@ -101,7 +101,9 @@ def test_bad_baseline_specs_are_one_line_errors(methods, needle, capsys, tmp_pat
 def test_compare_runs_both_baselines_with_costs_on_a_family_task(tmp_path, capsys):
     model_dir = tmp_path / "model"
     tok = char_tokenizer()
-    tiny_llama(len(tok), seed=1).save_pretrained(model_dir)
+    model = tiny_llama(len(tok), seed=1)
+    model.config.max_position_embeddings = 2048  # ssot's prompt is ~620 characters: one token each
+    model.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     spec = tmp_path / "u.yaml"
     spec.write_text(json.dumps(SPEC))

@@ -163,7 +163,11 @@ def fake_sampler(model, tokenizer, messages, n, *, seed=0, temperature=1.0, **kw
 def tiny(tmp_path, monkeypatch):
     """A Context on a tiny random Llama saved to disk, small task files, fake training and sampling."""
     tok = char_tokenizer()
-    tiny_llama(len(tok)).save_pretrained(tmp_path / "model")
+    model = tiny_llama(len(tok))
+    model.config.max_position_embeddings = (
+        2048  # ssot's prompt (calibration) is ~620 characters: one token each
+    )
+    model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     specs = write_tasks(tmp_path / "tasks")
     for key in common.TASKS:

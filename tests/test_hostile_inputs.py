@@ -66,6 +66,10 @@ BAD_TASK_FILES = [
         "root:$6$salt$hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
         "a key that is no name",
     ),
+    # keys of mixed types (issue 27): the name-like one is named, no TypeError while sorting them
+    ("mixed.yaml", "1: a\nbogus: b\nrequest: x\ntargets: [a]\n", "unknown key 'bogus'"),
+    ("mixedmap.yaml", "dataset_path: csv\n1: a\nbogus: b\n", "unknown key 'bogus' in a dataset mapping"),
+    ("intkeys.yaml", "1: a\n2: b\n", "a key that is no name"),
     # a file name with a line break still gives one line
     ("new\nline.json", '{"request": "x"}', "empty targets"),
 ]
@@ -174,6 +178,8 @@ def samples_file(tmp_path) -> Path:
 def output_cases(tmp_path: Path, task: Path, samples: Path) -> dict[str, tuple[list[str], str]]:
     link = tmp_path / "link.json"
     link.symlink_to(task)
+    loop = tmp_path / "loopy"
+    loop.symlink_to(loop)
     return {
         "measure-output-is-task": (["measure", str(task), "--output", str(task)], "is an input"),
         "measure-output-in-task-folder": (
@@ -216,6 +222,10 @@ def output_cases(tmp_path: Path, task: Path, samples: Path) -> dict[str, tuple[l
             "cannot write there",
         ),
         "output-is-a-device": (["measure", str(task), "--output", os.devnull], "not a regular file"),
+        "output-under-a-symlink-loop": (
+            ["sample", str(task), "--output", str(loop / "s.jsonl")],
+            "cannot write there (a symlink loop on the way)",
+        ),
     }
 
 
@@ -234,6 +244,7 @@ OUTPUT_CASES = [
     "output-name-too-long",
     "output-folder-name-too-long",
     "output-is-a-device",
+    "output-under-a-symlink-loop",
 ]
 
 

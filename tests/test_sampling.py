@@ -213,6 +213,9 @@ def test_other_settings_or_a_foreign_file_are_refused(tok, tmp_path):
         sample_to_jsonl(model, tok, MESSAGES, 2, out, max_new_tokens=3)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"index": 0, "text": "a"}\nnot json\n{"index": 1, "text": "b"}\n')
+    with pytest.raises(DiffuseError, match="holds data but no bad.jsonl.meta.json"):
+        sample_to_jsonl(model, tok, MESSAGES, 2, bad, max_new_tokens=3)
+    meta_path(bad).write_text(json.dumps({"format": "diffuse-samples/1", "n": 2}))
     with pytest.raises(DiffuseError, match="line 2 is not a sample record"):
         sample_to_jsonl(model, tok, MESSAGES, 2, bad, max_new_tokens=3)
     assert bad.read_text().count("\n") == 3  # never rewritten

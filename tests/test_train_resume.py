@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,11 +157,18 @@ def test_a_folder_holding_other_files_is_refused_and_overwrite_deletes_only_run_
     assert len(err) == 1 and "holds files of no run" in err[0] and len(err[0]) < 300, err
     assert _snapshot(out) == before
 
+    # no config.yaml: no run ever wrote there, so before.json and adapter/ are someone's own (issue 27)
+    assert main(["train", str(path), "-q", "--no-plot", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "adapter but no config.yaml, so no run wrote it" in err[0], err
+    assert _snapshot(out) == before
+
+    shutil.rmtree(out / "adapter")
+    (out / "before.json").unlink()
     assert main(["train", str(path), "-q", "--no-plot", "--overwrite"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["before"] != stray and _kls(summary["before"]) == _kls(reference["before"])  # not reused
+    assert _kls(summary["before"]) == _kls(reference["before"])
     _assert_same_adapter(_adapter(summary), _adapter(reference))
-    assert not (out / "adapter" / "mine.bin").exists()  # adapter/ is a run's name: replaced
     kept = {"checkpoint-mine/notes.txt", ".work-tmp-1", "notes.txt"}
     assert {k for k in kept if (out / k).exists()} == kept  # everything else is left as it was
     # the folder is this run's now: a rerun returns it, without --overwrite
@@ -348,7 +356,8 @@ def test_overwrite_refuses_to_delete_the_runs_own_config_or_task_file(tmp_path, 
     task.parent.mkdir()
     task.write_text(json.dumps({"request": "Pick a or b.", "targets": ["{a}", "{b}"]}))
     (task.parent / "notes.txt").write_text("other files: --overwrite is needed")
-    with pytest.raises(DiffuseError, match="would delete .*before.json, an input of this run"):
+    # no run claimed that folder (no config.yaml), so its before.json is no run's: refused as such
+    with pytest.raises(DiffuseError, match="holds before.json but no config.yaml"):
         train(
             config_from_dict({**cfg, "train_prompts": [str(task)], "output_dir": str(task.parent)}),
             progress=False,

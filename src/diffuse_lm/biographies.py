@@ -13,6 +13,7 @@ from pathlib import Path
 
 from diffuse_lm.builtin import BIOGRAPHY_FIELDS, BIOGRAPHY_PROMPT
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import write_figure_atomic
 from diffuse_lm.metrics import empirical_entropy, unigram_diversity
 from diffuse_lm.parsing import parse_fields
 
@@ -301,7 +302,8 @@ def plot_birthplaces(records: Sequence[dict], path: str | Path, *, title: str | 
         fontsize=11,
     )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        write_figure_atomic(fig, path, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return {"placed": n_placed, "distinct_places": len(placed), "not_placed": len(records) - n_placed}

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from diffuse_lm.errors import DiffuseError, did_you_mean, unknown_key
+from diffuse_lm.files import check_regular
 from diffuse_lm.model_info import DEFAULT_MODEL, DTYPES
 
 PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -304,6 +305,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     ``key=value`` strings (dotted keys). Relative paths in the file resolve next to it first."""
     path = find_config(path)
     try:
+        check_regular(path, "a training config")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DiffuseError(f"{path}: cannot read config ({getattr(e, 'strerror', None) or e})") from None

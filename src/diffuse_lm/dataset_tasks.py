@@ -19,13 +19,15 @@ every row. Each row becomes a task validated as a task file is; errors name the 
 
 from __future__ import annotations
 
+import glob
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from diffuse_lm.errors import known_list, shorten, unknown_key
-from diffuse_lm.tasks import Task, TaskError, task_from_dict
+from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key, unknown_keys
+from diffuse_lm.tasks import Task, TaskError, bounded_walk, task_from_dict
 
 WHERE = {"dataset_path", "dataset_name", "data_files", "split", "dataset_kwargs", "limit", "name"}
 COLUMNS = {
@@ -70,7 +72,7 @@ def tasks_from_dataset(dataset: Any, *, name: str = "dataset", **mapping: Any) -
 
 def _check(spec: dict, known: set[str], fail) -> None:
     """Keys known, of the right kind, and one source each for the request and the targets."""
-    unknown = sorted(set(spec) - known)
+    unknown = unknown_keys(spec, known)
     if unknown:
         raise fail(f"{unknown_key(unknown[0])} in a dataset mapping (known: {known_list(unknown[0], known)})")
     for key in (WHERE | COLUMNS) - {"dataset_kwargs", "limit", "data_files", "doc_to_choice"}:
@@ -105,6 +107,12 @@ def _row_tasks(rows: Any, spec: dict, label: str, *, name: str) -> list[Task]:
         spec = {**spec, "request_column": text}
     elif text is not None:
         template = _template(text, fail)
+        reserved = [c for c in ("self", "loop", "super", "caller", "varargs", "kwargs") if c in columns]
+        used = [c for c in reserved if re.search(rf"\b{c}\b", text)]
+        if used:  # Jinja's own names: the template would print Jinja's object, not the column
+            raise fail(
+                f"doc_to_text: column {used[0]!r} has a name Jinja keeps for itself; use request_column"
+            )
     for key in COLUMNS - {"doc_to_text", "doc_to_choice", "targets_separator"}:
         if spec.get(key) is not None and spec[key] not in columns:
             shown = ", ".join(map(str, columns[:12])) + (" …" if len(columns) > 12 else "")
@@ -163,6 +171,15 @@ def _load(spec: dict, path: Path, fail) -> tuple[Any, list[str]]:
         raise fail("dataset_kwargs must be a mapping of load_dataset arguments")
     if kwargs.get("trust_remote_code"):
         raise fail("dataset_kwargs: trust_remote_code is refused (a task file never runs a dataset's code)")
+    folders = [local] if local.is_dir() else []
+    if isinstance(
+        kwargs.get("data_dir"), str
+    ):  # relative to a local dataset folder, else to here (as datasets)
+        folders.append((local if local.is_dir() else Path()) / Path(kwargs["data_dir"]).expanduser())
+    for folder in folders:
+        if folder.is_dir():
+            for _ in bounded_walk(folder, "dataset files"):  # before datasets walks it all
+                pass
     split = spec.get("split") or "train"
     datasets.disable_progress_bars()
     try:
@@ -176,7 +193,10 @@ def _load(spec: dict, path: Path, fail) -> tuple[Any, list[str]]:
     flat = files.values() if isinstance(files, dict) else [files] if isinstance(files, str) else files or []
     for f in flat:
         sources += [f] if isinstance(f, str) else list(f)
-    return ds, [s for s in sources if Path(s).is_file()]
+    # a pattern stands for the files it matched now, and for itself (an output it would match later is refused)
+    patterns = [s for s in sources if GLOB & set(s) and "://" not in s]
+    sources = [m for s in sources for m in (sorted(glob.glob(s, recursive=True)) if s in patterns else [s])]
+    return ds, [s for s in sources if Path(s).is_file()] + [str(f) for f in folders if f.is_dir()] + patterns
 
 
 def _builders() -> list[str]:
@@ -241,22 +261,57 @@ def _numbers(values: list, where: str, fail) -> list:
     return out
 
 
+MAX_RENDERED = 1_000_000  # characters a doc_to_text template may render for one row (a request, not a book)
+
+
+def _environment():
+    """Jinja's immutable sandbox (no attribute tricks, no ``[].append``), whose ``*``, ``**`` and ``+`` refuse
+    results past :data:`MAX_RENDERED` before building them: ``{{ 'x' * 10**10 }}`` is an error, not the
+    machine's memory."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+    class Env(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**", "+"})
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**" and isinstance(right, int) and abs(right) > 64 and left not in (0, 1, -1):
+                raise SecurityError(f"{shorten(left)} ** {right}: a number too large for a request")
+            if operator == "*":
+                n, seq = (left, right) if isinstance(left, int) else (right, left)
+                if isinstance(n, int) and hasattr(seq, "__len__") and n * len(seq) > MAX_RENDERED:
+                    raise SecurityError(f"a repeat to more than {MAX_RENDERED:,} characters")
+            if operator == "+" and hasattr(left, "__len__") and hasattr(right, "__len__"):
+                if len(left) + len(right) > MAX_RENDERED:
+                    raise SecurityError(f"a text of more than {MAX_RENDERED:,} characters")
+            return super().call_binop(context, operator, left, right)
+
+    return Env(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
 def _template(text: str, fail):
     """A sandboxed Jinja template (lm-eval's ``doc_to_text``); an undefined column is an error."""
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
 
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     try:
-        return env.from_string(text)
+        return _environment().from_string(text)
     except jinja2.TemplateError as e:
         raise fail(f"doc_to_text: not a column nor a valid template ({e})") from None
 
 
 def _render(template, row: dict, fail) -> str:
-    import jinja2
-
+    """The template on one row, streamed and cut off past :data:`MAX_RENDERED` characters; any failure of
+    the template (``{{ 1/0 }}``, ``{{ [].pop() }}``, a column called ``self``) is one line naming the row."""
+    parts, size = [], 0
     try:
-        return template.render(**row)
-    except jinja2.TemplateError as e:
-        raise fail(str(e)) from None
+        for part in template.generate(row):  # the row as one mapping: a column may be called anything
+            size += len(part)
+            if size > MAX_RENDERED:
+                raise fail(f"renders more than {MAX_RENDERED:,} characters")
+            parts.append(part)
+    except DiffuseError:
+        raise
+    except (Exception, MemoryError, RecursionError) as e:  # the template's own error, whatever it is
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise fail(f"{e.__class__.__name__}: {first}" if first else e.__class__.__name__) from None
+    return "".join(parts)

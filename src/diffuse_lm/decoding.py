@@ -30,10 +30,14 @@ class SampleConfig:
             raise DiffuseError(
                 f"--temperature {self.temperature}: must be a finite number >= 0 (0 is greedy)"
             )
+        if self.temperature:
+            check_in_dtype("--temperature", self.temperature, "use 0 for greedy decoding")
         if not 0 < self.top_p <= 1:
             raise DiffuseError(f"--top-p {self.top_p}: must be in (0, 1]")
+        check_in_dtype("--top-p", self.top_p, "top-p 1.2e-38 already keeps only the most probable token")
         if not 0 <= self.min_p <= 1:
             raise DiffuseError(f"--min-p {self.min_p}: must be in [0, 1] (0 turns it off)")
+        check_in_dtype("--min-p", self.min_p, "use 0 to turn it off")
         if self.top_k < 0:
             raise DiffuseError(f"--top-k {self.top_k}: must be >= 0 (0 turns it off)")
         if self.max_new_tokens < 1:
@@ -41,6 +45,26 @@ class SampleConfig:
         if self.seed < 0:
             raise DiffuseError(f"--seed {self.seed}: must be >= 0")
         return self
+
+
+COMPUTE_DTYPE = torch.float32  # what sampling and teacher forcing compute logits in, whatever the model's
+
+
+def check_in_dtype(name: str, value: float, hint: str) -> None:
+    """Refuse a positive setting below the smallest normal number of :data:`COMPUTE_DTYPE` (1.2e-38): it
+    passes a check in Python's float64 yet rounds to 0 (or loses precision) where it is used."""
+    tiny = torch.finfo(COMPUTE_DTYPE).tiny
+    if 0 < value < tiny:
+        raise DiffuseError(
+            f"{name} {value:g}: below {tiny:.2g}, the smallest float32 sampling computes in; {hint}"
+        )
+
+
+def scale_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Logits (..., V) at ``temperature``, as float32: the row's largest is subtracted first, so a tiny
+    temperature sends the others to -inf (greedy) rather than every logit to ±inf (NaN probabilities)."""
+    logits = logits.to(COMPUTE_DTYPE)
+    return (logits - logits.max(-1, keepdim=True).values) / temperature
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -84,7 +108,7 @@ def pick_tokens(logits: torch.Tensor, u: torch.Tensor, cfg: SampleConfig) -> tor
     Rules apply in the order temperature, top-k, min-p, top-p."""
     if cfg.temperature == 0:
         return logits.argmax(-1)
-    logits = logits.float() / cfg.temperature
+    logits = scale_logits(logits, cfg.temperature)
     if 0 < cfg.top_k < logits.shape[-1]:
         kth = logits.topk(cfg.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -37,6 +37,31 @@ class EncodedTask:
         return len(self.target_ids)
 
 
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def model_context(model) -> int | None:
+    """The most tokens the model's positions cover (its config's ``max_position_embeddings`` or kin), or None
+    where it does not say."""
+    model = getattr(model, "module", model)
+    cfg = getattr(model, "config", None)
+    for key in CONTEXT_KEYS:
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_context(model, n_tokens: int, what: str, hint: str = "shorten it") -> None:
+    """Refuse ``n_tokens`` past the model's context: positions it never learned give numbers, not a
+    warning, so a prompt of 18,014 tokens on an 8,192 context would be scored as if it fit."""
+    context = model_context(model)
+    if context is not None and n_tokens > context:
+        raise EncodingError(
+            f"{what}: {n_tokens:,} tokens, more than the model's context of {context:,}; {hint}"
+        )
+
+
 def end_of_turn_ids(tokenizer) -> set[int]:
     """Ids that end an assistant turn: the EOS token(s) and known end-of-turn markers in the vocabulary."""
     ids = set()

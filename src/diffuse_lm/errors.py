@@ -27,6 +27,12 @@ def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def unknown_keys(data: dict, known: set[str]) -> list:
+    """The keys of ``data`` not in ``known``, names first, then in text order: a YAML file may mix key types
+    (``1:`` beside ``bogus:``), which plain ``sorted`` cannot order."""
+    return sorted(set(data) - known, key=lambda k: (not isinstance(k, str), str(k)))
+
+
 def unknown_key(key: object) -> str:
     """An unknown key named in a message: a name-like key as itself (the typo a user looks for), anything
     else not at all, so a file that is no config (``/etc/shadow`` read as YAML) is not echoed line by line."""

@@ -5,15 +5,21 @@ of the training run the adapter comes from."""
 
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import within
+from diffuse_lm.files import held_lock, within
 from diffuse_lm.model_info import (
     BASE_RECORD,
     DEFAULT_MODEL,
@@ -32,10 +38,14 @@ def run_files(adapter: Path) -> dict:
     run, found = adapter.parent, {}
     for name in ("config.yaml", "before.json", "after.json", "summary.json"):
         try:
+            if not (run / name).is_file():
+                continue
             text = (run / name).read_text()
-            found[name] = yaml.safe_load(text) if name.endswith(".yaml") else json.loads(text)
+            data = yaml.safe_load(text) if name.endswith(".yaml") else json.loads(text)
         except (OSError, ValueError, yaml.YAMLError):
             continue
+        if isinstance(data, dict):  # anything else is no record of a run: left out of the card
+            found[name] = data
     return found
 
 
@@ -52,7 +62,7 @@ def base_model_of(adapter: Path, run: dict) -> str:
     except (OSError, ValueError):
         pass
     base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    if not base:
+    if not base or not isinstance(base, str):
         raise DiffuseError(f"{adapter}: names no base model; give it with --model")
     if base == DEFAULT_MODEL_HUB_ID or Path(base).name == f"{DEFAULT_MODEL_NAME}-float32":
         return DEFAULT_MODEL
@@ -93,8 +103,8 @@ def model_card(base: str, run: dict, merged: bool) -> str:
         ]
     if cfg:
         lines += [
-            f"- **Trained on:** {', '.join(f'`{t}`' for t in cfg.get('train_prompts') or [])}",
-            f"- **Measured on:** {', '.join(f'`{t}`' for t in (cfg.get('test_prompts') or cfg.get('train_prompts') or []))}",
+            f"- **Trained on:** {', '.join(f'`{t}`' for t in _list(cfg.get('train_prompts')))}",
+            f"- **Measured on:** {', '.join(f'`{t}`' for t in _list(cfg.get('test_prompts') or cfg.get('train_prompts')))}",
             "",
             "## Settings",
             "",
@@ -117,7 +127,8 @@ def model_card(base: str, run: dict, merged: bool) -> str:
             "| task | " + " | ".join(f"{m} before | {m} after" for m in CARD_METRICS) + " |",
             "| --- |" + " ---: |" * (2 * len(CARD_METRICS)),
         ]
-        for b, a in zip(before.get("tasks", []), after.get("tasks", []), strict=False):
+        pairs = zip(_dicts(before.get("tasks")), _dicts(after.get("tasks")), strict=False)
+        for b, a in pairs:
             cells = [f"{_num(b.get(m))} | {_num(a.get(m))}" for m in CARD_METRICS]
             lines.append(f"| {b.get('name')} | " + " | ".join(cells) + " |")
     summary = run.get("summary.json")
@@ -130,7 +141,17 @@ def model_card(base: str, run: dict, merged: bool) -> str:
 
 
 def _num(x) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
+    """A metric as the card shows it; a value that is no finite number (a hand-edited file) as n/a."""
+    ok = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    return f"{x:.4g}" if ok else "n/a"
+
+
+def _list(items) -> list:
+    return items if isinstance(items, list) else []
+
+
+def _dicts(items) -> list[dict]:
+    return [x for x in items if isinstance(x, dict)] if isinstance(items, list) else []
 
 
 def export(
@@ -166,29 +187,47 @@ def export(
             f"--output {output}: holds or is inside the base model being read ({base_dir}); "
             "choose a folder outside it"
         )
-    lm, tokenizer = load_model(base, adapter=str(adapter), device=device or "cpu", dtype=dtype)
-    tmp = output.with_name(f".{output.name}.export-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        if merge:
-            plain = lm.merge_and_unload()
-            _clear_quantization_marker(plain)
-            plain.config._name_or_path = hub_base(base)
-            plain.save_pretrained(tmp, safe_serialization=True)
-        else:
-            lm.save_pretrained(tmp, save_embedding_layers=False)
-            write_base_record(lm, tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(model_card(base, run, merge))
-        _readable(tmp)
-        if output.exists():
-            shutil.rmtree(output) if output.is_dir() else output.unlink()
-        tmp.rename(output)
-    except OSError as e:
-        raise DiffuseError(f"--output {output}: cannot write ({e.strerror or e})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    card = model_card(base, run, merge)  # before the slow merge: a malformed record fails now, not after it
+    with _export_lock(output):
+        lm, tokenizer = load_model(base, adapter=str(adapter), device=device or "cpu", dtype=dtype)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.export-", dir=output.parent))
+        try:
+            if merge:
+                plain = lm.merge_and_unload()
+                _clear_quantization_marker(plain)
+                plain.config._name_or_path = hub_base(base)
+                plain.save_pretrained(tmp, safe_serialization=True)
+            else:
+                lm.save_pretrained(tmp, save_embedding_layers=False)
+                write_base_record(lm, tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "README.md").write_text(card)
+            _readable(tmp)
+            if output.exists():
+                shutil.rmtree(output) if output.is_dir() else output.unlink()
+            tmp.rename(output)
+        except (OSError, SafetensorError) as e:
+            why = getattr(e, "strerror", None) or _first_line(e)
+            raise DiffuseError(f"--output {output}: cannot write ({why}); nothing written there") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return output
+
+
+@contextmanager
+def _export_lock(output: Path) -> Iterator[None]:
+    """One export into ``output`` at a time: a second is refused at once (two merges into one folder would
+    delete each other's files); the leftovers of a killed export into it are removed under the lock."""
+    with held_lock(output.parent / f".{output.name}.export-lock", f"--output {output}", "diffuse export"):
+        for stale in output.parent.glob(f".{glob.escape(output.name)}.export-*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        yield
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:120] if text else e.__class__.__name__
 
 
 def _overlap(a: Path, b: Path) -> bool:

@@ -6,7 +6,10 @@ import csv
 import hashlib
 import io
 import os
+import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
@@ -17,6 +20,20 @@ def within(path: str | Path, folder: str | Path) -> bool:
     """Is ``path`` the folder ``folder`` or inside it (after links)? For outputs that must not overwrite inputs."""
     path, folder = Path(path).resolve(), Path(folder).resolve()
     return path == folder or folder in path.parents
+
+
+def check_regular(path: str | Path, what: str = "an input") -> None:
+    """Refuse, before opening it, a path that exists but is no regular file: a FIFO would block the read
+    forever and ``/dev/zero`` would fill memory. Every reader of a user's file calls this first; a path that
+    does not exist is left to the reader's own message."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+        kind = next((k for test, k in kinds.items() if test(mode)), "a device")
+        raise DiffuseError(f"{path}: is {kind}, not a regular file; cannot read it as {what}")
 
 
 def write_json_atomic(path: str | Path, data) -> None:
@@ -68,22 +85,56 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     _write_atomic(path, "w", lambda f: f.write(text))
 
 
+def write_figure_atomic(fig, path: str | Path, **savefig_kwargs) -> None:
+    """A matplotlib figure as a PNG, written as every file here is (whole or not at all)."""
+    _write_atomic(path, "wb", lambda f: fig.savefig(f, format="png", **savefig_kwargs))
+
+
 def _write_atomic(path: str | Path, mode: str, write) -> None:
-    """``write(f)`` into a temporary file beside ``path`` opened with ``mode``, then rename it onto ``path``."""
+    """``write(f)`` into a temporary file beside ``path`` opened with ``mode``, then rename it onto ``path``.
+    A write that fails (a full disk, a folder turned read-only) is one line that names ``path``, and leaves
+    neither the temporary file nor a partial ``path``: the file there before, if any, is kept whole."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise DiffuseError(f"{path}: cannot write ({e.strerror})") from None
+        raise DiffuseError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, mode, **text) as f:
             write(f)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise DiffuseError(
+            f"{path}: cannot write ({e.strerror or e.__class__.__name__}); nothing written"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def held_lock(path: Path, target: str, command: str) -> Iterator[None]:
+    """Hold the lock file ``path`` while ``command`` writes ``target``: a second one is refused at once rather
+    than both writing the same files; the lock file goes with the lock (one a killed run left, too)."""
+    from filelock import FileLock, Timeout
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path, timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise DiffuseError(f"{target}: another `{command}` is writing it right now") from None
+    except OSError as e:
+        raise DiffuseError(f"{target}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        lock.release()
 
 
 def sha256_file(path: str | Path) -> str:

@@ -13,7 +13,7 @@ from diffuse_lm.encoding import encode_tasks
 from diffuse_lm.metrics import distribution_metrics, ordered_metrics, renormalize
 from diffuse_lm.model_info import model_label
 from diffuse_lm.provenance import provenance
-from diffuse_lm.scoring import score_task
+from diffuse_lm.scoring import check_fits, score_task
 from diffuse_lm.tasks import Task
 
 
@@ -68,14 +68,20 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
     from tqdm.auto import tqdm
 
     encoded = encode_tasks(tokenizer, [with_valid(t) for t in tasks])
+    for enc in encoded:
+        check_fits(model, enc)  # every task before the first is scored: a refusal comes before any work
     rows = []
     label = model_label(model, short=True)
-    bar = tqdm(encoded, desc=f"measure {label}", unit="task", disable=not progress or len(encoded) < 2)
-    for task, enc in zip(tasks, bar, strict=True):
+    # by targets (valid answers included), not tasks: one task of 100,000 targets shows its progress too
+    total = sum(e.n_targets for e in encoded)
+    bar = tqdm(total=total, desc=f"measure {label}", unit="target", disable=not progress)
+    for task, enc in zip(tasks, encoded, strict=True):
         bar.set_description(f"measure {label}: {task.name}")
-        logprobs = score_task(model, enc, **score_kw).double().cpu().numpy()
+        tick = {"on_batch": lambda batch, _: bar.update(len(batch))} if progress else {}
+        logprobs = score_task(model, enc, **tick, **score_kw).double().cpu().numpy()
         n = len(task.targets)
         rows.append(task_result(task, logprobs[:n], logprobs[n:] if task.valid else None))
+    bar.close()
     return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}
 
 

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file, write_json_atomic
@@ -145,6 +146,11 @@ def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> P
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)
+        except (OSError, SafetensorError) as e:  # a full disk: one line, the half-built folder removed
+            why = getattr(e, "strerror", None) or str(e).strip().splitlines()[0][:80] or e.__class__.__name__
+            raise DiffuseError(
+                f"{folder}: cannot build the model cache ({why}); free space or set DIFFUSE_CACHE"
+            ) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder

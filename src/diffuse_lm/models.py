@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import torch
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import sha256_file
+from diffuse_lm.files import check_regular, sha256_file
 from diffuse_lm.model_cache import cache_dir, cached_build, default_model_dir  # noqa: F401  (imported from here)
 from diffuse_lm.model_info import (  # noqa: F401  (imported from here)
     BASE_RECORD,
@@ -70,6 +70,22 @@ def pick_device(device: str | None = None) -> torch.device:
             raise DiffuseError(f"--device {device}: not a device (expected cpu, cuda, cuda:1 …)") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise DiffuseError(f"--device {device}: CUDA is not available on this machine")
+        usable = {
+            "cpu": True,
+            "cuda": True,
+            "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+            "xpu": hasattr(torch, "xpu") and torch.xpu.is_available(),
+        }
+        if dev.type not in usable:  # meta holds no weights; others are no device to compute on here
+            raise DiffuseError(
+                f"--device {device}: not a device to run a model on (expected cpu, cuda, cuda:1 …)"
+            )
+        if not usable[dev.type]:
+            raise DiffuseError(f"--device {device}: {dev.type} is not available on this machine")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DiffuseError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -118,6 +134,23 @@ def _first_line(e: Exception) -> str:
     return text.splitlines()[0] if text else e.__class__.__name__
 
 
+def shown_if_loaded(fn):
+    """Library warnings raised while ``fn`` loads are shown once it has loaded, and dropped when it fails:
+    a failed load is one line on stderr, not that line after two of a library's deprecation notes."""
+
+    @functools.wraps(fn)
+    def load(*args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            result = fn(*args, **kwargs)
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        return result
+
+    return load
+
+
+@shown_if_loaded
 def load_model(
     model: str | None = None,
     *,
@@ -231,14 +264,27 @@ def _load_weights(path: str, dtype: torch.dtype, kw: dict, why: str):
 def _check_adapter(adapter: Path) -> None:
     if not adapter.is_dir():
         raise DiffuseError(f"--adapter {adapter}: no such folder")
-    if not (adapter / "adapter_config.json").exists():
+    config = adapter / "adapter_config.json"
+    if not config.exists():
         raise DiffuseError(f"--adapter {adapter}: no adapter_config.json there (not a PEFT adapter folder)")
+    check_regular(config, "an adapter's config")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DiffuseError(
+            f"--adapter {adapter}: adapter_config.json is malformed ({_first_line(e)[:80]})"
+        ) from None
+    if not isinstance(data, dict):
+        raise DiffuseError(
+            f"--adapter {adapter}: adapter_config.json holds a {type(data).__name__}, not an object"
+        )
     if not (adapter / "adapter_model.safetensors").exists():
         raise DiffuseError(
             f"--adapter {adapter}: no adapter_model.safetensors (only safetensors adapters load)"
         )
 
 
+@shown_if_loaded
 def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
     """Wrap ``model`` with a saved PEFT LoRA adapter (safetensors only)."""
     from peft import PeftModel

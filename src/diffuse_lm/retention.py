@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import write_json_atomic
+from diffuse_lm.files import check_regular, write_json_atomic
 
 BUILTIN_SETS = {"general": "prompts.yaml"}  # name -> file under data/retain/
 
@@ -59,6 +59,7 @@ def load_retain_prompts(spec: str | list[str]) -> list[str]:
                 f"retain.prompts {spec}: cannot read (no such file, prompt set ({known}) or task)"
             ) from None
     try:
+        check_regular(path, "a file of prompts")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DiffuseError(

@@ -26,6 +26,7 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file, within, write_json_atomic, write_text_atomic
 from diffuse_lm.model_info import set_model_info
 from diffuse_lm.models import write_base_record
+from diffuse_lm.run_guards import LOCK_FILE, check_finite_results
 from diffuse_lm.strict_json import dumps, loads
 from diffuse_lm.training_setup import TRACKER_DIR
 
@@ -160,7 +161,9 @@ def _is_run_file(path: Path) -> bool:
 
 def _foreign(out: Path) -> list[str]:
     """Names in ``out`` that no run writes (and temporary leftovers are not): files of someone else."""
-    return sorted(p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIXES))
+    return sorted(
+        p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIXES) and p.name != LOCK_FILE
+    )
 
 
 def clear_run_files(out: Path) -> None:
@@ -207,6 +210,12 @@ def open_output_dir(
             return None, True
         return _finished(out, count_steps(cfg, n_prompts)), False
     foreign = _foreign(out)
+    named = [name for name in foreign if _is_run_file(out / name)]
+    if named and overwrite:  # no run ever claimed this folder (no config.yaml): its summary.json is someone's
+        raise DiffuseError(
+            f"output_dir {out}: holds {named[0]} but no config.yaml, so no run wrote it; --overwrite replaces "
+            "only a run's own files: use another output_dir, or move it"
+        )
     if foreign and not overwrite:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise DiffuseError(
@@ -270,12 +279,21 @@ def claim(out: Path, cfg: TrainConfig) -> None:
 
 def publish_adapter(out: Path, model) -> Path:
     """Save ``model``'s LoRA adapter as ``out/adapter`` (written beside it, then swapped in)."""
-    adapter = out / ADAPTER_DIR
+    return swap_in_adapter(out, stage_adapter(out, model))
+
+
+def stage_adapter(out: Path, model) -> Path:
+    """``model``'s LoRA adapter written to a temporary folder in ``out``, to swap in once its results are in."""
     tmp = private_dir(out, ".adapter-tmp-")
     model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA only: no hub lookup of the base
     write_base_record(model, tmp)
+    return tmp
+
+
+def swap_in_adapter(out: Path, staged: Path) -> Path:
+    adapter = out / ADAPTER_DIR
     shutil.rmtree(adapter, ignore_errors=True)
-    os.replace(tmp, adapter)
+    os.replace(staged, adapter)
     return adapter
 
 
@@ -326,24 +344,35 @@ def write_before(out: Path | None, step: int, measure: dict[str, Callable[[], di
 def finish(out: Path | None, model, before: dict, measure: dict, info: dict, log: list) -> dict:
     """Main process, after the last step: the adapter, the 'after' measurements and the summary (with
     ``out``, each written there; ``summary.json`` last, as its presence marks a finished run)."""
-    adapter = publish_adapter(out, model) if out is not None else None
-    if adapter is not None:
-        # The 'after' results name the saved adapter as `diffuse measure --adapter` does (path, file hash),
-        # so the two can be matched; the weights in memory are the ones just saved.
-        set_model_info(model, adapter={"path": str(adapter), "sha256": sha256_file(adapter / ADAPTER_FILE)})
-    summary = {
-        "output_dir": str(out) if out is not None else None,
-        "adapter_dir": str(adapter) if adapter is not None else None,
-        **info,
-        "before": None,
-        "after": None,
-        "before_train": None,
-        "after_train": None,
-    }
-    for name, fn in measure.items():
-        summary[f"after{name}"] = fn()
-        summary[f"before{name}"] = before.get(f"before{name}")
-        if out is not None:
+    staged = stage_adapter(out, model) if out is not None else None
+    adapter = out / ADAPTER_DIR if out is not None else None
+    try:
+        if staged is not None:
+            # The 'after' results name the saved adapter as `diffuse measure --adapter` does (path, file hash),
+            # so the two can be matched; the weights in memory are the ones saved.
+            set_model_info(
+                model, adapter={"path": str(adapter), "sha256": sha256_file(staged / ADAPTER_FILE)}
+            )
+        summary = {
+            "output_dir": str(out) if out is not None else None,
+            "adapter_dir": str(adapter) if adapter is not None else None,
+            **info,
+            "before": None,
+            "after": None,
+            "before_train": None,
+            "after_train": None,
+        }
+        for name, fn in measure.items():
+            summary[f"after{name}"] = fn()
+            summary[f"before{name}"] = before.get(f"before{name}")
+        check_finite_results({name: summary[f"after{name}"] for name in measure}, info["steps"])
+    except BaseException:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+        raise
+    if staged is not None:
+        swap_in_adapter(out, staged)
+        for name in measure:
             write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
     if summary["after"] is not None:
         record(out, log, {"kind": "eval", "step": info["steps"], "eval": eval_row(summary["after"])})

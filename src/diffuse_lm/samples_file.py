@@ -7,12 +7,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from diffuse_lm.errors import DiffuseError
+from diffuse_lm.errors import DiffuseError, shorten
+from diffuse_lm.files import check_regular
+
+FORMAT = "diffuse-samples/1"  # the sidecar's format field
 
 
 def meta_path(output: str | Path) -> Path:
@@ -54,6 +57,7 @@ def read_samples_checked(path: str | Path) -> tuple[list[dict], list[int]]:
     """:func:`read_samples`, and the indices that occur again with a different text (the first is kept), so
     that a reader can say the file was edited or mixed rather than count one of them silently."""
     path = Path(path)
+    check_regular(path, "a samples file")
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -77,9 +81,13 @@ def _meta_problem(meta) -> str | None:
     """What is wrong with a sidecar's content for the fields read back from it, or None."""
     if not isinstance(meta, dict):
         return "not a JSON object"
+    if meta.get("format", FORMAT) != FORMAT:
+        return f"format is {shorten(meta['format'])}, not {FORMAT}"
     for key, types in _META_TYPES.items():
         if not isinstance(meta.get(key), types):
             return f"{key} is {type(meta[key]).__name__}"
+    if isinstance(meta.get("n"), bool) or (meta.get("n") is not None and meta["n"] < 1):
+        return f"n is {shorten(meta['n'])}, not a count of samples"
     for key in ("name", "path"):
         if meta.get("task") and not isinstance(meta["task"].get(key), (str, _NONE)):
             return f"task.{key} is {type(meta['task'][key]).__name__}"
@@ -91,6 +99,7 @@ def read_meta(path: str | Path) -> dict | None:
     side = meta_path(path)
     if not side.exists():
         return None
+    check_regular(side, "a samples sidecar")
     try:
         meta = json.loads(side.read_text())
     except (OSError, ValueError):
@@ -102,16 +111,18 @@ def read_meta(path: str | Path) -> dict | None:
 
 
 def _write_meta(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)  # not mkstemp's private 0600: it sits beside the samples it describes
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    from diffuse_lm.files import write_json_atomic
+
+    write_json_atomic(path, data)
 
 
 def check_not_locked(output: str | Path) -> None:
-    """Fail before the slow model load, not after it, when another process is writing ``output`` now (it holds
-    the lock :func:`open_samples` takes); a file that cannot be opened is left to the writability check."""
+    """Fail before the slow model load, not after it, when ``output`` is not a samples file this command may
+    write (:func:`foreign_file`) or another process is writing it now (it holds the lock :func:`open_samples`
+    takes); a file that cannot be opened is left to the writability check."""
+    problem = foreign_file(output)
+    if problem:
+        raise DiffuseError(problem)
     try:
         f = open(output, "rb")  # noqa: SIM115 - closed below; a read-only descriptor can take a flock too
     except OSError:
@@ -122,6 +133,25 @@ def check_not_locked(output: str | Path) -> None:
         except BlockingIOError:
             raise DiffuseError(f"{output}: another process is writing it right now") from None
         fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def foreign_file(output: str | Path) -> str | None:
+    """Why ``output`` must not be written as a samples file, or None: it exists with bytes in it but without
+    the sidecar every samples file has (a user's notes, a JSON file; the torn-line repair would empty it), or
+    it is not a regular file. A file of this command is never truncated or appended to otherwise."""
+    output = Path(output)
+    try:
+        st = os.stat(output)
+    except OSError:
+        return None  # absent (or unreachable: the writability check says why)
+    if not stat.S_ISREG(st.st_mode):
+        return f"{output}: is not a regular file; give a file name for the samples"
+    if st.st_size and not meta_path(output).is_file():
+        return (
+            f"{output}: holds data but no {meta_path(output).name}, so it is no samples file of diffuse "
+            "(or its settings are unknown); choose another --output"
+        )
+    return None
 
 
 # Settings recorded since a later version: a sidecar without them still resumes.
@@ -144,6 +174,9 @@ def open_samples(
     """Lock ``output``, repair a torn last line, check its settings against ``identity``, and give its
     records and an ``append(record)`` that writes one line and flushes it."""
     side = meta_path(output)
+    problem = foreign_file(output)  # before the open: a FIFO would block it
+    if problem:
+        raise DiffuseError(problem)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         f = open(output, "a+b")  # noqa: SIM115 - held open (and locked) for the whole run
@@ -154,18 +187,14 @@ def open_samples(
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DiffuseError(f"{output}: another process is writing it right now") from None
+        problem = foreign_file(output)  # checked again under the lock: nothing below truncates a user's file
+        if problem:
+            raise DiffuseError(problem)
         f.seek(0)
         data = f.read()
         records, end = _parse_samples(data, output)
-        if end < len(data):
-            f.truncate(end)  # a line torn by a kill: its sample is generated again
         old = read_meta(output)
         if records:
-            if old is None:
-                raise DiffuseError(
-                    f"{output}: holds samples but no {side.name}, so its settings are unknown; "
-                    "choose another --output or delete it"
-                )
             for key, value in identity.items():
                 if key in ADDED_KEYS and key not in old:
                     continue  # a file sampled before the key was recorded: resumed as before
@@ -174,21 +203,43 @@ def open_samples(
                         f"{output}: was sampled with {_describe(key, old.get(key))}, not "
                         f"{_describe(key, value)}; choose another --output or delete it"
                     )
+        if end < len(data):
+            f.truncate(end)  # a line torn by a kill (settings checked): its sample is generated again
         n_meta = max(n, (old or {}).get("n", 0)) if records else n
-        _write_meta(side, {"format": "diffuse-samples/1", **identity, **info, "n": n_meta})
+        _write_meta(side, {"format": FORMAT, **identity, **info, "n": n_meta})
 
         def append(rec: dict) -> None:
-            f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode())
-            f.flush()
+            end = f.tell()
+            try:
+                f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode())
+                f.flush()
+            except OSError as e:
+                _cut(f, end)  # no torn line left behind: the file holds whole samples only
+                kept = len(records)
+                raise DiffuseError(
+                    f"{output}: cannot write ({e.strerror or e.__class__.__name__}); its {kept} samples "
+                    "are kept, rerun to resume"
+                ) from None
 
         try:
             yield records, append
         finally:
-            f.flush()
-            os.fsync(f.fileno())
-        _sort_by_index(
-            output, f
-        )  # a run that ended well leaves its lines in index order (pandas reads them so)
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                pass  # said by append, or by the sort below
+        # a run that ended well leaves its lines in index order (pandas reads them so)
+        _sort_by_index(output, f)
+
+
+def _cut(f, end: int) -> None:
+    """Truncate ``f`` back to ``end`` bytes after a failed write (best effort: the disk may refuse even that)."""
+    try:
+        f.truncate(end)
+        f.seek(end)
+    except OSError:
+        pass
 
 
 def _sort_by_index(output: Path, f) -> None:
@@ -201,14 +252,6 @@ def _sort_by_index(output: Path, f) -> None:
     if all(a <= b for a, b in zip(indices, indices[1:], strict=False)):
         return
     order = sorted(range(len(lines)), key=indices.__getitem__)
-    fd, tmp = tempfile.mkstemp(prefix=output.name + ".", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.writelines(lines[i] + b"\n" for i in order)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, os.stat(output).st_mode & 0o777)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from diffuse_lm.files import _write_atomic
+
+    _write_atomic(output, "wb", lambda out: out.writelines(lines[i] + b"\n" for i in order))

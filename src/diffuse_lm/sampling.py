@@ -19,8 +19,9 @@ or ``--batch-size`` is refused, as other settings are (the file would hold two r
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -34,7 +35,7 @@ from diffuse_lm.decoding import (  # noqa: F401  (imported from here)
     stop_ids,
     top_p_filter,
 )
-from diffuse_lm.encoding import end_of_turn_ids
+from diffuse_lm.encoding import check_context, end_of_turn_ids, model_context
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file
 from diffuse_lm.model_info import model_label
@@ -112,6 +113,18 @@ def _transformers_rows(
 # --- the shared loop --------------------------------------------------------------------------------
 
 
+def room(model, tokenizer, messages: list[dict], responses: Sequence[str], max_new_tokens: int) -> int:
+    """``max_new_tokens`` bounded by the model's context after the prompt (with its longest response prefix):
+    positions past the context are garbage, and ``--max-new-tokens 10**12`` would allocate for all of them. A
+    prompt that leaves no room at all is refused."""
+    context = None if isinstance(model, VLLMModel) else model_context(model)  # vLLM bounds its own
+    if context is None:
+        return max_new_tokens
+    prompt = max(len(prompt_ids(tokenizer, messages, prefix)) for prefix in responses)
+    check_context(model, prompt + 1, "the prompt and one generated token")
+    return min(max_new_tokens, context - prompt)
+
+
 def _samples(
     model,
     tokenizer,
@@ -130,6 +143,7 @@ def _samples(
     docstring: that is what makes a resumed run equal an uninterrupted one)."""
     if batch_size < 1:
         raise DiffuseError(f"--batch-size {batch_size}: must be >= 1")
+    cfg = replace(cfg, max_new_tokens=room(model, tokenizer, messages, responses, cfg.max_new_tokens))
     vllm = isinstance(model, VLLMModel)
     stop = set(end_of_turn_ids(tokenizer)) if vllm else stop_ids(model, tokenizer)
     wanted = set(indices)
@@ -347,6 +361,12 @@ def sample_to_jsonl(
         info["provenance"] = provenance(model, [task] if task else [])
     answers, braces = task_answers(task) if task is not None else (None, True)
     valid_set = set(answers or ())
+    bounded = room(model, tokenizer, messages, responses, max_new_tokens)  # before the file is touched
+    if bounded < max_new_tokens:
+        print(
+            f"warning: --max-new-tokens {max_new_tokens:,}: {bounded:,} at most, as the model's context ends there",
+            file=sys.stderr,
+        )
     with open_samples(Path(output), identity, info, n) as (records, append):
         missing = [i for i in range(n) if i not in records]
         kw = {"responses": responses, "batch_size": batch_size, "n": n}

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from diffuse_lm.encoding import EncodedTask
+from diffuse_lm.encoding import EncodedTask, check_context
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.models import cache_kwargs, output_cache
 
@@ -189,6 +189,14 @@ def _batch_logprobs(
     return total
 
 
+def check_fits(model, enc: EncodedTask) -> None:
+    """Refuse a task whose prompt and longest target do not fit the model's context (every scorer checks)."""
+    longest = max(map(len, enc.target_ids), default=0)
+    check_context(
+        _unwrap(model), len(enc.prompt_ids) + longest, f"task {enc.task.name}: its prompt and longest target"
+    )
+
+
 def score_task(
     model,
     enc: EncodedTask,
@@ -213,6 +221,7 @@ def score_task(
     """
     lm = _unwrap(model)
     p = len(enc.prompt_ids)
+    check_fits(model, enc)
     lengths = [len(t) for t in enc.target_ids]
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
     if prompt_per_batch and not can_pack(lm, p + max(lengths)):

@@ -15,6 +15,7 @@ import functools
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from importlib import resources
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key
+from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key, unknown_keys
+from diffuse_lm.files import check_regular
 
 TASK_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 KNOWN_KEYS = {
@@ -63,7 +65,7 @@ class Task:
     family: str | None = None
     description: str | None = None
     path: str | None = None
-    sources: tuple[str, ...] = field(default=(), compare=False)  # files it was built from (a dataset's)
+    sources: tuple[str, ...] = field(default=(), compare=False)  # data files and folders it was read from
     # The number each target stands for, where the answers are ordered (a distribution family's support):
     # measure then adds the distances of ordered supports (KS, Wasserstein-1, mean and sd)
     values: tuple[float, ...] | None = None
@@ -101,7 +103,7 @@ def task_from_dict(data: Any, *, source: str, name: str | None = None) -> Task:
 
     if not isinstance(data, dict):
         raise fail(f"expected a mapping of task keys, got {type(data).__name__}")
-    unknown = sorted(set(data) - KNOWN_KEYS)
+    unknown = unknown_keys(data, KNOWN_KEYS)
     if unknown:
         raise fail(f"{unknown_key(unknown[0])} (known: {known_list(unknown[0], KNOWN_KEYS)})")
     request = data.get("request")
@@ -328,6 +330,7 @@ def read_task_files(path: str | Path) -> list[Task]:
     line (JSONL) or a dataset mapping (YAML with ``dataset_path``). Errors name the file and the line or item.
     A task without a ``name`` in a file of many is ``<file stem>/<k>`` (its 1-based place in the file)."""
     path = Path(path)
+    check_regular(path, "a task file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -470,20 +473,24 @@ def _index(root: Path) -> dict[str, Path]:
 MAX_FOLDER_ENTRIES = 100_000  # entries walked below a task folder before it is refused as not one
 
 
+def bounded_walk(folder: Path, holds: str) -> Iterator[Path]:
+    """Every entry below ``folder``, refused (a :class:`TaskError`) once more than :data:`MAX_FOLDER_ENTRIES`
+    have passed: `tasks show /` or a dataset's ``data_dir: /`` would walk the whole disk before saying
+    anything. ``holds`` says what the folder should hold."""
+    for seen, p in enumerate(folder.rglob("*"), 1):
+        if seen > MAX_FOLDER_ENTRIES:
+            raise TaskError(
+                f"{folder}: more than {MAX_FOLDER_ENTRIES:,} files and folders below it; "
+                f"give the folder that holds your {holds}"
+            )
+        yield p
+
+
 def _folder_files(folder: Path) -> list[Path]:
     """The task files under ``folder``; one named like a task file that cannot be read as one (a broken link,
     a FIFO) is an error, not skipped, so no task the user meant to give goes missing silently."""
     try:
-        named = []
-        for seen, p in enumerate(folder.rglob("*"), 1):
-            if seen > MAX_FOLDER_ENTRIES:  # `tasks show /` would walk the whole disk before saying anything
-                raise TaskError(
-                    f"{folder}: more than {MAX_FOLDER_ENTRIES:,} files and folders below it; "
-                    "give the folder that holds your task files"
-                )
-            if p.suffix.lower() in TASK_SUFFIXES:
-                named.append(p)
-        named.sort()
+        named = sorted(p for p in bounded_walk(folder, "task files") if p.suffix.lower() in TASK_SUFFIXES)
         odd = [p for p in named if not p.is_file() and not p.is_dir()]
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
@@ -511,8 +518,8 @@ def load_tasks(specs: list[str] | str) -> list[Task]:
             if not files:
                 raise TaskError(f"{path}: folder holds no task files ({', '.join(TASK_SUFFIXES)})")
             tasks += [task for f in files for task in read_task_files(f)]
-        elif path.is_file():
-            tasks += read_task_files(path)
+        elif path.is_file() or path.exists():
+            tasks += read_task_files(path)  # a FIFO or device is refused there, unread
         elif spec in groups:
             tasks += load_tasks(groups[spec])
         elif spec in builtins:

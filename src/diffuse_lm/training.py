@@ -43,6 +43,8 @@ from diffuse_lm.run_dir import (
     write_step,
     writing,
 )
+from diffuse_lm.run_guards import check_tasks_unchanged, holding_output_dir
+from diffuse_lm.scoring import check_fits
 from diffuse_lm.strict_json import loads
 from diffuse_lm.tasks import Task, load_tasks, task_family
 from diffuse_lm.training_setup import (
@@ -241,6 +243,7 @@ def _finished_result(out: Path, summary: dict, model, tokenizer) -> TrainResult:
 # --- the run ---------------------------------------------------------------------------------------
 
 
+@holding_output_dir  # its lock, throughout: no second run writes the same folder at the same time
 def train(
     cfg: TrainConfig,
     *,
@@ -277,6 +280,8 @@ def train(
     families = [task_family(t) for t in train_tasks] if cfg.alg_config.balance == "families" else None
     pass_len = pass_length(len(train_tasks), families)
     done, clear = open_output_dir(out, cfg, pass_len, overwrite) if out else (None, False)
+    if out is not None and not clear:
+        check_tasks_unchanged(out, [*train_tasks, *eval_tasks])
     if clear:
         retain_file = [cfg.retain.prompts] if retaining and isinstance(cfg.retain.prompts, str) else []
         files = [t.path for t in [*train_tasks, *eval_tasks] if t.path] + retain_file + list(inputs)
@@ -300,6 +305,8 @@ def train(
     tokenizer = tokenizer if held else loaded_tokenizer
     label = model_label(model)
     train_enc = encode_tasks(tokenizer, train_tasks)
+    for enc in [*train_enc, *encode_tasks(tokenizer, eval_tasks)]:
+        check_fits(model, enc)  # before the folder is claimed: a task past the context is refused up front
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     total_steps = count_steps(cfg, pass_len)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import tempfile
 from collections.abc import Iterable
@@ -115,18 +116,47 @@ def sampling_kwargs(args: argparse.Namespace, max_new_tokens: int) -> dict:
     }
 
 
-def check_writable(path: str | Path, *, inputs: Iterable[str | Path | None] = ()) -> None:
+def task_inputs(tasks, specs: Iterable[str] = ()) -> dict:
+    """The keyword arguments of :func:`check_writable` for a command that reads ``tasks`` (given as
+    ``specs``): every file they were read from (task files, a mapping's data files, matched by its patterns)
+    and the dataset folders they were read from."""
+    sources = [s for t in tasks for s in t.sources]
+    data = [s for s in sources if Path(s).is_dir() or set("*?[") & set(s)]
+    return {
+        "inputs": [t.path for t in tasks] + [s for s in sources if s not in data] + list(specs),
+        "data_folders": data,
+    }
+
+
+def check_writable(
+    path: str | Path,
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    data_folders: Iterable[str | Path] = (),
+) -> None:
     """Fail before the slow work, not after it, when an output file cannot be written, is one of the
-    command's ``inputs`` (writing it would destroy them) or would land, as a task file, in an input task
-    folder (the next run over that folder would read it as a task). Writability is tried, not guessed: a file
-    is created and removed where the output will go, which also catches read-only mounts, /proc and over-long
-    names."""
+    command's ``inputs`` (writing it would destroy them), would land, as a task file, in an input task
+    folder (the next run over that folder would read it as a task), or would land at all in a dataset folder
+    read (``data_folders``, which may hold ``data_files`` patterns too). Writability is tried, not guessed: a file is created and removed where the
+    output will go, which also catches read-only mounts, /proc and over-long names."""
     from diffuse_lm.tasks import TASK_SUFFIXES
 
     path = Path(path)
     try:
         if path.is_dir():
             raise DiffuseError(f"{path}: is a folder, expected a file name for the output")
+        for folder in data_folders:
+            if set("*?[") & set(str(folder)):  # a data_files pattern: refused where it would match
+                if fnmatch.fnmatch(str(path.absolute()), str(Path(folder).absolute())):
+                    raise DiffuseError(
+                        f"{path}: matches {folder}, data files this command reads (a later run would read "
+                        "it as data); write it elsewhere"
+                    )
+            elif within(path, folder):
+                raise DiffuseError(
+                    f"{path}: lies in {folder}, a dataset folder this command reads (a later run would read it "
+                    "as data); write it elsewhere"
+                )
         for source in inputs:
             if source is None:
                 continue
@@ -151,8 +181,25 @@ def check_writable(path: str | Path, *, inputs: Iterable[str | Path | None] = ()
         fd, probe = tempfile.mkstemp(prefix=first_missing + ".", suffix=".tmp", dir=parent)
         os.close(fd)
         os.unlink(probe)
-    except OSError as e:
-        raise DiffuseError(f"{path}: cannot write there ({e.strerror or e.__class__.__name__})") from None
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop, which resolve() meets
+        why = (
+            "a symlink loop on the way" if isinstance(e, RuntimeError) else e.strerror or e.__class__.__name__
+        )
+        raise DiffuseError(f"{path}: cannot write there ({why})") from None
+
+
+def check_replaceable(folder: Path, names: Iterable[str], ours: bool, command: str) -> None:
+    """Refuse, before the slow work, to replace a file in ``folder`` named like an output of ``command`` when
+    no earlier run of it wrote that folder (``ours`` false, judged by the file each run writes first): a
+    user's own ``report.md`` there is never replaced."""
+    if ours:
+        return
+    found = [n for n in names if (folder / n).exists() or (folder / n).is_symlink()]
+    if found:
+        raise DiffuseError(
+            f"{folder / found[0]}: exists, and no earlier `diffuse {command}` wrote that folder, so it is "
+            "not replaced; choose another --output (or move the file)"
+        )
 
 
 TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffuse_lm.commands.common import add_model_args, check_writable, load_from_args
+from diffuse_lm.commands.common import (
+    add_model_args,
+    check_replaceable,
+    check_writable,
+    load_from_args,
+    task_inputs,
+)
 from diffuse_lm.errors import DiffuseError
 
 DEFAULT_METHODS = "base,temperature:1.5,min_p:0.1,top_p:0.9,system-prompt,verbalized:5"
@@ -41,8 +47,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.compare import compare_tasks, markdown_table, parse_methods, plot_compare
-    from diffuse_lm.files import write_json_atomic, write_text_atomic
+    from diffuse_lm.compare import parse_methods
+    from diffuse_lm.files import held_lock
     from diffuse_lm.tasks import load_tasks
 
     # Everything that can be wrong with the input fails here, before the (slow) model load.
@@ -63,7 +69,18 @@ def run(args: argparse.Namespace) -> int:
     tasks = load_tasks(args.tasks)
     out = Path(args.output)
     for name in FILES:
-        check_writable(out / name, inputs=[t.path for t in tasks] + list(args.tasks))  # folders among them
+        check_writable(out / name, **task_inputs(tasks, args.tasks))  # folders among them
+    check_replaceable(out, FILES, _is_compare_result(out / "compare.json"), "compare")
+
+    where = out.absolute()  # "." has no name to put beside it
+    with held_lock(where.parent / f".{where.name}.compare-lock", str(out), "diffuse compare"):
+        return _run(args, tasks, specs, out)
+
+
+def _run(args: argparse.Namespace, tasks, specs, out: Path) -> int:
+    """The slow part, under the output folder's lock: two compares into one folder would mix their files."""
+    from diffuse_lm.compare import compare_tasks, markdown_table, plot_compare
+    from diffuse_lm.files import write_json_atomic, write_text_atomic
 
     model, tokenizer = load_from_args(args)
     result = compare_tasks(
@@ -85,3 +102,16 @@ def run(args: argparse.Namespace) -> int:
     print(table, end="")
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
     return 0
+
+
+def _is_compare_result(path: Path) -> bool:
+    """Did `diffuse compare` write ``path`` (a JSON object with its keys)? Then the files beside it are its."""
+    import json
+
+    if not path.is_file():
+        return False  # a FIFO named so is not read (the writability check refuses it)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"model", "methods", "rows"} <= set(data)

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import write_text_atomic
 
 
 def register(sub) -> None:
@@ -89,10 +90,8 @@ def run_cp(args: argparse.Namespace) -> int:
     lines = source.read_text().splitlines(keepends=True)
     if lines and lines[0].startswith("# diffuse train "):
         lines[0] = f"# diffuse train {dest}\n"  # the command that runs the copy
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text("".join(lines))
-    except OSError as e:
-        raise DiffuseError(f"{dest}: cannot write ({e.strerror or e})") from None
+    if (dest.exists() or dest.is_symlink()) and not dest.is_file():
+        raise DiffuseError(f"{dest}: is not a regular file (a FIFO, a device?); give a .yaml file name")
+    write_text_atomic(dest, "".join(lines))  # whole or not at all: a full disk leaves no empty config
     print(f"{dest}  (diffuse train {dest})")
     return 0

@@ -9,6 +9,7 @@ from diffuse_lm.commands.common import (
     check_writable,
     load_from_args,
     output_format,
+    task_inputs,
     write_json_atomic,
 )
 
@@ -43,14 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from diffuse_lm.tasks import load_tasks
 
     tasks = load_tasks(args.tasks)  # validate input before the (slow) model load
-    inputs = [p for t in tasks for p in [t.path, *t.sources]] + list(args.tasks)  # folders among them
+    read = task_inputs(tasks, args.tasks)  # folders among them
     if args.output:
-        check_writable(args.output, inputs=inputs)
+        check_writable(args.output, **read)
         if output_format(args.output, "--output", tables=True) == "rows":
             check_rows_path(args.output)
     if args.rows:
         check_rows_path(args.rows)
-        check_writable(args.rows, inputs=[*inputs, args.output])
+        check_writable(args.rows, inputs=[*read["inputs"], args.output], data_folders=read["data_folders"])
     model, tokenizer = load_from_args(args)
     result = measure_tasks(model, tokenizer, tasks, progress=True)
     if args.output and output_format(args.output, "--output", tables=True) == "rows":

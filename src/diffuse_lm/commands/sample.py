@@ -14,6 +14,7 @@ from diffuse_lm.commands.common import (
     load_for_sampling,
     output_format,
     sampling_kwargs,
+    task_inputs,
     write_json_atomic,
 )
 from diffuse_lm.errors import DiffuseError
@@ -78,9 +79,11 @@ def run(args: argparse.Namespace) -> int:
         + [{"role": "user", "content": args.prompt}]
     )
     check_sampling_args(args)
-    check_writable(args.output, inputs=[task and task.path])
+    read = task_inputs([task] if task else [])
+    check_writable(args.output, **read)
     if args.stats_output:
-        check_writable(args.stats_output, inputs=[task and task.path, args.output, meta_path(args.output)])
+        outputs = [args.output, meta_path(args.output)]
+        check_writable(args.stats_output, inputs=read["inputs"] + outputs, data_folders=read["data_folders"])
         output_format(args.stats_output, "--stats-output")
     check_not_locked(args.output)  # before the model load, which takes a while
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from diffuse_lm.commands.common import add_model_args, check_writable, output_format, write_json_atomic
+from diffuse_lm.commands.common import (
+    add_model_args,
+    check_writable,
+    output_format,
+    task_inputs,
+    write_json_atomic,
+)
 from diffuse_lm.errors import DiffuseError
 
 
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise DiffuseError(f"{args.file}: holds no samples")
     task = resolve_task(args.task, meta)
     if args.output and task is not None:
-        check_writable(args.output, inputs=[task.path])
+        check_writable(args.output, **task_inputs([task]))  # a mapping's data files and folders too
     if task is not None and meta and meta.get("messages") not in (None, task.messages()):
         print(f"note: task {task.name} has another prompt than the one these samples answer", file=sys.stderr)
     stats = sample_stats(records, task, top=args.top)

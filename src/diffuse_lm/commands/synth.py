@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import tempfile
 from pathlib import Path
 
 from diffuse_lm.commands.common import (
     add_model_args,
     add_sampling_args,
+    check_replaceable,
     check_sampling_args,
     load_for_sampling,
     sampling_kwargs,
@@ -38,6 +38,8 @@ COLUMNS = (  # of biographies.jsonl and biographies.csv alike, in this order
     "problems",
     "text",
 )
+# What a run writes beside generations.jsonl: replaced only in a folder an earlier run wrote.
+OUTPUTS = ("biographies.jsonl", "biographies.csv", "report.json", "report.md", "birthplaces.png")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # first characters a spreadsheet may read as a formula
 
 
@@ -77,15 +79,10 @@ def register(sub) -> None:
 
 
 def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # a dataset, not mkstemp's private 0600
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``write(f)`` into a text file written whole or not at all (a full disk is one line, no partial file)."""
+    from diffuse_lm.files import _write_atomic as write_atomic
+
+    write_atomic(path, "w", write)
 
 
 def csv_safe(value: object) -> object:
@@ -128,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from diffuse_lm.biography_recovery import parse_biography_tolerant, recovery
     from diffuse_lm.present.markdown import biography_markdown
-    from diffuse_lm.samples_file import check_not_locked
+    from diffuse_lm.samples_file import check_not_locked, meta_path
     from diffuse_lm.sampling import sample_to_jsonl
 
     check_sampling_args(args)
@@ -142,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(folder, os.W_OK):
         raise DiffuseError(f"--output {folder}: not writable")
     check_not_locked(folder / "generations.jsonl")  # before the model load, which takes a while
+    ours = meta_path(folder / "generations.jsonl").is_file()  # an earlier run of this command
+    check_replaceable(folder, OUTPUTS, ours, "synth biographies")
 
     model, tokenizer = load_for_sampling(args)
     messages = [{"role": "user", "content": BIOGRAPHY_PROMPT}]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from diffuse_lm.files import write_figure_atomic
+
 COLORS = {"exact": "#4C72B0", "sampled": "#DD8452"}
 
 
@@ -158,7 +160,8 @@ def plot_compare(result: dict, path: str | Path) -> Path:
     fig.suptitle(f"diffuse compare: {result['model']}", fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_figure_atomic(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return path

@@ -32,7 +32,7 @@ from diffuse_lm.metrics import (
     wilson_interval,
 )
 from diffuse_lm.model_info import model_label
-from diffuse_lm.scoring import score_task
+from diffuse_lm.scoring import check_fits, score_task
 from diffuse_lm.tasks import Task
 
 BOOTSTRAP = 1000  # resamples of the generations for a sampled method's intervals
@@ -56,6 +56,10 @@ def compare_tasks(
     """The ``diffuse compare`` result: settings, and one row per (method, task), methods in the given order."""
     from tqdm.auto import tqdm
 
+    for (
+        task
+    ) in tasks:  # a task past the context is refused before any method runs (a method's prompt may add)
+        check_fits(model, encode_task(tokenizer, task))
     rows = []
     label = model_label(model, short=True)
     bar = tqdm(total=len(specs) * len(tasks), desc=f"compare {label}", unit="row", disable=not progress)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diffuse_lm.files import write_figure_atomic
+
 # Colours of the report's figures: one a model or distribution.
 COLORS = {
     "natural": "0.55",
@@ -70,7 +72,7 @@ def plot_before_after(before: dict, after: dict, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    write_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -90,6 +92,6 @@ def save(fig, path: Path) -> str:
     layout, unless a figure legend placed by the caller set its own."""
     if not fig.legends:
         fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_figure_atomic(fig, path, dpi=110)
     pyplot().close(fig)
     return f"![{path.stem}](figures/{path.name})\n"

@@ -5,13 +5,16 @@ has probability 0."""
 from functools import partial
 
 from diffuse_lm.compare.method import Method, number
+from diffuse_lm.compare.methods.temperature import TINY
 
 METHOD = Method(
     name="min_p",
     usage="min_p:P",
     kind="exact",
     about="min-p sampling, 0 < P <= 1",
-    parse=number("min_p", "P", lambda p: 0 < p <= 1, "in (0, 1]"),
+    parse=number(
+        "min_p", "P", lambda p: TINY <= p <= 1, f"in (0, 1], at least {TINY:.2g} (float32's smallest)"
+    ),
     transform=lambda p: partial(_filter(), min_p=p),
 )
 

@@ -5,13 +5,16 @@ token has probability 0."""
 from functools import partial
 
 from diffuse_lm.compare.method import Method, number
+from diffuse_lm.compare.methods.temperature import TINY
 
 METHOD = Method(
     name="top_p",
     usage="top_p:P",
     kind="exact",
     about="top-p (nucleus) sampling, 0 < P <= 1",
-    parse=number("top_p", "P", lambda p: 0 < p <= 1, "in (0, 1]"),
+    parse=number(
+        "top_p", "P", lambda p: TINY <= p <= 1, f"in (0, 1], at least {TINY:.2g} (float32's smallest)"
+    ),
     transform=lambda p: partial(_filter(), top_p=p),
 )
 
