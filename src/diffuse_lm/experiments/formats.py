@@ -100,7 +100,8 @@ def section(res: FormatsResult, figures: Path) -> str:
                    color=colors[m], label=m)  # fmt: skip
         ax.set_xticks(x, res.formats)
         ax.set(ylabel=label, yscale="log" if key == "mass" else "linear")
-    axes[0].legend()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(MODELS), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))  # the legend above the panels, over no bar
     md = save(fig, figures / "formats.png")
     head = ["format"] + [f"{m} {k}" for k in ("mass", "norm. H", "yield@20") for m in MODELS]
     rows = [
