@@ -525,6 +525,8 @@ def groups() -> dict[str, list[str]]:
         # questions with one right answer, braced and bare (scripts/make_utility_data.py writes their files);
         # the sub-folders, as a group that lists its own name would resolve to itself
         "determinate": ["determinate/braced", "determinate/plain"],
+        # the same questions in the other answer formats of formats-mix, for the retention term
+        "determinate-formats": [f"determinate-formats/{f}" for f in ("answer", "json", "lower", "letter")],
         # random choices in every answer format, each subject in two (scripts/make_format_tasks.py)
         "formats-mix": format_mix(),
     }

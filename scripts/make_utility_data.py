@@ -50,6 +50,12 @@ RETAIN_FILE = "retain/prompts.yaml"
 DETERMINATE_DIR = "tasks/determinate"
 DETERMINATE_GROUP = "determinate"
 DETERMINATE_FORMATS = ("braced", "plain")
+# The same questions in the answer formats of the random format tasks (scripts/make_format_tasks.py), for the
+# retention term: a model tuned to answer at random in these formats keeps its answer where a question has one.
+FORMATS_DIR = "tasks/determinate-formats"
+FORMATS_GROUP = "determinate-formats"
+OTHER_FORMATS = ("answer", "json", "lower", "letter")
+OPTIONS = 4  # options of the letter format: the right answer and three others
 
 # The QA set's two ways of asking each question.
 QA_INSTRUCTION = "Answer with only the answer between two curly braces, like this: {answer}."
@@ -539,6 +545,61 @@ def determinate_tasks(det: list[dict]) -> dict[str, dict]:
     return out
 
 
+def _distractors(r: random.Random, q: dict, det: list[dict]) -> list[str]:
+    """Three wrong options for ``q``: numbers near the answer for arithmetic, else answers of questions that
+    start like it (capitals for a capital, continents for a continent), else of any factual question."""
+    right = target_text(q["answers"][0])
+    if q["kind"] == "arithmetic":
+        n = int(right)
+        pool = [str(n + d) for d in (-10, -2, -1, 1, 2, 10) if n + d >= 0]
+    else:
+        start = q["question"].split()[:4]
+        alike = [d for d in det if d["kind"] == q["kind"] and d["question"].split()[:4] == start]
+        pool = [target_text(d["answers"][0]) for d in (alike if len(alike) > OPTIONS else det)]
+        pool = [a for a in dict.fromkeys(pool) if not a.isdigit()] or pool
+    wrong = [a for a in dict.fromkeys(pool) if a.lower() not in {x.lower() for x in q["answers"]}]
+    return shuffled(r, wrong)[: OPTIONS - 1]
+
+
+def format_tasks(det: list[dict]) -> dict[str, dict]:
+    """Task name -> task data: each determinate question asked in the formats of OTHER_FORMATS, worded as the
+    random format tasks word them (so only the question tells whether the answer is random)."""
+    r = random.Random(f"{SEED}/determinate-formats")
+    out = {}
+    for i, q in enumerate(det):
+        target = target_text(q["answers"][0])
+        options = shuffled(r, [target, *_distractors(r, q, det)])
+        letter = "ABCD"[options.index(target)]
+        listed = "\n".join(f"{a}) {x}" for a, x in zip("ABCD", options, strict=False))
+        asked = {
+            "answer": ('Reply in the form "Answer: <answer>" and nothing else.', f"Answer: {target}"),
+            "json": (
+                'Reply only with a JSON object of the form {"answer": "..."}.',
+                json.dumps({"answer": target}),
+            ),
+            "lower": ("Reply with the answer only, in lower case.", target.lower()),
+            "letter": (
+                f"Choose among these options:\n{listed}\nReply with the letter of your choice only.",
+                letter,
+            ),
+        }
+        for fmt in OTHER_FORMATS:
+            instruction, shown = asked[fmt]
+            name = f"determinate-formats/{fmt}/{i:03d}"
+            out[name] = {
+                "name": name,
+                "family": "DETERMINATE",
+                "description": (
+                    f"{'An' if q['kind'][0] in 'aeiou' else 'A'} {q['kind']} question with one right answer ({fmt} answer format): all the "
+                    f"probability on {shown}."
+                ),
+                "request": f"{q['question']} {instruction}",
+                "targets": [shown],
+                "weights": [1.0],
+            }
+    return out
+
+
 # ---------------------------------------------------------------- retention prompts
 
 
@@ -950,7 +1011,7 @@ def render() -> dict[str, str]:
     """Relative path (under the data folder) -> file text of everything this script owns."""
     qa, det = build_questions()
     files = {QA_FILE: render_qa(qa), RETAIN_FILE: render_retention(build_retention(qa, det))}
-    for name, data in determinate_tasks(det).items():
+    for name, data in {**determinate_tasks(det), **format_tasks(det)}.items():
         files[f"tasks/{name}.json"] = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
     for rel, text in files.items():  # what is written reads back as what was meant
         if rel.endswith(".yaml"):
@@ -963,9 +1024,9 @@ def render() -> dict[str, str]:
 def owned_files(data_dir: Path) -> set[str]:
     """The files under ``data_dir`` this script owns (so stale determinate tasks are found too)."""
     found = {rel for rel in (QA_FILE, RETAIN_FILE) if (data_dir / rel).exists()}
-    det = data_dir / DETERMINATE_DIR
-    if det.exists():
-        found |= {str(p.relative_to(data_dir)) for p in det.rglob("*") if p.is_file()}
+    for folder in (DETERMINATE_DIR, FORMATS_DIR):
+        if (data_dir / folder).exists():
+            found |= {str(p.relative_to(data_dir)) for p in (data_dir / folder).rglob("*") if p.is_file()}
     return found
 
 
@@ -995,11 +1056,13 @@ def check(data_dir: Path) -> list[str]:
         problems += [f"{rel}: not generated (stale)" for rel in sorted(shipped - set(made))]
     groups_file = data_dir / "groups.yaml"
     groups = yaml.safe_load(groups_file.read_text(encoding="utf-8")) if groups_file.exists() else {}
-    members = [f"determinate/{fmt}" for fmt in DETERMINATE_FORMATS]
-    if (groups or {}).get(DETERMINATE_GROUP) != members:
-        problems.append(
-            f"groups.yaml: group {DETERMINATE_GROUP!r} should list {members} (scripts/make_tasks.py)"
-        )
+    for group, folder, fmts in (
+        (DETERMINATE_GROUP, "determinate", DETERMINATE_FORMATS),
+        (FORMATS_GROUP, "determinate-formats", OTHER_FORMATS),
+    ):
+        members = [f"{folder}/{fmt}" for fmt in fmts]
+        if (groups or {}).get(group) != members:
+            problems.append(f"groups.yaml: group {group!r} should list {members} (scripts/make_tasks.py)")
     return problems
 
 

@@ -261,3 +261,34 @@ def test_generator_normalises_answers_as_the_grader_does():
     spec.loader.exec_module(mud)
     for text in ["The Pacific Ocean.", "  H₂O ", "an Apple!", "Washington, D.C.", "Côte d'Ivoire"]:
         assert mud.grade_key(text) == normalize(text)
+
+
+def test_determinate_questions_are_asked_in_the_other_answer_formats_with_their_right_answer(determinate):
+    """determinate-formats: each determinate question in the "Answer:", JSON, lower-case and multiple-choice
+    formats, worded as the random format tasks are, with the plain task's answer (the letter of it, among
+    options that hold it once)."""
+    plain = {t.name.rsplit("/", 1)[1]: (q, t.targets[0]) for t, q in determinate if "/plain/" in t.name}
+    assert builtin_groups()["determinate-formats"] == [
+        f"determinate-formats/{f}" for f in ("answer", "json", "lower", "letter")
+    ]
+    tasks = load_tasks(["determinate-formats"])
+    assert len(tasks) == 4 * len(plain)
+    letters = []
+    for t in tasks:
+        fmt, number = t.name.split("/")[1:]
+        question, answer = plain[number]
+        assert t.request.startswith(question + " ") and t.family == "DETERMINATE"
+        assert len(t.targets) == 1 and t.weights.tolist() == [1.0]
+        target = t.targets[0]
+        if fmt == "answer":
+            assert target == f"Answer: {answer}" and '"Answer: <answer>"' in t.request
+        elif fmt == "json":
+            assert json.loads(target) == {"answer": answer} and "JSON" in t.request
+        elif fmt == "lower":
+            assert target == answer.lower() and "lower case" in t.request
+        else:
+            options = dict(re.findall(r"^([A-D])\) (.+)$", t.request, re.MULTILINE))
+            assert 3 <= len(options) <= 4 and list(options.values()).count(answer) == 1, t.request
+            assert options[target] == answer
+            letters.append(target)
+    assert len(set(letters)) == 4  # the right answer is not always in the same place

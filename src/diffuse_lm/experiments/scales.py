@@ -157,6 +157,16 @@ VALID_RECIPE = replace(
 VALID_FAST_RECIPE = replace(
     VALID_RECIPE, name="valid-fast: valid at the model's full learning rate", lr_factor=1.0
 )
+# valid with the retention term also on the determinate questions asked in the formats of formats-mix ("Answer:
+# X", JSON, lower case, a letter among options): tuned to answer at random in those formats, a model otherwise
+# learns the format, not the question, as the cue (braced questions answered "Answer: Brazil"; a multiple-choice
+# question answered with a random letter).
+KEPT_RECIPE = replace(
+    VALID_RECIPE,
+    name="kept: valid with retention on questions with one answer in every answer format",
+    retain_prompts=("general", "determinate", "determinate-formats"),
+)
+KEPT_FAST_RECIPE = replace(KEPT_RECIPE, name="kept-fast: kept at the model's full learning rate", lr_factor=1.0)
 RECIPES = {
     "paper": PAPER_RECIPE,
     "determinate": DETERMINATE_RECIPE,
@@ -169,6 +179,8 @@ RECIPES = {
     "spread": SPREAD_RECIPE,
     "valid": VALID_RECIPE,
     "valid-fast": VALID_FAST_RECIPE,
+    "kept": KEPT_RECIPE,
+    "kept-fast": KEPT_FAST_RECIPE,
 }
 TRADEOFF = (
     PAPER_RECIPE,
