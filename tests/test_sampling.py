@@ -33,6 +33,7 @@ from diffuse_lm.sampling import (
     prompt_ids,
     read_samples,
     sample_seed,
+    sample_stats,
     sample_to_jsonl,
 )
 from diffuse_lm.tasks import task_from_dict
@@ -422,3 +423,11 @@ def test_no_past_key_values_deprecation_warning_and_older_transformers_keep_thei
     assert list(cache_kwargs(Older(), "kv")) == ["past_key_values"]
     want = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
     assert list(cache_kwargs(model, "kv")) == list(cache_kwargs(lora, "kv")) == [want]
+
+
+def test_jsonl_records_count_a_broader_valid_answer_valid_as_stats_does(tok, tmp_path):
+    task = task_from_dict({"request": "Say it", "targets": ["y"], "valid": ["xxx"]}, source="t")
+    out = tmp_path / "s.jsonl"
+    recs = sample_to_jsonl(biased(tok, "x"), tok, task.messages(), 2, out, task=task, max_new_tokens=3)
+    assert all(r["answer"] == "xxx" and r["valid"] is True for r in recs)
+    assert sample_stats(recs, task)["n_valid"] == 2

@@ -58,20 +58,20 @@ def measure(
 
 def sample(model, tokenizer, task: Task | str, n: int, **settings: Any) -> list[dict]:
     """``n`` generations for ``task`` (pure sampling by default, as in the paper), each with its parsed
-    answer and whether it is one of the task's targets: ``{"index", "text", "answer", "valid"}``.
+    answer and whether the task accepts it (a target or a broader valid answer, as ``diffuse stats`` counts):
+    ``{"index", "text", "answer", "valid"}``.
     ``settings`` are those of :func:`diffuse_lm.sampling.generate_records` (temperature, top_p, top_k,
     min_p, max_new_tokens, seed, batch_size, progress)."""
-    from diffuse_lm.parsing import answer_of, task_answers
+    from diffuse_lm.parsing import AnswerKey
     from diffuse_lm.sampling import generate
 
     (task,) = _tasks(task)[:1]
     settings.setdefault("what", task.name)  # for the progress bar
     texts = generate(model, tokenizer, task.messages(), n, responses=task.responses, **settings)
-    valid, braces = task_answers(task)
-    valid = set(valid)
-    answers = [answer_of(t, braces=braces) for t in texts]
+    key = AnswerKey(task)
+    answers = [key.answer(t) for t in texts]
     return [
-        {"index": i, "text": t, "answer": a, "valid": a in valid}
+        {"index": i, "text": t, "answer": a, "valid": key.is_valid(a)}
         for i, (t, a) in enumerate(zip(texts, answers, strict=True))
     ]
 

@@ -40,7 +40,7 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file
 from diffuse_lm.model_info import model_label
 from diffuse_lm.models import cache_kwargs, output_cache
-from diffuse_lm.parsing import answer_of, sample_stats, task_answers
+from diffuse_lm.parsing import AnswerKey, sample_stats
 from diffuse_lm.provenance import lora_sha256, provenance
 from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
 from diffuse_lm.tasks import Task
@@ -359,8 +359,7 @@ def sample_to_jsonl(
     info = {"task": {"name": task.name, "path": task.path} if task else None, **(meta or {})}
     if backend == "transformers":  # informational, as the rest of info: a resumed run rewrites it
         info["provenance"] = provenance(model, [task] if task else [])
-    answers, braces = task_answers(task) if task is not None else (None, True)
-    valid_set = set(answers or ())
+    key = AnswerKey(task)  # what sample_stats counts as valid, the record says
     bounded = room(model, tokenizer, messages, responses, max_new_tokens)  # before the file is touched
     if bounded < max_new_tokens:
         print(
@@ -374,11 +373,8 @@ def sample_to_jsonl(
         desc = f"sample {model_label(model, short=True)}: {what or (task.name if task else 'prompt')}"
         with _progress(n, n - len(missing), progress and bool(missing), desc) as bar:
             for rec in samples:
-                answer = answer_of(rec["text"], braces=braces)
-                rec["answer"], rec["valid"] = (
-                    answer,
-                    answer is not None and (task is None or answer in valid_set),
-                )
+                answer = key.answer(rec["text"])
+                rec["answer"], rec["valid"] = answer, key.is_valid(answer)
                 append(rec)
                 records[rec["index"]] = rec
                 bar.update(1)
