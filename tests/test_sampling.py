@@ -431,3 +431,21 @@ def test_jsonl_records_count_a_broader_valid_answer_valid_as_stats_does(tok, tmp
     recs = sample_to_jsonl(biased(tok, "x"), tok, task.messages(), 2, out, task=task, max_new_tokens=3)
     assert all(r["answer"] == "xxx" and r["valid"] is True for r in recs)
     assert sample_stats(recs, task)["n_valid"] == 2
+
+
+def test_the_one_decode_loop_lets_finished_rows_leave_the_batch():
+    from diffuse_lm.decoding import decode_rows
+
+    script = {0: [5, 6, 7], 1: [9], 2: [4, 9]}  # row -> its tokens; 9 stops
+    steps = []
+
+    def choose(logits, active, t):
+        return torch.tensor([script[row][t] for row in active])
+
+    def step(chosen, kept):
+        steps.append((chosen.tolist(), None if kept is None else kept.tolist()))
+        return torch.zeros(len(chosen), 1)
+
+    ended = list(decode_rows(3, torch.zeros(3, 1), choose, step, {9}, 3))
+    assert ended == [(1, [], True), (2, [4], True), (0, [5, 6, 7], False)]
+    assert steps == [([5, 4], [0, 2]), ([6], [0])]  # the batch shrinks as rows finish

@@ -19,7 +19,7 @@ import torch
 
 from diffuse_lm.experiments.record import Record
 from diffuse_lm.experiments.scales import QUICK, Scale
-from diffuse_lm.model_info import DEFAULT_MODEL, is_default_model, model_label, set_model_info
+from diffuse_lm.model_info import DEFAULT_MODEL, is_default_model, model_label
 from diffuse_lm.tasks import Task, load_tasks
 
 # Built-in task specs the experiments use (tests point these at small task files).
@@ -106,15 +106,12 @@ def using(ctx: Context, adapter: str | Path | None) -> Iterator[tuple]:
     if adapter is None:
         yield model, tokenizer
         return
-    from diffuse_lm.models import attach_adapter
+    from diffuse_lm.models import adapter_attached
 
-    tuned = attach_adapter(model, adapter)
-    tuned.eval()
-    set_model_info(tuned, label=f"{model_label(model)} + {Path(adapter).parent.name}")
-    try:
+    with adapter_attached(
+        model, adapter, label=f"{model_label(model)} + {Path(adapter).parent.name}"
+    ) as tuned:
         yield tuned, tokenizer
-    finally:
-        ctx.loaded = (tuned.unload(), tokenizer)  # the LoRA layers out, the base weights untouched
 
 
 # --- trained adapters, cached by config ----------------------------------------------------------
