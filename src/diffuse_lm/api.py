@@ -5,12 +5,12 @@ measure, sample, train, load_model, make_task``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from diffuse_lm.biography_dataset import BIOGRAPHY_MAX_NEW_TOKENS  # noqa: F401  (public: synth's default)
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.model_info import DEFAULT_MODEL
 from diffuse_lm.tasks import Task, load_tasks, task_from_dict
@@ -215,26 +215,48 @@ def _yaml(value: Any) -> str:
 
 # --- what the `diffuse` commands call: each command is argument parsing, one of these, and printing -----
 
+# Public names re-exported as they are, imported on first use (``import diffuse_lm.api`` loads no torch):
+# name -> "module" (same name there) or "module:name".
+_REEXPORTS = {
+    "builtin_tasks": "diffuse_lm.tasks",
+    "builtin_groups": "diffuse_lm.tasks",
+    "builtin_configs": "diffuse_lm.config",
+    "default_model_path": "diffuse_lm.models",
+    "quiet_libraries": "diffuse_lm.models:quiet_transformers",
+    "sample_stats": "diffuse_lm.parsing",
+    "summarize_answers": "diffuse_lm.parsing",
+    "AnswerKey": "diffuse_lm.parsing",
+    "samples_sidecar": "diffuse_lm.samples_file:meta_path",
+    "check_samples_file": "diffuse_lm.samples_file:check_not_locked",
+    "check_writable": "diffuse_lm.output_checks",
+    "write_json": "diffuse_lm.files:write_json_atomic",
+    "write_text": "diffuse_lm.files:write_text_atomic",
+    "write_rows": "diffuse_lm.files:write_rows_atomic",
+    "check_rows_path": "diffuse_lm.files",
+    "locked": "diffuse_lm.files:held_lock",
+    "export": "diffuse_lm.export",
+    "check_hub": "diffuse_lm.export",
+    "push_to_hub": "diffuse_lm.export",
+    "COMPARE_METHODS": "diffuse_lm.compare:METHODS",
+    "parse_methods": "diffuse_lm.compare",
+    "compare_markdown": "diffuse_lm.compare:markdown_table",
+    "plot_compare": "diffuse_lm.compare",
+    "synth_biographies": "diffuse_lm.biography_dataset",
+    "BIOGRAPHY_OUTPUTS": "diffuse_lm.biography_dataset:OUTPUTS",
+    "BIOGRAPHY_MAX_NEW_TOKENS": "diffuse_lm.biography_dataset",
+    "EXPERIMENTS": "diffuse_lm.experiments.reproduction:CHOICES",
+    "SCALES": "diffuse_lm.experiments.scales",
+    "RECIPES": "diffuse_lm.experiments.scales",
+}
 
-def builtin_tasks() -> dict:
-    """The built-in tasks, name -> where it is defined (``diffuse tasks list``)."""
-    from diffuse_lm.tasks import builtin_tasks as found
 
-    return found()
-
-
-def builtin_groups() -> dict[str, list[str]]:
-    """The built-in task groups, name -> member specs (``paper-six``, …)."""
-    from diffuse_lm.tasks import builtin_groups as found
-
-    return found()
-
-
-def builtin_configs() -> dict[str, Path]:
-    """The shipped training configs, name -> file (``diffuse configs list``; ``diffuse train NAME``)."""
-    from diffuse_lm.config import builtin_configs as found
-
-    return found()
+def __getattr__(name: str) -> Any:
+    if name in _REEXPORTS:
+        module, _, attr = _REEXPORTS[name].partition(":")
+        value = getattr(import_module(module), attr or name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'diffuse_lm.api' has no attribute {name!r}")
 
 
 def config_text(name: str, *, command_line: str | None = None) -> str:
@@ -243,6 +265,8 @@ def config_text(name: str, *, command_line: str | None = None) -> str:
     path = _config_path(name)
     lines = path.read_text().splitlines(keepends=True)
     if lines and lines[0].startswith("# diffuse train "):
+        from diffuse_lm.config import builtin_configs
+
         target = command_line or next(k for k, p in builtin_configs().items() if p == path)
         lines[0] = f"# diffuse train {target}\n"
     return "".join(lines)
@@ -266,6 +290,8 @@ def copy_config(name: str, dest: str | Path, *, overwrite: bool = False) -> Path
 
 
 def _config_path(name: str) -> Path:
+    from diffuse_lm.config import builtin_configs
+
     key = name.removeprefix("configs/").removesuffix(".yaml")
     known = builtin_configs()
     if key not in known:
@@ -289,31 +315,10 @@ def load(
         from diffuse_lm.vllm_backend import load_vllm
 
         return load_vllm(model, adapter, dtype=dtype, trust_remote_code=trust_remote_code)
-    from diffuse_lm.models import load_model
-
-    quiet_libraries(verbose)
-    return load_model(model, adapter=adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-
-
-def quiet_libraries(verbose: bool = False) -> None:
-    """Silence transformers' and its kin's notes and warnings (all of them shown with ``verbose``)."""
-    from diffuse_lm.models import quiet_transformers
+    from diffuse_lm.models import load_model, quiet_transformers
 
     quiet_transformers(verbose)
-
-
-def default_model_path() -> Path:
-    """The folder of the embedded default model's float32 weights, built on first use (``diffuse model path``)."""
-    from diffuse_lm.models import default_model_path as path
-
-    return path()
-
-
-def check_device(device: str | None, dtype: str | None) -> None:
-    """Refuse a device or dtype that cannot be used here, before anything slow."""
-    from diffuse_lm.models import pick_device, pick_dtype
-
-    pick_dtype(dtype, pick_device(device))
+    return load_model(model, adapter=adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def is_vllm(model: Any) -> bool:
@@ -370,22 +375,7 @@ def sample_to_file(
     return sample_to_jsonl(model, tokenizer, messages, n, Path(output), task=task, **settings)
 
 
-def sample_stats(records: Sequence[dict], task: Task | None = None, *, top: int = 10) -> dict:
-    """The metrics of sampled records (``diffuse stats``): validity, Coverage-N, entropy, invented answers."""
-    from diffuse_lm.parsing import sample_stats as stats
-
-    return stats(records, task, top=top)
-
-
-def summarize_answers(texts: Sequence[str], task: Task | None = None):
-    """The answers of ``texts`` counted against ``task``: distinct answers and distinct valid ones, the
-    entropy of each, invented share (:class:`diffuse_lm.parsing.AnswerSummary`)."""
-    from diffuse_lm.parsing import summarize_answers as summarize
-
-    return summarize(texts, task)
-
-
-def read_samples(path: str | Path) -> tuple[list[dict], list[int], dict | None]:
+def read_samples_file(path: str | Path) -> tuple[list[dict], list[int], dict | None]:
     """A samples file: its records (one per index, the first of repeats), the indices repeated with another
     text, and its sidecar settings (``None`` without one)."""
     from diffuse_lm.samples_file import read_meta, read_samples_checked
@@ -393,111 +383,6 @@ def read_samples(path: str | Path) -> tuple[list[dict], list[int], dict | None]:
     meta = read_meta(path)
     records, conflicts = read_samples_checked(path)
     return records, conflicts, meta
-
-
-def samples_sidecar(path: str | Path) -> Path:
-    """The settings file beside a samples file (``<file>.meta.json``)."""
-    from diffuse_lm.samples_file import meta_path
-
-    return meta_path(path)
-
-
-def check_samples_file(path: str | Path) -> None:
-    """Refuse, before a model load, a samples file another process is writing or one that is not ours."""
-    from diffuse_lm.samples_file import check_not_locked
-
-    check_not_locked(path)
-
-
-def check_writable(
-    path: str | Path, *, inputs: Sequence[str | Path | None] = (), data_folders: Sequence[str | Path] = ()
-) -> None:
-    """Refuse, before the slow work, an output path that cannot be written, is one of the ``inputs`` or lies
-    where a later run would read it as input (a task folder among ``inputs``, one of the ``data_folders``)."""
-    from diffuse_lm.output_checks import check_writable as check
-
-    check(path, inputs=inputs, data_folders=data_folders)
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Strict JSON (non-finite numbers as null), written whole or not at all."""
-    from diffuse_lm.files import write_json_atomic
-
-    write_json_atomic(path, data)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Text written whole or not at all (a kill or a full disk leaves the file before, if any)."""
-    from diffuse_lm.files import write_text_atomic
-
-    write_text_atomic(path, text)
-
-
-def write_rows(path: str | Path, rows: list[dict]) -> None:
-    """Rows as a flat table by the path's suffix (.jsonl, .csv, .parquet), written whole or not at all."""
-    from diffuse_lm.files import write_rows_atomic
-
-    write_rows_atomic(path, rows)
-
-
-def check_rows_path(path: str | Path) -> None:
-    """Refuse a flat-table path whose suffix is no table's (or Parquet without pyarrow), before slow work."""
-    from diffuse_lm.files import check_rows_path as check
-
-    check(path)
-
-
-def export(
-    adapter: str | Path,
-    output: str | Path,
-    *,
-    merge: bool = True,
-    model: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """A tuned adapter as a model folder that transformers and vLLM load: the base model with the adapter
-    merged (``merge``) or the adapter alone, the tokenizer and a model card. Returns the folder."""
-    from diffuse_lm.export import export as write
-
-    return write(adapter, output, merge=merge, model=model, device=device, dtype=dtype, overwrite=overwrite)
-
-
-def check_hub(repo: str) -> None:
-    """Refuse, before the slow part, an upload when the Hugging Face hub cannot be reached (offline)."""
-    from diffuse_lm.export import check_hub as check
-
-    check(repo)
-
-
-def push_to_hub(folder: str | Path, repo: str) -> str:
-    """Upload an exported folder to the Hugging Face hub; returns the repository's address."""
-    from diffuse_lm.export import push_to_hub as push
-
-    return push(Path(folder), repo)
-
-
-def locked(path: str | Path, target: str, command: str):
-    """A context that holds the lock file ``path`` while ``command`` writes ``target``; a second writer is
-    refused at once (one line) instead of both writing the same files."""
-    from diffuse_lm.files import held_lock
-
-    return held_lock(Path(path), target, command)
-
-
-def compare_methods() -> dict:
-    """The ways of getting diverse answers ``compare`` knows, name -> method (usage, kind, about)."""
-    from diffuse_lm.compare import METHODS
-
-    return METHODS
-
-
-def parse_methods(text: str) -> list:
-    """``base,temperature:1.5,tuned:PATH`` -> method specs, in order; a bad one is a one-line error."""
-    from diffuse_lm.compare import parse_methods as parse
-
-    return parse(text)
 
 
 def compare(
@@ -514,7 +399,7 @@ def compare(
 ) -> dict:
     """Each method's distribution over each task's valid answers (exact by teacher forcing where the method
     allows it, else from ``samples`` generations with 95% intervals): the ``diffuse compare`` result."""
-    from diffuse_lm.compare import compare_tasks
+    from diffuse_lm.compare import compare_tasks, parse_methods
 
     specs = parse_methods(methods) if isinstance(methods, str) else list(methods)
     return compare_tasks(
@@ -528,59 +413,6 @@ def compare(
         batch_size=batch_size,
         progress=progress,
     )
-
-
-def compare_markdown(result: dict) -> str:
-    """A compare result as a Markdown table, one row per (task, method)."""
-    from diffuse_lm.compare import markdown_table
-
-    return markdown_table(result)
-
-
-def plot_compare(result: dict, path: str | Path) -> Path:
-    """A compare result as a PNG: mass on valid answers and normalised entropy per method and task."""
-    from diffuse_lm.compare import plot_compare as plot
-
-    return plot(result, path)
-
-
-def synth_biographies(
-    model, tokenizer, folder: str | Path, n: int, **options: Any
-) -> tuple[dict, list[Path]]:
-    """A synthetic biography dataset in ``folder`` (Section 6): ``n`` sampled biographies (resumable),
-    parsed records, a report and a map of birth places; options as
-    :func:`diffuse_lm.biography_dataset.synth_biographies`. Returns the report and the files written."""
-    from diffuse_lm.biography_dataset import synth_biographies as synth
-
-    return synth(model, tokenizer, folder, n, **options)
-
-
-def biography_outputs() -> tuple[str, ...]:
-    """The files ``synth biographies`` writes beside its samples (replaced only in a folder it wrote)."""
-    from diffuse_lm.biography_dataset import OUTPUTS
-
-    return OUTPUTS
-
-
-def experiment_choices() -> list[str]:
-    """What ``reproduce`` runs: each experiment's name, ``all`` and ``report`` (the report alone)."""
-    from diffuse_lm.experiments.reproduction import CHOICES
-
-    return list(CHOICES)
-
-
-def scales() -> dict:
-    """The experiments' scales by name (``quick``, ``paper``, ``smoke``)."""
-    from diffuse_lm.experiments.scales import SCALES
-
-    return SCALES
-
-
-def recipes() -> dict:
-    """The six-task models' training recipes by name (docs/recipes.md)."""
-    from diffuse_lm.experiments.scales import RECIPES
-
-    return RECIPES
 
 
 def reproduce(experiment: str = "all", **settings: Any) -> Path | None:

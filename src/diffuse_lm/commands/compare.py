@@ -20,9 +20,9 @@ FILES = ("compare.json", "compare.md", "compare.png")
 
 
 def register(sub) -> None:
-    from diffuse_lm.api import compare_methods
+    from diffuse_lm.api import COMPARE_METHODS
 
-    methods = "; ".join(f"{m.usage} ({m.kind}): {m.about}" for m in compare_methods().values())
+    methods = "; ".join(f"{m.usage} ({m.kind}): {m.about}" for m in COMPARE_METHODS.values())
     p = sub.add_parser(
         "compare",
         help="compare ways of getting diverse answers (temperature, min-p, prompts, a tuned adapter)",

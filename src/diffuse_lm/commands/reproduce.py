@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from diffuse_lm.api import DEFAULT_MODEL, experiment_choices, recipes, scales
+from diffuse_lm.api import DEFAULT_MODEL
 
 
 def _recipe_key(recipe) -> str:
     """The ``--recipe`` name of a recipe."""
-    return next((k for k, r in recipes().items() if r == recipe), str(recipe))
+    from diffuse_lm.api import RECIPES
+
+    return next((k for k, r in RECIPES.items() if r == recipe), str(recipe))
 
 
 def register(sub) -> None:
-    choices, known_recipes, known_scales = experiment_choices(), recipes(), scales()
+    from diffuse_lm.api import EXPERIMENTS, RECIPES, SCALES
 
     p = sub.add_parser(
         "reproduce",
@@ -23,7 +25,7 @@ def register(sub) -> None:
         "model train it once (adapters are cached by config under OUTPUT/adapters). `report` "
         "only rebuilds the report from the results in OUTPUT. (--out is the old name of --output.)",
     )
-    p.add_argument("experiment", metavar="EXPERIMENT", help=f"one of: {', '.join(choices)}")
+    p.add_argument("experiment", metavar="EXPERIMENT", help=f"one of: {', '.join(EXPERIMENTS)}")
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -38,8 +40,8 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--recipe",
-        help=f"how the six-task models train: {', '.join(known_recipes)} (default: the scale's: "
-        + ", ".join(f"{_recipe_key(s.six_recipe)} at {s.name} scale" for s in known_scales.values())
+        help=f"how the six-task models train: {', '.join(RECIPES)} (default: the scale's: "
+        + ", ".join(f"{_recipe_key(s.six_recipe)} at {s.name} scale" for s in SCALES.values())
         + "; see docs/recipes.md)",
     )
     p.add_argument(

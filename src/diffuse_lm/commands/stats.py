@@ -95,7 +95,7 @@ def _some(indices: list[int], shown: int = 5) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.api import measure, read_samples, sample_stats, samples_sidecar
+    from diffuse_lm.api import measure, read_samples_file, sample_stats, samples_sidecar
     from diffuse_lm.present.console import print_stats
 
     if args.top < 1:
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         check_writable(args.output, inputs=[args.file, samples_sidecar(args.file)])
         output_format(args.output, "--output")
-    records, conflicts, meta = read_samples(args.file)
+    records, conflicts, meta = read_samples_file(args.file)
     records = checked_records(args.file, records, conflicts, meta)
     if not records:
         raise DiffuseError(f"{args.file}: holds no samples")

@@ -54,7 +54,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.api import biography_outputs, check_samples_file, samples_sidecar, synth_biographies
+    from diffuse_lm.api import BIOGRAPHY_OUTPUTS, check_samples_file, samples_sidecar, synth_biographies
     from diffuse_lm.present.console import print_biography_summary
 
     check_sampling_args(args)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise DiffuseError(f"--output {folder}: not writable")
     check_samples_file(folder / "generations.jsonl")  # before the model load, which takes a while
     ours = samples_sidecar(folder / "generations.jsonl").is_file()  # an earlier run of this command
-    check_replaceable(folder, biography_outputs(), ours, "synth biographies")
+    check_replaceable(folder, BIOGRAPHY_OUTPUTS, ours, "synth biographies")
 
     model, tokenizer = load_for_sampling(args)
     max_new = args.max_new_tokens or BIOGRAPHY_MAX_NEW_TOKENS
