@@ -216,6 +216,31 @@ def test_sample_answers_counts_coverage_validity_and_entropy(tiny):
     assert "seen_rate" not in s.to_json() and s.to_json()["coverage"] == 3
 
 
+def test_sample_answers_and_diffuse_stats_count_the_same_answers(tiny):
+    from diffuse_lm.parsing import sample_stats
+
+    task = task_from_dict({"request": "n?", "targets": braced(range(1, 4)), "valid": ["{7}"]}, source="t")
+    texts = ["{1}", "{7}", "{7}", "{9}", "junk", "{2}"]
+    ctx = replace(tiny.ctx, sampler=lambda *a, **k: texts)
+    s = common.sample_answers(ctx, None, None, task, len(texts))
+    st = sample_stats([{"text": t} for t in texts], task)
+    assert s.valid_rate == st["valid_rate"] == pytest.approx(4 / 6)  # {7}: a broader valid answer
+    assert s.invented_rate == st["invented_rate"] == pytest.approx(1 / 6)
+    assert (s.coverage, s.valid_coverage) == (st["distinct_answers"], st["coverage"]) == (4, 3)
+    assert s.entropy == st["answers_entropy"]
+
+
+def test_exact_takes_the_expected_coverage_measure_computes_at_the_experiments_n(tiny):
+    from diffuse_lm.measuring import measure_tasks
+
+    model, tok = common.base(tiny.ctx)
+    task = task_from_dict({"request": "n?", "targets": braced(range(1, 6))}, source="t")
+    (row,) = common.exact(model, tok, [task], 7)
+    (ref,) = measure_tasks(model, tok, [task], coverage_n=7)["tasks"]
+    assert row["expected_coverage"] == ref["expected_coverage_7"]
+    assert "expected_coverage_1000" not in ref and "expected_coverage_7" not in row
+
+
 def test_adapters_train_once_per_config(tiny):
     ctx = tiny.ctx
     a = common.adapter(ctx, "rng", [common.TASKS["rng"]], 1)

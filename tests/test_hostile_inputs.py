@@ -324,7 +324,7 @@ def test_stats_reports_an_index_repeated_with_another_text(tmp_path, capsys, sam
 
 
 def test_biographies_csv_cells_that_start_a_formula_are_escaped(tmp_path):
-    from diffuse_lm.commands.synth import write_records
+    from diffuse_lm.biography_dataset import write_records
 
     hostile = ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
     records = [

@@ -263,6 +263,24 @@ def test_saved_lora_adapter_attaches(tmp_path):
     assert any("lora_A" in n for n in names) and not model.training
 
 
+def test_one_adapter_swap_attaches_for_the_block_and_leaves_the_base_as_it_was(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from diffuse_lm.model_info import model_label
+
+    save_tiny(tmp_path / "base")
+    lora = get_peft_model(load_model(str(tmp_path / "base"))[0], LoraConfig(r=2, init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    base, _ = load_model(str(tmp_path / "base"))
+    weights = {k: v.clone() for k, v in base.state_dict().items()}
+    for _ in range(2):  # adapter after adapter on one copy of the base weights
+        with models.adapter_attached(base, tmp_path / "adapter", label="tuned") as tuned:
+            assert model_label(tuned) == "tuned" and not tuned.training
+            assert any("lora_A" in n for n, _ in tuned.named_parameters())
+        assert base.state_dict().keys() == weights.keys() and not hasattr(base, "peft_config")
+        assert all(torch.equal(v, weights[k]) for k, v in base.state_dict().items())
+
+
 def test_bad_device_and_dtype():
     with pytest.raises(DiffuseError, match="--dtype int8: expected one of"):
         models.pick_dtype("int8", torch.device("cpu"))

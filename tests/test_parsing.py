@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from diffuse_lm.parsing import answer_of, parse_answer, parse_fields, sample_stats, task_answers
@@ -64,3 +65,37 @@ def test_sample_stats_without_a_task_counts_well_formed_answers():
     assert "normalized_entropy" not in s and "truncated_rate" not in s
     empty = sample_stats([{"text": "no answer"}])
     assert empty["valid_rate"] == 0.0 and math.copysign(1, empty["entropy"]) == 1  # 0, not -0
+
+
+def test_one_answer_summary_counts_distinct_valid_invented_and_both_entropies():
+    from diffuse_lm.parsing import AnswerKey, summarize_answers
+
+    task = task_from_dict({"request": "r", "targets": ["{1}", "{2}"], "valid": ["{3}"]}, source="t")
+    texts = ["{1}", "{1}", "{3}", "{9}", "{9}", "{8}", "junk", "{2}"]
+    s = summarize_answers(texts, task)
+    assert (s.n, s.n_well_formed, s.n_valid, s.n_invented) == (8, 7, 4, 3)
+    assert (s.distinct, s.distinct_valid) == (5, 3)  # {1} {3} {9} {8} {2}; {9} and {8} are invented
+    assert s.valid_entropy == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+    p = np.array([2, 1, 2, 1, 1]) / 7
+    assert s.entropy == pytest.approx(-(p * np.log(p)).sum())
+    assert s.invented_examples() == ["9", "8"] and s.share_in({"1", "2"}) == pytest.approx(3 / 8)
+    assert s.valid_in_order() == ["1", "1", "3", "2"]
+    # sample_stats reports the same summary: Coverage-N of valid answers and of every answer, both entropies
+    st = sample_stats([{"text": t} for t in texts], task)
+    assert (st["coverage"], st["distinct_answers"], st["n_invented"]) == (3, 5, 3)
+    assert (st["entropy"], st["answers_entropy"]) == (s.valid_entropy, s.entropy)
+    # another reader of answers (the open-ended experiment's), no task: every answer it reads is valid
+    bare = summarize_answers(["A ", "a", "b"], key=AnswerKey(parse=lambda t: t.strip().lower() or None))
+    assert (bare.distinct, bare.distinct_valid, bare.n_invented) == (2, 2, 0)
+    assert summarize_answers([], task).rate(0) == 0.0
+
+
+def test_api_sample_marks_a_broader_valid_answer_valid_as_stats_does(monkeypatch):
+    import diffuse_lm.sampling
+    from diffuse_lm import api
+
+    task = task_from_dict({"request": "r", "targets": ["{1}", "{2}"], "valid": ["{3}"]}, source="t")
+    monkeypatch.setattr(diffuse_lm.sampling, "generate", lambda *a, **k: ["{3}", "{9}", "{1}", "x"])
+    recs = api.sample(None, None, task, 4)
+    assert [r["valid"] for r in recs] == [True, False, True, False]
+    assert sum(r["valid"] for r in recs) == sample_stats(recs, task)["n_valid"]

@@ -33,6 +33,7 @@ from diffuse_lm.sampling import (
     prompt_ids,
     read_samples,
     sample_seed,
+    sample_stats,
     sample_to_jsonl,
 )
 from diffuse_lm.tasks import task_from_dict
@@ -422,3 +423,29 @@ def test_no_past_key_values_deprecation_warning_and_older_transformers_keep_thei
     assert list(cache_kwargs(Older(), "kv")) == ["past_key_values"]
     want = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
     assert list(cache_kwargs(model, "kv")) == list(cache_kwargs(lora, "kv")) == [want]
+
+
+def test_jsonl_records_count_a_broader_valid_answer_valid_as_stats_does(tok, tmp_path):
+    task = task_from_dict({"request": "Say it", "targets": ["y"], "valid": ["xxx"]}, source="t")
+    out = tmp_path / "s.jsonl"
+    recs = sample_to_jsonl(biased(tok, "x"), tok, task.messages(), 2, out, task=task, max_new_tokens=3)
+    assert all(r["answer"] == "xxx" and r["valid"] is True for r in recs)
+    assert sample_stats(recs, task)["n_valid"] == 2
+
+
+def test_the_one_decode_loop_lets_finished_rows_leave_the_batch():
+    from diffuse_lm.decoding import decode_rows
+
+    script = {0: [5, 6, 7], 1: [9], 2: [4, 9]}  # row -> its tokens; 9 stops
+    steps = []
+
+    def choose(logits, active, t):
+        return torch.tensor([script[row][t] for row in active])
+
+    def step(chosen, kept):
+        steps.append((chosen.tolist(), None if kept is None else kept.tolist()))
+        return torch.zeros(len(chosen), 1)
+
+    ended = list(decode_rows(3, torch.zeros(3, 1), choose, step, {9}, 3))
+    assert ended == [(1, [], True), (2, [4], True), (0, [5, 6, 7], False)]
+    assert steps == [([5, 4], [0, 2]), ([6], [0])]  # the batch shrinks as rows finish

@@ -5,10 +5,14 @@ measure, sample, train, load_model, make_task``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.model_info import DEFAULT_MODEL
 from diffuse_lm.tasks import Task, load_tasks, task_from_dict
 
 if TYPE_CHECKING:
@@ -58,20 +62,20 @@ def measure(
 
 def sample(model, tokenizer, task: Task | str, n: int, **settings: Any) -> list[dict]:
     """``n`` generations for ``task`` (pure sampling by default, as in the paper), each with its parsed
-    answer and whether it is one of the task's targets: ``{"index", "text", "answer", "valid"}``.
+    answer and whether the task accepts it (a target or a broader valid answer, as ``diffuse stats`` counts):
+    ``{"index", "text", "answer", "valid"}``.
     ``settings`` are those of :func:`diffuse_lm.sampling.generate_records` (temperature, top_p, top_k,
     min_p, max_new_tokens, seed, batch_size, progress)."""
-    from diffuse_lm.parsing import answer_of, task_answers
+    from diffuse_lm.parsing import AnswerKey
     from diffuse_lm.sampling import generate
 
     (task,) = _tasks(task)[:1]
     settings.setdefault("what", task.name)  # for the progress bar
     texts = generate(model, tokenizer, task.messages(), n, responses=task.responses, **settings)
-    valid, braces = task_answers(task)
-    valid = set(valid)
-    answers = [answer_of(t, braces=braces) for t in texts]
+    key = AnswerKey(task)
+    answers = [key.answer(t) for t in texts]
     return [
-        {"index": i, "text": t, "answer": a, "valid": a in valid}
+        {"index": i, "text": t, "answer": a, "valid": key.is_valid(a)}
         for i, (t, a) in enumerate(zip(texts, answers, strict=True))
     ]
 
@@ -142,6 +146,28 @@ def train(
     )
 
 
+def train_from_config(
+    config: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    progress: bool = False,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> dict:
+    """Train the run a YAML config (or a shipped config's name) describes, with ``KEY=VALUE`` overrides, into
+    its ``output_dir`` (resumed if it holds this config's run): ``diffuse train``. Returns the run's summary
+    (``adapter_dir``, ``steps``, ``final_loss``, ``before``/``after``, …)."""
+    from diffuse_lm.config import load_config
+    from diffuse_lm.models import quiet_transformers
+    from diffuse_lm.training import train as run
+
+    cfg = load_config(config, list(overrides))
+    if cfg.output_dir is None:  # null: the in-memory run of train(); this one writes a run folder
+        raise DiffuseError(f"{config}: output_dir: the folder the run is written to, not null")
+    quiet_transformers(verbose)
+    return run(cfg, progress=progress, overwrite=overwrite, inputs=[str(config)]).summary
+
+
 def task_to_dict(task: Task) -> dict:
     """A task as task-file data (what ``task_from_dict`` reads back to an equal task)."""
     data = {"name": task.name, "request": task.request, "targets": list(task.targets)}
@@ -185,3 +211,215 @@ def _yaml(value: Any) -> str:
     import json
 
     return json.dumps(value.tolist() if isinstance(value, np.ndarray) else value)
+
+
+# --- what the `diffuse` commands call: each command is argument parsing, one of these, and printing -----
+
+# Public names re-exported as they are, imported on first use (``import diffuse_lm.api`` loads no torch):
+# name -> "module" (same name there) or "module:name".
+_REEXPORTS = {
+    "builtin_tasks": "diffuse_lm.tasks",
+    "builtin_groups": "diffuse_lm.tasks",
+    "builtin_configs": "diffuse_lm.config",
+    "default_model_path": "diffuse_lm.models",
+    "quiet_libraries": "diffuse_lm.models:quiet_transformers",
+    "sample_stats": "diffuse_lm.parsing",
+    "summarize_answers": "diffuse_lm.parsing",
+    "AnswerKey": "diffuse_lm.parsing",
+    "samples_sidecar": "diffuse_lm.samples_file:meta_path",
+    "check_samples_file": "diffuse_lm.samples_file:check_not_locked",
+    "check_writable": "diffuse_lm.output_checks",
+    "write_json": "diffuse_lm.files:write_json_atomic",
+    "write_text": "diffuse_lm.files:write_text_atomic",
+    "write_rows": "diffuse_lm.files:write_rows_atomic",
+    "check_rows_path": "diffuse_lm.files",
+    "locked": "diffuse_lm.files:held_lock",
+    "export": "diffuse_lm.export",
+    "check_hub": "diffuse_lm.export",
+    "push_to_hub": "diffuse_lm.export",
+    "COMPARE_METHODS": "diffuse_lm.compare:METHODS",
+    "parse_methods": "diffuse_lm.compare",
+    "compare_markdown": "diffuse_lm.compare:markdown_table",
+    "plot_compare": "diffuse_lm.compare",
+    "synth_biographies": "diffuse_lm.biography_dataset",
+    "BIOGRAPHY_OUTPUTS": "diffuse_lm.biography_dataset:OUTPUTS",
+    "BIOGRAPHY_MAX_NEW_TOKENS": "diffuse_lm.biography_dataset",
+    "EXPERIMENTS": "diffuse_lm.experiments.reproduction:CHOICES",
+    "SCALES": "diffuse_lm.experiments.scales",
+    "RECIPES": "diffuse_lm.experiments.scales",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _REEXPORTS:
+        module, _, attr = _REEXPORTS[name].partition(":")
+        value = getattr(import_module(module), attr or name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'diffuse_lm.api' has no attribute {name!r}")
+
+
+def config_text(name: str, *, command_line: str | None = None) -> str:
+    """A shipped config's YAML; its first line (the command that runs it) names ``command_line`` (default:
+    its name, which works wherever the package is installed)."""
+    path = _config_path(name)
+    lines = path.read_text().splitlines(keepends=True)
+    if lines and lines[0].startswith("# diffuse train "):
+        from diffuse_lm.config import builtin_configs
+
+        target = command_line or next(k for k, p in builtin_configs().items() if p == path)
+        lines[0] = f"# diffuse train {target}\n"
+    return "".join(lines)
+
+
+def copy_config(name: str, dest: str | Path, *, overwrite: bool = False) -> Path:
+    """Copy a shipped config to ``dest`` (a folder keeps its file name, or a .yaml file) to edit and train
+    from; written whole or not at all. Returns the file written."""
+    from diffuse_lm.files import write_text_atomic
+
+    source, dest = _config_path(name), Path(dest)
+    if dest.is_dir() or str(dest).endswith(("/", "\\")) or not dest.suffix:
+        dest = dest / source.name
+    if dest.exists() and not overwrite:
+        raise DiffuseError(f"{dest}: exists (--overwrite to replace it)")
+    text = config_text(name, command_line=str(dest))
+    if (dest.exists() or dest.is_symlink()) and not dest.is_file():
+        raise DiffuseError(f"{dest}: is not a regular file (a FIFO, a device?); give a .yaml file name")
+    write_text_atomic(dest, text)
+    return dest
+
+
+def _config_path(name: str) -> Path:
+    from diffuse_lm.config import builtin_configs
+
+    key = name.removeprefix("configs/").removesuffix(".yaml")
+    known = builtin_configs()
+    if key not in known:
+        raise DiffuseError(f"config {name!r}: not shipped (see diffuse configs list)")
+    return known[key]
+
+
+def load(
+    model: str = DEFAULT_MODEL,
+    *,
+    adapter: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    backend: str = "transformers",
+    verbose: bool = False,
+):
+    """``(model, tokenizer)`` for measuring, sampling or comparing: with transformers (libraries' noise off
+    unless ``verbose``) or, for sampling, vLLM (``backend="vllm"``)."""
+    if backend == "vllm":
+        from diffuse_lm.vllm_backend import load_vllm
+
+        return load_vllm(model, adapter, dtype=dtype, trust_remote_code=trust_remote_code)
+    from diffuse_lm.models import load_model, quiet_transformers
+
+    quiet_transformers(verbose)
+    return load_model(model, adapter=adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def is_vllm(model: Any) -> bool:
+    """Is ``model`` a vLLM engine (sampling only: it scores nothing exactly)?"""
+    from diffuse_lm.vllm_backend import VLLMModel
+
+    return isinstance(model, VLLMModel)
+
+
+def measure_rows(result: Measurement | dict) -> list[dict]:
+    """A measurement as one row a target (model and adapter on each row), for a flat table."""
+    from diffuse_lm.measuring import target_rows
+
+    return target_rows(result.to_json() if hasattr(result, "to_json") else result)
+
+
+def check_sampling(
+    n: int,
+    batch_size: int,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    min_p: float = 0.0,
+    seed: int = 0,
+    max_new_tokens: int | None = None,
+) -> None:
+    """Refuse sampling settings that cannot run (``n`` or ``batch_size`` below 1, a bad temperature, …)."""
+    from diffuse_lm.decoding import SampleConfig
+
+    if n < 1:
+        raise DiffuseError(f"--n {n}: must be >= 1")
+    if batch_size < 1:
+        raise DiffuseError(f"--batch-size {batch_size}: must be >= 1")
+    SampleConfig(
+        temperature, top_p, top_k, 1 if max_new_tokens is None else max_new_tokens, seed, min_p
+    ).check()
+
+
+def sample_to_file(
+    model,
+    tokenizer,
+    messages: list[dict],
+    n: int,
+    output: str | Path,
+    *,
+    task: Task | None = None,
+    **settings,
+) -> list[dict]:
+    """``n`` generations sampled into the resumable JSONL file ``output`` (only missing indices are
+    generated), each record with its answer and validity; settings as :func:`diffuse_lm.sampling.sample_to_jsonl`."""
+    from diffuse_lm.sampling import sample_to_jsonl
+
+    return sample_to_jsonl(model, tokenizer, messages, n, Path(output), task=task, **settings)
+
+
+def read_samples_file(path: str | Path) -> tuple[list[dict], list[int], dict | None]:
+    """A samples file: its records (one per index, the first of repeats), the indices repeated with another
+    text, and its sidecar settings (``None`` without one)."""
+    from diffuse_lm.samples_file import read_meta, read_samples_checked
+
+    meta = read_meta(path)
+    records, conflicts = read_samples_checked(path)
+    return records, conflicts, meta
+
+
+def compare(
+    model,
+    tokenizer,
+    tasks: Task | str | Sequence[Task | str],
+    methods: str | Sequence = "base",
+    *,
+    samples: int = 100,
+    seed: int = 0,
+    coverage_n: int = 1000,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> dict:
+    """Each method's distribution over each task's valid answers (exact by teacher forcing where the method
+    allows it, else from ``samples`` generations with 95% intervals): the ``diffuse compare`` result."""
+    from diffuse_lm.compare import compare_tasks, parse_methods
+
+    specs = parse_methods(methods) if isinstance(methods, str) else list(methods)
+    return compare_tasks(
+        model,
+        tokenizer,
+        _tasks(tasks),
+        specs,
+        samples=samples,
+        seed=seed,
+        coverage_n=coverage_n,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+def reproduce(experiment: str = "all", **settings: Any) -> Path | None:
+    """Run the paper's experiments (one, ``all``, or just the ``report``) and write one results JSON each and
+    the report; ``settings`` as :class:`diffuse_lm.experiments.reproduction.Reproduction` (model, scale,
+    recipe, out, seed, adapters, device, dtype, force, report, jobs). Returns the report's path."""
+    from diffuse_lm.experiments.reproduction import Reproduction
+    from diffuse_lm.experiments.reproduction import reproduce as run
+
+    return run(Reproduction(experiment, **settings))

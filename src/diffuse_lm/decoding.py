@@ -5,6 +5,7 @@ by inverse-CDF sampling with one uniform a token)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,3 +124,39 @@ def pick_tokens(logits: torch.Tensor, u: torch.Tensor, cfg: SampleConfig) -> tor
     x = (u.to(cdf.device, cdf.dtype)[:, None] * cdf[:, -1:]).contiguous()
     choice = torch.searchsorted(cdf, x, right=True).clamp_max(cdf.shape[-1] - 1)  # (B, 1)
     return (order.gather(1, choice) if order is not None else choice).squeeze(1)
+
+
+def decode_rows(
+    n: int,
+    logits: torch.Tensor,
+    choose: Callable[[torch.Tensor, list[int], int], torch.Tensor],
+    step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    stop: set[int],
+    max_new_tokens: int,
+) -> Iterator[tuple[int, list[int], bool]]:
+    """The decode loop every batched generator here runs: ``choose(logits, active rows, t)`` picks the next
+    token of each row still generating; a row ends at a ``stop`` token (not kept; ``stopped``) or at
+    ``max_new_tokens``, and ``(row, token ids, stopped)`` is yielded as it ends. Finished rows leave the batch:
+    ``step(chosen tokens, kept)`` runs the model on the rows that go on (``kept``: their positions in the last
+    step's batch, ``None`` when all go on, for the caller to cut its cache and masks) and returns their logits."""
+    active = list(range(n))
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    for t in range(max_new_tokens):
+        chosen = choose(logits, active, t)
+        keep = []
+        for j, (row, tok) in enumerate(zip(active, chosen.tolist(), strict=True)):
+            if tok in stop:
+                yield row, tokens[row], True
+                continue
+            tokens[row].append(tok)
+            if t == max_new_tokens - 1:
+                yield row, tokens[row], False
+            else:
+                keep.append(j)
+        if not keep:
+            return
+        kept = None
+        if len(keep) < len(active):  # finished rows leave the batch
+            kept = torch.tensor(keep, device=chosen.device)
+            chosen, active = chosen[kept], [active[j] for j in keep]
+        logits = step(chosen, kept)

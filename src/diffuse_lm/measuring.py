@@ -62,9 +62,12 @@ class Measurement:
 
 
 @torch.no_grad()
-def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False, **score_kw) -> dict:
+def measure_tasks(
+    model, tokenizer, tasks: list[Task], *, progress: bool = False, coverage_n: int = 1000, **score_kw
+) -> dict:
     """The ``diffuse measure`` result: ``{"model", "provenance" (adapter and its hash, dtype, device, versions,
-    task file hashes: :mod:`diffuse_lm.provenance`), "tasks": [per-task metrics and targets]}``."""
+    task file hashes: :mod:`diffuse_lm.provenance`), "tasks": [per-task metrics and targets]}``; each task's
+    ``expected_coverage_<coverage_n>`` is the expected Coverage of that many samples."""
     from tqdm.auto import tqdm
 
     encoded = encode_tasks(tokenizer, [with_valid(t) for t in tasks])
@@ -80,7 +83,9 @@ def measure_tasks(model, tokenizer, tasks: list[Task], *, progress: bool = False
         tick = {"on_batch": lambda batch, _: bar.update(len(batch))} if progress else {}
         logprobs = score_task(model, enc, **tick, **score_kw).double().cpu().numpy()
         n = len(task.targets)
-        rows.append(task_result(task, logprobs[:n], logprobs[n:] if task.valid else None))
+        rows.append(
+            task_result(task, logprobs[:n], logprobs[n:] if task.valid else None, coverage_n=coverage_n)
+        )
     bar.close()
     return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}
 
@@ -95,10 +100,14 @@ def with_valid(task: Task) -> Task:
     return replace(task, targets=task.valid_set, weights=weights)
 
 
-def task_result(task: Task, logprobs: np.ndarray, valid_logprobs: np.ndarray | None = None) -> dict:
+def task_result(
+    task: Task, logprobs: np.ndarray, valid_logprobs: np.ndarray | None = None, *, coverage_n: int = 1000
+) -> dict:
     """One task's entry of the measure JSON from its targets' raw log-probabilities (and those of its
     broader valid answers, which count in ``valid_mass`` and the yields)."""
-    metrics = distribution_metrics(logprobs, task.weights, valid_logprobs=valid_logprobs)
+    metrics = distribution_metrics(
+        logprobs, task.weights, coverage_n=coverage_n, valid_logprobs=valid_logprobs
+    )
     probs = renormalize(logprobs)
     if task.values is not None:  # an ordered numeric support: KS, W1, mean and sd too
         metrics.update(ordered_metrics(np.array(task.values), probs, task.weights))

@@ -309,6 +309,23 @@ def attach_adapter(model, adapter: str | Path, *, trainable: bool = False):
 
 
 @contextlib.contextmanager
+def adapter_attached(model, adapter: str | Path, *, label: str | None = None) -> Iterator:
+    """``model`` with the LoRA ``adapter`` attached for the block (eval mode; named ``label`` in tables), then
+    taken off again: the base model's own modules back and no ``peft_config`` left on it, so one copy of the
+    base weights serves adapter after adapter."""
+    tuned = attach_adapter(model, adapter)
+    tuned.eval()
+    if label is not None:
+        set_model_info(tuned, label=label)
+    try:
+        yield tuned
+    finally:
+        tuned.unload()  # the LoRA layers out again, the base weights untouched
+        if hasattr(model, "peft_config"):
+            del model.peft_config  # left by peft on the wrapped model; a later adapter starts clean
+
+
+@contextlib.contextmanager
 def peft_wrapping() -> Iterator[None]:
     """Around peft wrapping a model: peft reads ``is_gradient_checkpointing``, which transformers 5 deprecates
     with a FutureWarning on every adapter load; that one warning (ours to silence, not the user's) is dropped."""

@@ -28,6 +28,7 @@ import torch
 
 from diffuse_lm.decoding import (  # noqa: F401  (imported from here)
     SampleConfig,
+    decode_rows,
     min_p_filter,
     pick_tokens,
     prompt_ids,
@@ -40,7 +41,7 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file
 from diffuse_lm.model_info import model_label
 from diffuse_lm.models import cache_kwargs, output_cache
-from diffuse_lm.parsing import answer_of, sample_stats, task_answers
+from diffuse_lm.parsing import AnswerKey, sample_stats
 from diffuse_lm.provenance import lora_sha256, provenance
 from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
 from diffuse_lm.tasks import Task
@@ -76,7 +77,7 @@ def _transformers_rows(
     from transformers import DynamicCache
 
     kv, first = prefill
-    n, device = len(seeds), first.device
+    n = len(seeds)
     config = getattr(model, "config", None)
     cache = DynamicCache(
         ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv], config=config
@@ -84,30 +85,20 @@ def _transformers_rows(
     uniforms = torch.stack(
         [torch.rand(cfg.max_new_tokens, generator=torch.Generator().manual_seed(s)) for s in seeds]
     )  # (n, T), from each sample's own stream
-    logits = first.expand(n, -1)
-    active = list(range(n))
-    tokens: list[list[int]] = [[] for _ in range(n)]
-    for t in range(cfg.max_new_tokens):
-        chosen = pick_tokens(logits, uniforms[active, t], cfg)
-        keep = []
-        for j, (row, tok) in enumerate(zip(active, chosen.tolist(), strict=True)):
-            if tok in stop:
-                yield row, tokens[row], True
-                continue
-            tokens[row].append(tok)
-            if t == cfg.max_new_tokens - 1:
-                yield row, tokens[row], False
-            else:
-                keep.append(j)
-        if not keep:
-            return
-        if len(keep) < len(active):  # finished rows leave the batch
-            idx = torch.tensor(keep, device=device)
-            cache.batch_select_indices(idx)
-            chosen = chosen[idx]
-            active = [active[j] for j in keep]
-        out = model(input_ids=chosen[:, None], use_cache=True, **cache_kwargs(model, cache))
-        logits = out.logits[:, -1]
+
+    def step(chosen: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
+        if kept is not None:
+            cache.batch_select_indices(kept)
+        return model(input_ids=chosen[:, None], use_cache=True, **cache_kwargs(model, cache)).logits[:, -1]
+
+    yield from decode_rows(
+        n,
+        first.expand(n, -1),
+        lambda logits, active, t: pick_tokens(logits, uniforms[active, t], cfg),
+        step,
+        stop,
+        cfg.max_new_tokens,
+    )
 
 
 # --- the shared loop --------------------------------------------------------------------------------
@@ -246,57 +237,58 @@ def greedy_texts(
     text of each (up to its end-of-turn token), in input order: the same text as
     ``generate(model, tokenizer, messages, 1, temperature=0.0, max_new_tokens=max_new_tokens)[0]``.
     Prompts are sorted by length into batches (less padding); finished rows leave their batch."""
-    from transformers import DynamicCache
-
     if batch_size < 1 or max_new_tokens < 1:
         raise DiffuseError(
             f"greedy_texts: batch_size {batch_size}, max_new_tokens {max_new_tokens}: must be >= 1"
         )
     stop = stop_ids(model, tokenizer)
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     prompts = [prompt_ids(tokenizer, messages) for messages in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts: list[str] = [""] * len(prompts)
     desc = desc or f"greedy {model_label(model, short=True)}"  # the progress bar's: "greedy <model>: <task>"
     with _progress(len(prompts), 0, progress, desc, unit="prompt") as bar:
         for b in range(0, len(order), batch_size):
-            rows = order[b : b + batch_size]  # input indices of the rows still generating
-            width = max(len(prompts[i]) for i in rows)
-            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in rows], device=device)
-            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in rows])
-            mask = mask.to(device)
-            positions = (mask.cumsum(-1) - 1).clamp_min(0)
-            cache = DynamicCache(config=getattr(model, "config", None))
-            tokens: dict[int, list[int]] = {i: [] for i in rows}
-            for t in range(max_new_tokens):
-                out = model(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    use_cache=True,
-                    **cache_kwargs(model, cache),
-                    logits_to_keep=1,
-                )
-                chosen = out.logits[:, -1].argmax(-1)
-                keep = []
-                for j, (i, tok) in enumerate(zip(rows, chosen.tolist(), strict=True)):
-                    if tok not in stop:
-                        tokens[i].append(tok)
-                        keep.append(j)
-                if not keep or t == max_new_tokens - 1:
-                    break
-                if len(keep) < len(rows):  # finished rows leave the batch
-                    idx = torch.tensor(keep, device=device)
-                    cache.batch_select_indices(idx)
-                    chosen, mask, rows = chosen[idx], mask[idx], [rows[j] for j in keep]
-                ids = chosen[:, None]
-                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-                positions = mask.sum(-1, keepdim=True) - 1
-            for i, row_tokens in tokens.items():
-                texts[i] = _decode(tokenizer, row_tokens)
-            bar.update(len(tokens))
+            rows = order[b : b + batch_size]  # input indices of the batch's rows
+            for row, ids, _ in _greedy_rows(
+                model, tokenizer, [prompts[i] for i in rows], stop, max_new_tokens
+            ):
+                texts[rows[row]] = _decode(tokenizer, ids)
+            bar.update(len(rows))
     return texts
+
+
+def _greedy_rows(
+    model, tokenizer, prompts: list[list[int]], stop: set[int], max_new_tokens: int
+) -> Iterator[tuple[int, list[int], bool]]:
+    """Greedy decoding of one batch of prompts, left-padded; ``(row, token ids, stopped)`` as each row ends."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts]).to(device)
+    cache = DynamicCache(config=getattr(model, "config", None))
+
+    def forward(ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        kw = cache_kwargs(model, cache)
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kw, logits_to_keep=1
+        )
+        return out.logits[:, -1]
+
+    def step(chosen: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
+        nonlocal mask
+        if kept is not None:
+            cache.batch_select_indices(kept)
+            mask = mask[kept]
+        mask = torch.cat([mask, mask.new_ones(len(chosen), 1)], dim=1)
+        return forward(chosen[:, None], mask, mask.sum(-1, keepdim=True) - 1)
+
+    first = forward(ids, mask, (mask.cumsum(-1) - 1).clamp_min(0))
+    yield from decode_rows(
+        len(prompts), first, lambda logits, active, t: logits.argmax(-1), step, stop, max_new_tokens
+    )
 
 
 def adapter_fingerprint(model) -> str | None:
@@ -359,8 +351,7 @@ def sample_to_jsonl(
     info = {"task": {"name": task.name, "path": task.path} if task else None, **(meta or {})}
     if backend == "transformers":  # informational, as the rest of info: a resumed run rewrites it
         info["provenance"] = provenance(model, [task] if task else [])
-    answers, braces = task_answers(task) if task is not None else (None, True)
-    valid_set = set(answers or ())
+    key = AnswerKey(task)  # what sample_stats counts as valid, the record says
     bounded = room(model, tokenizer, messages, responses, max_new_tokens)  # before the file is touched
     if bounded < max_new_tokens:
         print(
@@ -374,11 +365,8 @@ def sample_to_jsonl(
         desc = f"sample {model_label(model, short=True)}: {what or (task.name if task else 'prompt')}"
         with _progress(n, n - len(missing), progress and bool(missing), desc) as bar:
             for rec in samples:
-                answer = answer_of(rec["text"], braces=braces)
-                rec["answer"], rec["valid"] = (
-                    answer,
-                    answer is not None and (task is None or answer in valid_set),
-                )
+                answer = key.answer(rec["text"])
+                rec["answer"], rec["valid"] = answer, key.is_valid(answer)
                 append(rec)
                 records[rec["index"]] = rec
                 bar.update(1)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import (
-    within,
-    write_json_atomic,  # noqa: F401  (commands import it from here)
+from diffuse_lm.api import (
+    DEFAULT_MODEL,
+    DiffuseError,
+    check_writable,  # noqa: F401  (commands import it from here)
+    write_json,  # noqa: F401  (commands import it from here)
 )
-from diffuse_lm.model_info import DEFAULT_MODEL
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -34,17 +31,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code")
 
 
-def load_from_args(args: argparse.Namespace):
+def load_from_args(args: argparse.Namespace, backend: str = "transformers"):
     """``(model, tokenizer)`` from the flags of :func:`add_model_args`; library noise off unless ``-v``."""
-    from diffuse_lm.models import load_model, quiet_transformers
+    from diffuse_lm.api import load
 
-    quiet_transformers(getattr(args, "verbose", False))
-    return load_model(
+    return load(
         args.model,
         adapter=args.adapter,
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
+        backend=backend,
+        verbose=getattr(args, "verbose", False),
     )
 
 
@@ -73,29 +71,24 @@ def add_sampling_args(p: argparse.ArgumentParser, *, max_new_tokens_help: str) -
 
 
 def check_sampling_args(args: argparse.Namespace) -> None:
-    from diffuse_lm.sampling import SampleConfig
+    """Refuse the sampling flags before anything slow."""
+    from diffuse_lm.api import check_sampling
 
-    if args.n < 1:
-        raise DiffuseError(f"--n {args.n}: must be >= 1")
-    if args.batch_size < 1:
-        raise DiffuseError(f"--batch-size {args.batch_size}: must be >= 1")
-    SampleConfig(
-        args.temperature,
-        args.top_p,
-        args.top_k,
-        1 if args.max_new_tokens is None else args.max_new_tokens,
-        args.seed,
-        args.min_p,
-    ).check()
+    check_sampling(
+        args.n,
+        args.batch_size,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+    )
 
 
 def load_for_sampling(args: argparse.Namespace):
     """``(model, tokenizer)`` for the chosen backend."""
-    if args.backend == "vllm":
-        from diffuse_lm.sampling import load_vllm
-
-        return load_vllm(args.model, args.adapter, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    return load_from_args(args)
+    return load_from_args(args, args.backend)
 
 
 def sampling_kwargs(args: argparse.Namespace, max_new_tokens: int) -> dict:
@@ -126,66 +119,6 @@ def task_inputs(tasks, specs: Iterable[str] = ()) -> dict:
         "inputs": [t.path for t in tasks] + [s for s in sources if s not in data] + list(specs),
         "data_folders": data,
     }
-
-
-def check_writable(
-    path: str | Path,
-    *,
-    inputs: Iterable[str | Path | None] = (),
-    data_folders: Iterable[str | Path] = (),
-) -> None:
-    """Fail before the slow work, not after it, when an output file cannot be written, is one of the
-    command's ``inputs`` (writing it would destroy them), would land, as a task file, in an input task
-    folder (the next run over that folder would read it as a task), or would land at all in a dataset folder
-    read (``data_folders``, which may hold ``data_files`` patterns too). Writability is tried, not guessed: a file is created and removed where the
-    output will go, which also catches read-only mounts, /proc and over-long names."""
-    from diffuse_lm.tasks import TASK_SUFFIXES
-
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise DiffuseError(f"{path}: is a folder, expected a file name for the output")
-        for folder in data_folders:
-            if set("*?[") & set(str(folder)):  # a data_files pattern: refused where it would match
-                if fnmatch.fnmatch(str(path.absolute()), str(Path(folder).absolute())):
-                    raise DiffuseError(
-                        f"{path}: matches {folder}, data files this command reads (a later run would read "
-                        "it as data); write it elsewhere"
-                    )
-            elif within(path, folder):
-                raise DiffuseError(
-                    f"{path}: lies in {folder}, a dataset folder this command reads (a later run would read it "
-                    "as data); write it elsewhere"
-                )
-        for source in inputs:
-            if source is None:
-                continue
-            if Path(source).is_dir():
-                if path.suffix.lower() in TASK_SUFFIXES and within(path, source):
-                    raise DiffuseError(
-                        f"{path}: lies in {source}, a task folder this command reads (a later run would "
-                        "take it for a task); write it elsewhere"
-                    )
-            elif _same_file(path, Path(source)):
-                raise DiffuseError(f"{path}: is an input of this command; writing it would destroy it")
-        if path.exists() and not path.is_file():
-            raise DiffuseError(f"{path}: is not a regular file (a device?); give a file name for the output")
-        existing = [p for p in [path.parent, *path.parent.parents] if p.exists()]
-        parent = existing[0] if existing else Path(".")
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise DiffuseError(f"{path}: cannot write there ({parent} is not a writable folder)")
-        if path.exists() and not os.access(path, os.W_OK):
-            raise DiffuseError(f"{path}: cannot write (file is read-only)")
-        # The first part of the path still to be made, named as the output's temporary file will be.
-        first_missing = path.relative_to(parent).parts[0] if parent != Path(".") else path.parts[0]
-        fd, probe = tempfile.mkstemp(prefix=first_missing + ".", suffix=".tmp", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop, which resolve() meets
-        why = (
-            "a symlink loop on the way" if isinstance(e, RuntimeError) else e.strerror or e.__class__.__name__
-        )
-        raise DiffuseError(f"{path}: cannot write there ({why})") from None
 
 
 def check_replaceable(folder: Path, names: Iterable[str], ours: bool, command: str) -> None:
@@ -219,13 +152,3 @@ def output_format(path: str | Path, flag: str, *, tables: bool = False) -> str:
         writes = ".json, .jsonl, .csv or .parquet" if tables else ".json"
         raise DiffuseError(f"{flag} {path}: writes {writes}, not {suffix}")
     return "json"
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Are ``a`` and ``b`` the same file (through links), or the same path for files not yet made?"""
-    try:
-        if a.exists() and b.exists():
-            return a.samefile(b)
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False

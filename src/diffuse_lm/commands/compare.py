@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from diffuse_lm.api import DiffuseError
 from diffuse_lm.commands.common import (
     add_model_args,
     check_replaceable,
@@ -13,16 +14,15 @@ from diffuse_lm.commands.common import (
     load_from_args,
     task_inputs,
 )
-from diffuse_lm.errors import DiffuseError
 
 DEFAULT_METHODS = "base,temperature:1.5,min_p:0.1,top_p:0.9,system-prompt,verbalized:5"
 FILES = ("compare.json", "compare.md", "compare.png")
 
 
 def register(sub) -> None:
-    from diffuse_lm.compare import METHODS
+    from diffuse_lm.api import COMPARE_METHODS
 
-    methods = "; ".join(f"{m.usage} ({m.kind}): {m.about}" for m in METHODS.values())
+    methods = "; ".join(f"{m.usage} ({m.kind}): {m.about}" for m in COMPARE_METHODS.values())
     p = sub.add_parser(
         "compare",
         help="compare ways of getting diverse answers (temperature, min-p, prompts, a tuned adapter)",
@@ -47,9 +47,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.compare import parse_methods
-    from diffuse_lm.files import held_lock
-    from diffuse_lm.tasks import load_tasks
+    from diffuse_lm.api import load_tasks, locked, parse_methods
 
     # Everything that can be wrong with the input fails here, before the (slow) model load.
     specs = parse_methods(args.methods)
@@ -73,17 +71,16 @@ def run(args: argparse.Namespace) -> int:
     check_replaceable(out, FILES, _is_compare_result(out / "compare.json"), "compare")
 
     where = out.absolute()  # "." has no name to put beside it
-    with held_lock(where.parent / f".{where.name}.compare-lock", str(out), "diffuse compare"):
+    with locked(where.parent / f".{where.name}.compare-lock", str(out), "diffuse compare"):
         return _run(args, tasks, specs, out)
 
 
 def _run(args: argparse.Namespace, tasks, specs, out: Path) -> int:
     """The slow part, under the output folder's lock: two compares into one folder would mix their files."""
-    from diffuse_lm.compare import compare_tasks, markdown_table, plot_compare
-    from diffuse_lm.files import write_json_atomic, write_text_atomic
+    from diffuse_lm.api import compare, compare_markdown, plot_compare, write_json, write_text
 
     model, tokenizer = load_from_args(args)
-    result = compare_tasks(
+    result = compare(
         model,
         tokenizer,
         tasks,
@@ -95,9 +92,9 @@ def _run(args: argparse.Namespace, tasks, specs, out: Path) -> int:
         progress=True,
     )
     result["adapter"] = args.adapter
-    table = markdown_table(result)
-    write_json_atomic(out / "compare.json", result)  # written first: a broken pipe must not lose them
-    write_text_atomic(out / "compare.md", table)
+    table = compare_markdown(result)
+    write_json(out / "compare.json", result)  # written first: a broken pipe must not lose them
+    write_text(out / "compare.md", table)
     plot_compare(result, out / "compare.png")
     print(table, end="")
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")

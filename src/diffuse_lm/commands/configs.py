@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import write_text_atomic
 
 
 def register(sub) -> None:
@@ -33,65 +29,24 @@ def register(sub) -> None:
     p.set_defaults(func=run_list)
 
 
-def _get(name: str) -> Path:
-    from diffuse_lm.config import builtin_configs
-
-    known = builtin_configs()
-    key = name.removeprefix("configs/").removesuffix(".yaml")
-    if key not in known:
-        raise DiffuseError(f"config {name!r}: not shipped (see diffuse configs list)")
-    return known[key]
-
-
-def _description(path: Path) -> str:
-    """The config's second comment line (the first is the command that runs it)."""
-    comments = [line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")]
-    return comments[1] if len(comments) > 1 else ""
-
-
 def run_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
-    from rich.text import Text
+    from diffuse_lm.api import builtin_configs
+    from diffuse_lm.present.listings import print_configs
 
-    from diffuse_lm.config import builtin_configs
-    from diffuse_lm.present.console import table_console
-
-    table = Table(title="shipped configs (diffuse train NAME, or diffuse configs cp NAME DIR)")
-    table.add_column("name")
-    table.add_column("description")
-    for name, path in builtin_configs().items():
-        table.add_row(Text(name), Text(_description(path)))
-    table_console().print(table)
+    print_configs(builtin_configs())
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    source = _get(args.name)
-    lines = source.read_text().splitlines(keepends=True)
-    if lines and lines[0].startswith("# diffuse train "):  # a repository path; the name works where installed
-        lines[0] = f"# diffuse train {_name(source)}\n"
-    print("".join(lines), end="")
+    from diffuse_lm.api import config_text
+
+    print(config_text(args.name), end="")
     return 0
 
 
-def _name(path: Path) -> str:
-    from diffuse_lm.config import builtin_configs
-
-    return next(name for name, p in builtin_configs().items() if p == path)
-
-
 def run_cp(args: argparse.Namespace) -> int:
-    source = _get(args.name)
-    dest = Path(args.dest)
-    if dest.is_dir() or args.dest.endswith(("/", "\\")) or not dest.suffix:
-        dest = dest / source.name
-    if dest.exists() and not args.overwrite:
-        raise DiffuseError(f"{dest}: exists (--overwrite to replace it)")
-    lines = source.read_text().splitlines(keepends=True)
-    if lines and lines[0].startswith("# diffuse train "):
-        lines[0] = f"# diffuse train {dest}\n"  # the command that runs the copy
-    if (dest.exists() or dest.is_symlink()) and not dest.is_file():
-        raise DiffuseError(f"{dest}: is not a regular file (a FIFO, a device?); give a .yaml file name")
-    write_text_atomic(dest, "".join(lines))  # whole or not at all: a full disk leaves no empty config
+    from diffuse_lm.api import copy_config
+
+    dest = copy_config(args.name, args.dest, overwrite=args.overwrite)
     print(f"{dest}  (diffuse train {dest})")
     return 0

@@ -32,13 +32,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.export import check_hub, export, push_to_hub
-    from diffuse_lm.models import quiet_transformers
+    from diffuse_lm.api import check_hub, export, push_to_hub, quiet_libraries
 
     if args.push_to_hub:
         check_hub(args.push_to_hub)  # before the slow part
     verbose = getattr(args, "verbose", False)
-    quiet_transformers(verbose)
+    quiet_libraries(verbose)
     if not verbose:
         warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes from the libraries
     out = export(

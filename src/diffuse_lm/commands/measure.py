@@ -10,7 +10,7 @@ from diffuse_lm.commands.common import (
     load_from_args,
     output_format,
     task_inputs,
-    write_json_atomic,
+    write_json,
 )
 
 
@@ -38,10 +38,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.files import check_rows_path, write_rows_atomic
-    from diffuse_lm.measuring import measure_tasks, target_rows
+    from diffuse_lm.api import check_rows_path, load_tasks, measure, measure_rows, write_rows
     from diffuse_lm.present.console import print_measure_table
-    from diffuse_lm.tasks import load_tasks
 
     tasks = load_tasks(args.tasks)  # validate input before the (slow) model load
     read = task_inputs(tasks, args.tasks)  # folders among them
@@ -53,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
         check_rows_path(args.rows)
         check_writable(args.rows, inputs=[*read["inputs"], args.output], data_folders=read["data_folders"])
     model, tokenizer = load_from_args(args)
-    result = measure_tasks(model, tokenizer, tasks, progress=True)
+    result = measure(model, tokenizer, tasks, progress=True).to_json()
     if args.output and output_format(args.output, "--output", tables=True) == "rows":
-        write_rows_atomic(args.output, target_rows(result))
+        write_rows(args.output, measure_rows(result))
     elif args.output:  # written first: a broken pipe on the table must not lose it
-        write_json_atomic(args.output, result)
+        write_json(args.output, result)
     if args.rows:
-        write_rows_atomic(args.rows, target_rows(result))
+        write_rows(args.rows, measure_rows(result))
     print_measure_table(result)
     return 0

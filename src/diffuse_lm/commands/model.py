@@ -23,8 +23,8 @@ def register(sub) -> None:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    from diffuse_lm.models import default_model_path, quiet_transformers
+    from diffuse_lm.api import default_model_path, quiet_libraries
 
-    quiet_transformers(getattr(args, "verbose", False))
+    quiet_libraries(getattr(args, "verbose", False))
     print(default_model_path())
     return 0

@@ -4,8 +4,8 @@ metrics (and, for a task, the sampled distribution beside the exact one)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from diffuse_lm.api import DiffuseError
 from diffuse_lm.commands.common import (
     add_model_args,
     add_sampling_args,
@@ -15,9 +15,8 @@ from diffuse_lm.commands.common import (
     output_format,
     sampling_kwargs,
     task_inputs,
-    write_json_atomic,
+    write_json,
 )
-from diffuse_lm.errors import DiffuseError
 
 PROMPT_MAX_NEW_TOKENS = 256
 
@@ -54,11 +53,16 @@ def default_max_new_tokens(tokenizer, task) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.measuring import measure_task
+    from diffuse_lm.api import (
+        check_samples_file,
+        is_vllm,
+        load_tasks,
+        measure,
+        sample_stats,
+        sample_to_file,
+        samples_sidecar,
+    )
     from diffuse_lm.present.console import print_stats
-    from diffuse_lm.samples_file import check_not_locked, meta_path
-    from diffuse_lm.sampling import VLLMModel, sample_stats, sample_to_jsonl
-    from diffuse_lm.tasks import load_tasks
 
     if (args.task is None) == (args.prompt is None):
         raise DiffuseError("give a TASK or --prompt TEXT (one of them)")
@@ -82,22 +86,22 @@ def run(args: argparse.Namespace) -> int:
     read = task_inputs([task] if task else [])
     check_writable(args.output, **read)
     if args.stats_output:
-        outputs = [args.output, meta_path(args.output)]
+        outputs = [args.output, samples_sidecar(args.output)]
         check_writable(args.stats_output, inputs=read["inputs"] + outputs, data_folders=read["data_folders"])
         output_format(args.stats_output, "--stats-output")
-    check_not_locked(args.output)  # before the model load, which takes a while
+    check_samples_file(args.output)  # before the model load, which takes a while
 
     model, tokenizer = load_for_sampling(args)
     max_new = args.max_new_tokens or default_max_new_tokens(tokenizer, task)
-    records = sample_to_jsonl(
-        model, tokenizer, messages, args.n, Path(args.output), task=task, **sampling_kwargs(args, max_new)
+    records = sample_to_file(
+        model, tokenizer, messages, args.n, args.output, task=task, **sampling_kwargs(args, max_new)
     )
     stats = sample_stats(records, task)
     exact = None
-    if task is not None and not isinstance(model, VLLMModel) and not args.no_stats:
-        exact = measure_task(model, tokenizer, task)
+    if task is not None and not is_vllm(model) and not args.no_stats:
+        exact = measure(model, tokenizer, [task]).tasks[0]
     if args.stats_output:
-        write_json_atomic(
+        write_json(
             args.stats_output,
             {"file": args.output, "task": task and task.name, "stats": stats, "exact": exact},
         )

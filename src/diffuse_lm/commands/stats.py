@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from diffuse_lm.api import DEFAULT_MODEL, DiffuseError
 from diffuse_lm.commands.common import (
     add_model_args,
     check_writable,
     output_format,
     task_inputs,
-    write_json_atomic,
+    write_json,
 )
-from diffuse_lm.errors import DiffuseError
 
 
 def register(sub) -> None:
@@ -37,7 +37,7 @@ def register(sub) -> None:
 
 def resolve_task(spec: str | None, meta: dict | None):
     """The task named by ``--task``, else the one recorded in the file's sidecar (``None`` if neither)."""
-    from diffuse_lm.tasks import load_tasks
+    from diffuse_lm.api import load_tasks
 
     if spec:
         tasks = load_tasks(spec)
@@ -62,12 +62,9 @@ def resolve_task(spec: str | None, meta: dict | None):
     return None
 
 
-def checked_records(path: str, meta: dict | None) -> list[dict]:
+def checked_records(path: str, records: list[dict], conflicts: list[int], meta: dict | None) -> list[dict]:
     """The records of a samples file with index in ``0..n-1`` (``n`` from its sidecar; without one, any
     index >= 0), warning on stderr about those left out and about indices repeated with another text."""
-    from diffuse_lm.samples_file import read_samples_checked
-
-    records, conflicts = read_samples_checked(path)
     n = (meta or {}).get("n")
     n = n if isinstance(n, int) and not isinstance(n, bool) else None
     kept = [r for r in records if r["index"] >= 0 and (n is None or r["index"] < n)]
@@ -98,18 +95,16 @@ def _some(indices: list[int], shown: int = 5) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.measuring import measure_task
+    from diffuse_lm.api import measure, read_samples_file, sample_stats, samples_sidecar
     from diffuse_lm.present.console import print_stats
-    from diffuse_lm.samples_file import meta_path
-    from diffuse_lm.sampling import read_meta, sample_stats
 
     if args.top < 1:
         raise DiffuseError(f"--top {args.top}: must be >= 1")
     if args.output:
-        check_writable(args.output, inputs=[args.file, meta_path(args.file)])
+        check_writable(args.output, inputs=[args.file, samples_sidecar(args.file)])
         output_format(args.output, "--output")
-    meta = read_meta(args.file)
-    records = checked_records(args.file, meta)
+    records, conflicts, meta = read_samples_file(args.file)
+    records = checked_records(args.file, records, conflicts, meta)
     if not records:
         raise DiffuseError(f"{args.file}: holds no samples")
     task = resolve_task(args.task, meta)
@@ -121,14 +116,13 @@ def run(args: argparse.Namespace) -> int:
     exact = None
     if task is not None and not args.no_exact:
         from diffuse_lm.commands.common import load_from_args
-        from diffuse_lm.model_info import DEFAULT_MODEL
 
         if args.model == DEFAULT_MODEL and args.adapter is None and meta:  # the model that sampled the file
             args.model, args.adapter = meta.get("model_arg", DEFAULT_MODEL), meta.get("adapter_path")
         model, tokenizer = load_from_args(args)
-        exact = measure_task(model, tokenizer, task)
+        exact = measure(model, tokenizer, [task]).tasks[0]
     if args.output:
-        write_json_atomic(
+        write_json(
             args.output, {"file": str(args.file), "task": task and task.name, "stats": stats, "exact": exact}
         )
     title = f"{args.file}" + (f" · task {task.name}" if task else "")

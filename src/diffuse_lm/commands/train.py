@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from diffuse_lm.errors import DiffuseError
+from diffuse_lm.api import DiffuseError
 
 
 def register(sub) -> None:
@@ -51,17 +51,16 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffuse_lm.config import load_config
-    from diffuse_lm.models import quiet_transformers
-    from diffuse_lm.training import train
+    from diffuse_lm.api import train_from_config
 
     config_arg(args)
-    cfg = load_config(args.config, [*args.overrides, *shorthands(args)])
-    if cfg.output_dir is None:  # null: the Python API's in-memory run; the command writes a run folder
-        raise DiffuseError(f"{args.config}: output_dir: the folder the run is written to, not null")
-    verbose = getattr(args, "verbose", False)
-    quiet_transformers(verbose)
-    summary = train(cfg, progress=not args.quiet, overwrite=args.overwrite, inputs=[args.config]).summary
+    summary = train_from_config(
+        args.config,
+        [*args.overrides, *shorthands(args)],
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        verbose=getattr(args, "verbose", False),
+    )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, only the main process reports
         return 0
     out = Path(summary["output_dir"])

@@ -8,7 +8,6 @@ import gc
 import hashlib
 import json
 import platform
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,8 +19,7 @@ import torch
 
 from diffuse_lm.experiments.record import Record
 from diffuse_lm.experiments.scales import QUICK, Scale
-from diffuse_lm.metrics import coverage, empirical_entropy, expected_coverage, valid_coverage
-from diffuse_lm.model_info import DEFAULT_MODEL, is_default_model, model_label, set_model_info
+from diffuse_lm.model_info import DEFAULT_MODEL, is_default_model, model_label
 from diffuse_lm.tasks import Task, load_tasks
 
 # Built-in task specs the experiments use (tests point these at small task files).
@@ -108,15 +106,12 @@ def using(ctx: Context, adapter: str | Path | None) -> Iterator[tuple]:
     if adapter is None:
         yield model, tokenizer
         return
-    from diffuse_lm.models import attach_adapter
+    from diffuse_lm.models import adapter_attached
 
-    tuned = attach_adapter(model, adapter)
-    tuned.eval()
-    set_model_info(tuned, label=f"{model_label(model)} + {Path(adapter).parent.name}")
-    try:
+    with adapter_attached(
+        model, adapter, label=f"{model_label(model)} + {Path(adapter).parent.name}"
+    ) as tuned:
         yield tuned, tokenizer
-    finally:
-        ctx.loaded = (tuned.unload(), tokenizer)  # the LoRA layers out, the base weights untouched
 
 
 # --- trained adapters, cached by config ----------------------------------------------------------
@@ -216,12 +211,9 @@ def exact(model, tokenizer, tasks: list[Task], coverage_n: int) -> list[dict]:
     fixed-N ``expected_coverage_1000``, so a row carries one expected coverage, not two."""
     from diffuse_lm.measuring import measure_tasks
 
-    rows = measure_tasks(model, tokenizer, tasks)["tasks"]
-    for row in rows:
-        for key in [k for k in row if k.startswith("expected_coverage_")]:
-            del row[key]
-        logprobs = np.array([t["logprob"] for t in row["targets"]])
-        row["expected_coverage"] = expected_coverage(np.exp(logprobs), coverage_n)
+    rows = measure_tasks(model, tokenizer, tasks, coverage_n=coverage_n)["tasks"]
+    for row in rows:  # the one expected coverage, under the name the experiments' records give it
+        row["expected_coverage"] = row.pop(f"expected_coverage_{coverage_n}")
     return rows
 
 
@@ -273,7 +265,7 @@ def sample_answers(
     """Sample ``n`` answers to ``task`` and summarise them as the paper does (Section 2.2): Coverage-N
     (distinct answers) and the entropy of the empirical distribution, plus how many were valid targets
     (and, given the training task ``seen``, how many were among its targets)."""
-    from diffuse_lm.parsing import answer_of, task_answers, valid_answers
+    from diffuse_lm.parsing import summarize_answers, task_answers
 
     texts = ctx.sampler(
         model,
@@ -285,23 +277,20 @@ def sample_answers(
         seed=ctx.seed if seed is None else seed,
         batch_size=ctx.scale.batch_size,
     )
-    valid_set, braces = valid_answers(task)
-    answers = [a for a in (answer_of(t, braces=braces) for t in texts) if a is not None]
-    valid = [a for a in answers if a in valid_set]
+    s = summarize_answers(texts, task)
     extra = {}
     if seen is not None:
-        seen_set = set(task_answers(seen)[0])
-        extra["seen_rate"] = sum(a in seen_set for a in answers) / n
+        extra["seen_rate"] = s.share_in(set(task_answers(seen)[0]))
     return Sampled(
         **extra,
         n=n,
-        parsed_rate=len(answers) / n,
-        valid_rate=len(valid) / n,
-        invented_rate=(len(answers) - len(valid)) / n,
-        coverage=coverage(answers),
-        valid_coverage=valid_coverage(answers, valid_set),
-        entropy=empirical_entropy(answers),
-        top=Counter(answers).most_common(10),
+        parsed_rate=s.rate(s.n_well_formed),
+        valid_rate=s.rate(s.n_valid),
+        invented_rate=s.rate(s.n_invented),
+        coverage=s.distinct,
+        valid_coverage=s.distinct_valid,
+        entropy=s.entropy,
+        top=s.answers.most_common(10),
         texts=texts[:keep_texts],
     )
 

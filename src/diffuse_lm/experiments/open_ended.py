@@ -7,7 +7,6 @@ counting raw distinct strings would measure that noise."""
 from __future__ import annotations
 
 import re
-from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import yaml
 from diffuse_lm.experiments.common import Context, using
 from diffuse_lm.experiments.leave_one_out import six_task_adapter
 from diffuse_lm.experiments.record import Experiment, Record
-from diffuse_lm.metrics import empirical_entropy
+from diffuse_lm.parsing import AnswerKey, summarize_answers
 from diffuse_lm.present.figures import COLORS, pyplot, save
 from diffuse_lm.present.markdown import table
 
@@ -78,15 +77,14 @@ class OpenEnded(Record):
 
 def summarize_prompt(prompt: str, texts: list[str]) -> PromptResult:
     """The answer-like outputs of ``texts`` (the K samples of one prompt), counted."""
-    answers = [a for a in map(answer_like, texts) if a is not None]
-    counts = Counter(answers)
-    top = counts.most_common(5)
+    s = summarize_answers(texts, key=AnswerKey(parse=answer_like))
+    top = s.answers.most_common(5)
     return PromptResult(
         prompt=prompt,
-        answer_like_rate=len(answers) / len(texts) if texts else 0.0,
-        distinct=len(counts),
-        entropy=empirical_entropy(answers) if answers else 0.0,
-        top_share=top[0][1] / len(texts) if top else 0.0,
+        answer_like_rate=s.rate(s.n_well_formed),
+        distinct=s.distinct,
+        entropy=s.entropy,
+        top_share=s.rate(top[0][1]) if top else 0.0,
         top=top,
     )
 

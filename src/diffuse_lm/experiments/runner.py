@@ -90,7 +90,11 @@ def planned_adapters(names: list[str], ctx: Context) -> list[tuple[str, Path, ob
 def side_by_side(commands: list[tuple[str, list[str]]], jobs: int, logs: Path) -> None:
     """Run ``(label, diffuse arguments)`` commands as ``jobs`` processes at a time, each on its share of the
     CPU cores (torch threads), its output in ``logs/<label>.log``; one line as each ends. A command that fails
-    is a one-line error naming its log, once the others have ended."""
+    is a one-line error naming its log, once the others have ended.
+
+    Processes, not calls of the API in threads: each needs its own torch thread count (set before torch
+    loads), its own copy of the model, and its own log and exit status, so that one that fails or is killed
+    leaves the others and the results already written alone; ``--jobs 1`` calls the experiments directly."""
     import os
     import subprocess
     import sys

@@ -183,3 +183,31 @@ def print_train_summary(summary: dict) -> None:
     console.print(
         f"adapter: {summary['adapter_dir']}   (diffuse measure TASK --adapter {summary['adapter_dir']})"
     )
+
+
+def print_biography_summary(report: dict, written: list) -> None:
+    """``diffuse synth biographies``' summary: well-formed share, each attribute's coverage, entropy and top
+    values, the fields each parser recovered, and the files written."""
+    from diffuse_lm.biographies import ATTRIBUTES
+
+    con = table_console()
+    con.print(
+        f"{report['n']} biographies, {report['n_valid']} well formed ({report['parse']} parse); "
+        f"{report['map']['placed']} birth places on the map"
+    )
+    for key, a in report["attributes"].items():
+        top = ", ".join(f"{str(v)[:30]} ({c})" for v, c in a["top"][:3])
+        con.print(
+            f"  {ATTRIBUTES[key]:<14} coverage {a['coverage']:>4}  entropy {a['entropy']:.2f}  {top}",
+            markup=False,
+            highlight=False,
+        )
+    rec = report["recovered"]
+    con.print(
+        "  fields recovered, strict -> tolerant parse: "
+        + ", ".join(f"{k} {rec['strict'][k]:.0%} -> {rec['tolerant'][k]:.0%}" for k in rec["strict"]),
+        markup=False,
+        highlight=False,
+    )
+    for p in written:
+        con.print(f"wrote {p}", markup=False, highlight=False)

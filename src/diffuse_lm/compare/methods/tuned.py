@@ -1,8 +1,6 @@
 """A tuned model: the base model with a PEFT LoRA adapter attached (e.g. one ``diffuse train`` saved),
 measured exactly; the adapter is taken off again afterwards, so later methods see the base model."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from diffuse_lm.compare.method import Method
@@ -27,18 +25,11 @@ def adapter_folder(arg: str | None) -> str:
     return arg
 
 
-@contextmanager
-def with_adapter(model, folder: str) -> Iterator:
-    from diffuse_lm.models import attach_adapter  # torch: imported when the method runs
+def with_adapter(model, folder: str):
+    """The model with the adapter at ``folder`` for the block: :func:`diffuse_lm.models.adapter_attached`."""
+    from diffuse_lm.models import adapter_attached  # torch: imported when the method runs
 
-    tuned = attach_adapter(model, folder)
-    tuned.eval()
-    try:
-        yield tuned
-    finally:
-        tuned.unload()  # the LoRA layers out again: the base model's own modules
-        if hasattr(model, "peft_config"):
-            del model.peft_config  # left by peft on the wrapped model; a later adapter starts clean
+    return adapter_attached(model, folder)
 
 
 METHOD = Method(
