@@ -36,6 +36,22 @@ def check_regular(path: str | Path, what: str = "an input") -> None:
         raise DiffuseError(f"{path}: is {kind}, not a regular file; cannot read it as {what}")
 
 
+MAX_FOLDER_ENTRIES = 100_000  # entries walked below a user's folder before it is refused as not the one meant
+
+
+def bounded_walk(folder: Path, holds: str, error: type[DiffuseError] = DiffuseError) -> Iterator[Path]:
+    """Every entry below ``folder``, refused (an ``error``) once more than :data:`MAX_FOLDER_ENTRIES` have
+    passed: `tasks show /` or a dataset's ``data_dir: /`` would walk the whole disk before saying anything.
+    ``holds`` says what the folder should hold."""
+    for seen, p in enumerate(folder.rglob("*"), 1):
+        if seen > MAX_FOLDER_ENTRIES:
+            raise error(
+                f"{folder}: more than {MAX_FOLDER_ENTRIES:,} files and folders below it; "
+                f"give the folder that holds your {holds}"
+            )
+        yield p
+
+
 def write_json_atomic(path: str | Path, data) -> None:
     """Write strict JSON (non-finite numbers as null: :mod:`diffuse_lm.strict_json`) through a temporary file and
     rename, so a kill never leaves half a file."""

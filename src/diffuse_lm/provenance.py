@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from diffuse_lm.files import sha256_file
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 PACKAGES = ("diffuse-lm", "torch", "transformers", "peft", "accelerate", "safetensors", "numpy", "datasets")
 

@@ -67,7 +67,7 @@ def load_retain_prompts(spec: str | list[str]) -> list[str]:
         ) from None
     if path.suffix in (".yaml", ".yml", ".json"):
         try:
-            from diffuse_lm.tasks import bounded_yaml_load
+            from diffuse_lm.yaml_json import bounded_yaml_load
 
             data = bounded_yaml_load(text)  # JSON is YAML
         except (yaml.YAMLError, RecursionError) as e:

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from diffuse_lm.present.console import table_console
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 
 def register(sub) -> None:
