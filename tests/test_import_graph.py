@@ -86,7 +86,8 @@ def reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
 
 def test_src_has_no_import_circle():
     graph = import_graph()
-    assert sum(map(len, graph.values())) > 50  # the walk found the imports (a broken one would pass vacuously)
+    # the walk found the imports (a broken one would pass vacuously)
+    assert sum(map(len, graph.values())) > 50
     found = circle(graph)
     assert found is None, "an import circle: " + " -> ".join(found)
 
@@ -105,7 +106,9 @@ def test_a_circle_is_found(tmp_path):
     (pkg / "a.py").write_text("from diffuse_lm.b import thing\n")
     (pkg / "b.py").write_text("try:\n    from . import c\nexcept ImportError:\n    pass\n")
     (pkg / "c.py").write_text("def f():\n    import diffuse_lm.d\nimport diffuse_lm.a\n")
-    (pkg / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import diffuse_lm.a\n")
+    (pkg / "d.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import diffuse_lm.a\n"
+    )
     graph = import_graph(tmp_path)
     found = circle(graph)
     assert found is not None and set(found) == {"diffuse_lm.a", "diffuse_lm.b", "diffuse_lm.c"}
