@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError, shorten
-from diffuse_lm.files import check_regular
+from diffuse_lm.files import check_regular, write_atomic, write_json_atomic
 
 FORMAT = "diffuse-samples/1"  # the sidecar's format field
 
@@ -110,12 +110,6 @@ def read_meta(path: str | Path) -> dict | None:
     return meta
 
 
-def _write_meta(path: Path, data: dict) -> None:
-    from diffuse_lm.files import write_json_atomic
-
-    write_json_atomic(path, data)
-
-
 def check_not_locked(output: str | Path) -> None:
     """Fail before the slow model load, not after it, when ``output`` is not a samples file this command may
     write (:func:`foreign_file`) or another process is writing it now (it holds the lock :func:`open_samples`
@@ -206,7 +200,7 @@ def open_samples(
         if end < len(data):
             f.truncate(end)  # a line torn by a kill (settings checked): its sample is generated again
         n_meta = max(n, (old or {}).get("n", 0)) if records else n
-        _write_meta(side, {"format": FORMAT, **identity, **info, "n": n_meta})
+        write_json_atomic(side, {"format": FORMAT, **identity, **info, "n": n_meta})
 
         def append(rec: dict) -> None:
             end = f.tell()
@@ -252,6 +246,5 @@ def _sort_by_index(output: Path, f) -> None:
     if all(a <= b for a, b in zip(indices, indices[1:], strict=False)):
         return
     order = sorted(range(len(lines)), key=indices.__getitem__)
-    from diffuse_lm.files import _write_atomic
-
-    _write_atomic(output, "wb", lambda out: out.writelines(lines[i] + b"\n" for i in order))
+    rows = (lines[i] + b"\n" for i in order)
+    write_atomic(output, lambda out: out.writelines(rows), binary=True, fsync=True)  # durable, as the appends

@@ -1,0 +1,53 @@
+"""The file layer's one atomic writer: text, bytes or a writing function; fsync and mode when asked; a failed
+write keeps the old file whole and leaves no temporary file behind."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from diffuse_lm import files
+from diffuse_lm.errors import DiffuseError
+from diffuse_lm.files import write_atomic, write_json_atomic
+
+
+def test_text_bytes_and_a_writing_function(tmp_path):
+    write_atomic(tmp_path / "a.txt", "é\n")
+    write_atomic(tmp_path / "b.bin", b"\x00\xff")
+    write_atomic(tmp_path / "c.bin", lambda f: f.write(b"xy"), binary=True)
+    write_atomic(tmp_path / "sub" / "d.txt", lambda f: f.write("line\r\n"))
+    assert (tmp_path / "a.txt").read_bytes() == "é\n".encode()
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\xff"
+    assert (tmp_path / "c.bin").read_bytes() == b"xy"
+    assert (tmp_path / "sub" / "d.txt").read_bytes() == b"line\r\n"  # newlines as given, on every platform
+    write_json_atomic(tmp_path / "e.json", {"x": float("nan")})
+    assert (tmp_path / "e.json").read_text().startswith("{")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin", "c.bin", "e.json", "sub"]
+
+
+def test_mode_and_fsync(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    write_atomic(tmp_path / "a", "x")
+    assert synced == [] and stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o644
+    write_atomic(tmp_path / "b", "x", fsync=True, mode=0o600)
+    assert len(synced) == 1 and stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o600
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "kept.txt"
+    target.write_text("old")
+
+    def fail(f):
+        f.write("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(DiffuseError, match=f"^{target}: cannot write \\(No space left on device\\); nothing"):
+        write_atomic(target, fail)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, lambda f: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.txt"]  # no temporary file left
