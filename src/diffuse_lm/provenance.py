@@ -39,17 +39,26 @@ def adapter_provenance(model) -> dict | None:
         return dict(saved.adapter)
     if not hasattr(model, "peft_config"):
         return None
-    return {"path": None, "lora_sha256": lora_sha256(model)}
+    return {"path": None, "lora_sha256": weights_sha256(model, "adapter")}
+
+
+def weights_sha256(model, part: str = "adapter", every: int = 1) -> str:
+    """The one hash of a model's weights: sha256 of the names and float32 values of its LoRA parameters
+    (``part="adapter"``) or of all the others (``"base"``), sorted by name; ``every`` keeps every k-th value of
+    each parameter, for a cheap check of a large base (retention keys its cached answers so)."""
+    if part not in ("adapter", "base"):
+        raise ValueError(f"part is 'adapter' or 'base', not {part!r}")
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if ("lora_" in name) == (part == "adapter"):
+            h.update(name.encode())
+            h.update(p.detach().float().flatten()[::every].cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def lora_sha256(model) -> str:
-    """sha256 of a PEFT model's LoRA parameters (names and float32 values, sorted by name)."""
-    h = hashlib.sha256()
-    for name, p in sorted(model.named_parameters()):
-        if "lora_" in name:
-            h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()
+    """sha256 of a PEFT model's LoRA parameters: :func:`weights_sha256` of its adapter (kept for callers)."""
+    return weights_sha256(model, "adapter")
 
 
 @functools.cache
