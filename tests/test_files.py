@@ -3,6 +3,7 @@ write keeps the old file whole and leaves no temporary file behind."""
 
 from __future__ import annotations
 
+import csv
 import os
 import stat
 
@@ -51,3 +52,22 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         write_atomic(target, lambda f: (_ for _ in ()).throw(KeyboardInterrupt))
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["kept.txt"]  # no temporary file left
+
+
+def test_the_csv_writer_escapes_formulas(tmp_path):
+    """Text cells a spreadsheet would run get a leading quote (as synth's writer did); numbers do not."""
+    from diffuse_lm.files import write_csv_atomic, write_rows_atomic
+
+    rows = [
+        {"text": "=HYPERLINK(1)", "n": -1, "note": "+a"},
+        {"text": "@x", "n": 2.5, "note": "\tt"},
+        {"text": "plain", "n": 0, "note": "-b"},
+    ]
+    write_rows_atomic(tmp_path / "r.csv", rows)
+    assert (tmp_path / "r.csv").read_bytes() == (
+        b"text,n,note\r\n'=HYPERLINK(1),-1,'+a\r\n'@x,2.5,'\tt\r\nplain,0,'-b\r\n"
+    )
+    cells = [{"b": "\rr", "a": 1}, {"b": "x\ny", "a": 2}]
+    write_csv_atomic(tmp_path / "s.csv", cells, fieldnames=["a", "b"])
+    with open(tmp_path / "s.csv", newline="") as f:  # a cell holding a line break reads back whole
+        assert list(csv.DictReader(f)) == [{"a": "1", "b": "'\rr"}, {"a": "2", "b": "x\ny"}]

@@ -9,7 +9,7 @@ import io
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -86,16 +86,35 @@ def write_rows_atomic(path: str | Path, rows: list[dict]) -> None:
     if suffix == ".jsonl":
         write_atomic(path, "".join(dumps(r, ensure_ascii=False) + "\n" for r in rows))
     elif suffix == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_atomic(path, buffer.getvalue())
+        write_csv_atomic(path, rows)
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         write_atomic(path, lambda f: pq.write_table(pa.Table.from_pylist(rows), f), binary=True)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # first characters a spreadsheet may read as a formula
+
+
+def csv_safe(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a carriage
+    return) gets a leading single quote, as the usual CSV-injection guidance says; other values pass."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_csv_atomic(path: str | Path, rows: list[dict], fieldnames: Sequence[str] | None = None) -> None:
+    """The one CSV writer: a header (``fieldnames``, else the first row's keys), then a line a row (RFC 4180's
+    ``\r\n``), every text cell formula-safe (:func:`csv_safe`), written atomically. Model outputs and task files are untrusted text:
+    a cell such as ``=HYPERLINK(…)`` must not run when the table is opened in a spreadsheet."""
+    buffer = io.StringIO()
+    names = list(fieldnames) if fieldnames is not None else list(rows[0]) if rows else []
+    writer = csv.DictWriter(buffer, fieldnames=names)  # lines end in \r\n: a cell holding either is quoted
+    writer.writeheader()
+    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
+    write_atomic(path, buffer.getvalue())
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
