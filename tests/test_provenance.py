@@ -178,3 +178,15 @@ def test_a_training_runs_after_json_names_its_saved_adapter_as_measure_does(tmp_
         == {"path": str(r.adapter_dir), "sha256": sha256_file(r.adapter_dir / "adapter_model.safetensors")}
     )
     assert json.loads((run / "before.json").read_text())["provenance"]["adapter"]["path"] is None
+
+
+def test_one_versions_list_for_results_and_experiment_records():
+    """Measure JSONs and experiment records carry the same versions; a caller's edit of one does not leak."""
+    from diffuse_lm.experiments import runner
+    from diffuse_lm.provenance import PACKAGES, package_versions
+
+    versions = package_versions()
+    assert list(versions)[0] == "python" and set(versions) - {"python"} <= set(PACKAGES)
+    versions["torch"] = "edited"
+    assert package_versions()["torch"] != "edited"
+    assert runner.package_versions is package_versions

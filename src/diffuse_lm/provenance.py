@@ -61,16 +61,22 @@ def lora_sha256(model) -> str:
     return weights_sha256(model, "adapter")
 
 
-@functools.cache
 def package_versions() -> dict[str, str]:
-    """Python's version and those of the packages a result depends on (the ones installed)."""
-    versions = {"python": platform.python_version()}
+    """Python's version and those of the packages a result depends on (the ones installed): the one list,
+    recorded by every measure JSON and every experiment record."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
+    """Asked once a process (the installed packages do not change under it)."""
+    versions = [("python", platform.python_version())]
     for name in PACKAGES:
         try:
-            versions[name] = metadata.version(name)
+            versions.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             pass
-    return versions
+    return tuple(versions)
 
 
 def task_file_hashes(tasks: Iterable[Task]) -> dict[str, str]:
