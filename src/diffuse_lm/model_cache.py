@@ -9,12 +9,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
@@ -134,7 +134,7 @@ def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> P
         raise DiffuseError(
             f"{folder.parent}: cannot create the model cache ({e.strerror}); set DIFFUSE_CACHE"
         ) from None
-    with _locked(folder.parent / f".{folder.name}.lock"):
+    with FileLock(folder.parent / f".{folder.name}.lock"):  # kept after: removing it would let a third in
         if _cache_valid(folder, source):
             return folder
         _remove_stale_builds(folder)
@@ -162,22 +162,6 @@ def _remove_stale_builds(folder: Path) -> None:
     for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
         log.info("removing %s, left by an interrupted build", stale)
         shutil.rmtree(stale, ignore_errors=True)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (no-op where ``fcntl`` is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _dequantize_gguf(source: Path, out: Path) -> None:

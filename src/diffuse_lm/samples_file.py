@@ -4,13 +4,14 @@ killed at any point resumes where it stopped and never mixes samples made with o
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import lock_descriptor, unlock_descriptor
 
 from diffuse_lm.errors import DiffuseError, shorten
 from diffuse_lm.files import check_regular, write_atomic, write_json_atomic
@@ -118,15 +119,23 @@ def check_not_locked(output: str | Path) -> None:
     if problem:
         raise DiffuseError(problem)
     try:
-        f = open(output, "rb")  # noqa: SIM115 - closed below; a read-only descriptor can take a flock too
+        f = open(output, "rb")  # noqa: SIM115 - closed below; a read-only descriptor can take the lock too
     except OSError:
         return
     with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DiffuseError(f"{output}: another process is writing it right now") from None
-        fcntl.flock(f, fcntl.LOCK_UN)
+        _lock(f, output)
+        unlock_descriptor(f.fileno())
+
+
+def _lock(f, output: str | Path) -> None:
+    """Lock the open samples file ``f`` itself (filelock's lock of a descriptor: ``flock`` on POSIX, a byte
+    range on Windows), or refuse at once: another process is writing it."""
+    try:
+        locked = lock_descriptor(f.fileno(), blocking=False)
+    except OSError as e:
+        raise DiffuseError(f"{output}: cannot lock it ({e.strerror or e.__class__.__name__})") from None
+    if not locked:
+        raise DiffuseError(f"{output}: another process is writing it right now")
 
 
 def foreign_file(output: str | Path) -> str | None:
@@ -177,10 +186,7 @@ def open_samples(
     except OSError as e:
         raise DiffuseError(f"{output}: cannot write ({e.strerror})") from None
     with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DiffuseError(f"{output}: another process is writing it right now") from None
+        _lock(f, output)
         problem = foreign_file(output)  # checked again under the lock: nothing below truncates a user's file
         if problem:
             raise DiffuseError(problem)
