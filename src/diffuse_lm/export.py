@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from huggingface_hub import ModelCard, ModelCardData
 from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
@@ -69,21 +70,21 @@ def base_model_of(adapter: Path, run: dict) -> str:
     return base
 
 
-def model_card(base: str, run: dict, merged: bool) -> str:
-    """README.md of an exported model: front matter for the hub, then base model, tasks, settings, metrics.
-    The default model is named as what it is, the Q4_1 GGUF de-quantized to float32, not as the full-precision
-    model it was quantized from."""
+def model_card(base: str, run: dict, merged: bool) -> ModelCard:
+    """README.md of an exported model: the hub's metadata (``huggingface_hub.ModelCardData``), then base model,
+    tasks, settings, metrics. The default model is named as what it is, the Q4_1 GGUF de-quantized to float32,
+    not as the full-precision model it was quantized from."""
     cfg = run.get("config.yaml") or {}
     hub = hub_base(base)
     record = base_record(base)
-    meta = {
-        "base_model": hub,
-        "base_model_relation": "finetune" if merged else "adapter",
-        "library_name": "transformers" if merged else "peft",
-        "tags": ["diffuse-lm", "lora", "distribution-matching"] + ([] if merged else ["peft"]),
-        "diffuse_lm": {"base": record},
-    }
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", ""]
+    meta = ModelCardData(
+        base_model=hub,
+        base_model_relation="finetune" if merged else "adapter",
+        library_name="transformers" if merged else "peft",
+        tags=["diffuse-lm", "lora", "distribution-matching"] + ([] if merged else ["peft"]),
+        diffuse_lm={"base": record},
+    )
+    lines = ["---", meta.to_yaml(), "---", ""]
     kind = "merged into the base weights" if merged else "a PEFT LoRA adapter"
     lines += [
         f"# {record.get('name', hub)} tuned for diffuse answers",
@@ -137,7 +138,7 @@ def model_card(base: str, run: dict, merged: bool) -> str:
             "",
             f"{summary.get('steps')} optimizer steps; final pass loss {_num(summary.get('final_loss'))}.",
         ]
-    return "\n".join(lines) + "\n"
+    return ModelCard("\n".join(lines) + "\n")
 
 
 def _num(x) -> str:
@@ -201,7 +202,7 @@ def export(
                 lm.save_pretrained(tmp, save_embedding_layers=False)
                 write_base_record(lm, tmp)
             tokenizer.save_pretrained(tmp)
-            (tmp / "README.md").write_text(card)
+            card.save(tmp / "README.md")
             _readable(tmp)
             if output.exists():
                 shutil.rmtree(output) if output.is_dir() else output.unlink()
