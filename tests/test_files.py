@@ -71,3 +71,25 @@ def test_the_csv_writer_escapes_formulas(tmp_path):
     write_csv_atomic(tmp_path / "s.csv", cells, fieldnames=["a", "b"])
     with open(tmp_path / "s.csv", newline="") as f:  # a cell holding a line break reads back whole
         assert list(csv.DictReader(f)) == [{"a": "1", "b": "'\rr"}, {"a": "2", "b": "x\ny"}]
+
+
+def test_a_folder_is_swapped_in_whole_or_not_at_all(tmp_path):
+    from diffuse_lm.files import folder_atomic
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(OSError), folder_atomic(target, ".out.tmp-") as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise OSError(28, "No space left on device")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (target / "old.txt").read_text() == "old"
+    with folder_atomic(target, ".out.tmp-") as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert tmp.name.startswith(".out.tmp-") and tmp.parent == tmp_path
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in target.iterdir()] == [
+        "new.txt"
+    ]
+    (tmp_path / "file").write_text("a file where the folder goes")
+    with folder_atomic(tmp_path / "file", ".file.tmp-") as tmp:
+        (tmp / "x").write_text("x")
+    assert (tmp_path / "file" / "x").read_text() == "x"

@@ -10,7 +10,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import held_lock, within
+from diffuse_lm.files import folder_atomic, held_lock, within
 from diffuse_lm.model_info import (
     BASE_RECORD,
     DEFAULT_MODEL,
@@ -191,27 +190,22 @@ def export(
     card = model_card(base, run, merge)  # before the slow merge: a malformed record fails now, not after it
     with _export_lock(output):
         lm, tokenizer = load_model(base, adapter=str(adapter), device=device or "cpu", dtype=dtype)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.export-", dir=output.parent))
         try:
-            if merge:
-                plain = lm.merge_and_unload()
-                _clear_quantization_marker(plain)
-                plain.config._name_or_path = hub_base(base)
-                plain.save_pretrained(tmp, safe_serialization=True)
-            else:
-                lm.save_pretrained(tmp, save_embedding_layers=False)
-                write_base_record(lm, tmp)
-            tokenizer.save_pretrained(tmp)
-            card.save(tmp / "README.md")
-            _readable(tmp)
-            if output.exists():
-                shutil.rmtree(output) if output.is_dir() else output.unlink()
-            tmp.rename(output)
+            with folder_atomic(output, f".{output.name}.export-") as tmp:
+                if merge:
+                    plain = lm.merge_and_unload()
+                    _clear_quantization_marker(plain)
+                    plain.config._name_or_path = hub_base(base)
+                    plain.save_pretrained(tmp, safe_serialization=True)
+                else:
+                    lm.save_pretrained(tmp, save_embedding_layers=False)
+                    write_base_record(lm, tmp)
+                tokenizer.save_pretrained(tmp)
+                card.save(tmp / "README.md")
+                _readable(tmp)
         except (OSError, SafetensorError) as e:
             why = getattr(e, "strerror", None) or _first_line(e)
             raise DiffuseError(f"--output {output}: cannot write ({why}); nothing written there") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return output
 
 

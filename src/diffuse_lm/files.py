@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -167,6 +168,23 @@ def write_atomic(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def folder_atomic(path: Path, prefix: str) -> Iterator[Path]:
+    """A temporary folder beside ``path`` (named ``prefix…``) to fill in the ``with`` block; when the block ends
+    without an error it takes the place of ``path`` (what was there is removed first), else it is removed.
+    A kill leaves at most the hidden temporary folder, which the caller removes on its next run by ``prefix``."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the block or the swap failed
 
 
 def _write_atomic(path: str | Path, mode: str, write) -> None:

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -18,7 +17,7 @@ from filelock import FileLock
 from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import sha256_file, write_json_atomic
+from diffuse_lm.files import folder_atomic, sha256_file, write_json_atomic
 from diffuse_lm.model_info import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -138,21 +137,16 @@ def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> P
         if _cache_valid(folder, source):
             return folder
         _remove_stale_builds(folder)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
-            build(tmp)
-            files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-            _write_manifest(tmp, {"source": _file_entry(source), "files": files})
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
+            with folder_atomic(folder, f".{folder.name}.tmp-") as tmp:
+                build(tmp)
+                files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+                _write_manifest(tmp, {"source": _file_entry(source), "files": files})
         except (OSError, SafetensorError) as e:  # a full disk: one line, the half-built folder removed
             why = getattr(e, "strerror", None) or str(e).strip().splitlines()[0][:80] or e.__class__.__name__
             raise DiffuseError(
                 f"{folder}: cannot build the model cache ({why}); free space or set DIFFUSE_CACHE"
             ) from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
