@@ -186,7 +186,7 @@ def _valid_answers(raw: Any, targets: set[str], eos: bool, source: str, fail) ->
     if raw is None:
         return ()
     if isinstance(raw, str):
-        from diffuse_lm.tasks import targets_named  # resolving a name is loading: lazily, no import circle
+        from diffuse_lm.tasks import targets_named  # resolving a name is loading (tasks imports this module)
 
         found = targets_named(raw, source)
         if found is None:

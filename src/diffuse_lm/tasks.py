@@ -5,9 +5,10 @@ A task file is JSON or YAML with the original study's keys — ``request``, ``re
 list of strings; one is chosen per target), ``targets``, ``weights``, ``eos`` — plus optional ``system``,
 ``name``, ``family``, ``description`` and ``valid``: answers that are right but not wanted by p* (a broader
 set than the targets, e.g. any first name of a natural list), written like the targets, as a list or as the
-name of a task or task file whose targets they are. Mass and yield are measured on targets and valid answers. A file may also hold many tasks: a JSON or YAML list of them, or
-JSONL (one a line); or a YAML mapping from a ``datasets`` dataset's columns to task keys
-(:mod:`diffuse_lm.dataset_tasks`). Built-in tasks are the same kind of file inside the package.
+name of a task or task file whose targets they are. Mass and yield are measured on targets and valid answers.
+A file may also hold many tasks: a JSON or YAML list of them, or JSONL (one a line); or a YAML mapping from a
+``datasets`` dataset's columns to task keys (:mod:`diffuse_lm.dataset_tasks`). Built-in tasks are the same kind
+of file inside the package.
 """
 
 from __future__ import annotations
