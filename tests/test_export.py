@@ -196,3 +196,21 @@ def test_the_default_models_cache_folder_loaded_by_path_counts_as_the_default_mo
     assert _base_of(AutoModelForCausalLM.from_pretrained(folder))["model"] == "default"
     other = save_tiny_model(tmp_path / "other")
     assert _base_of(AutoModelForCausalLM.from_pretrained(other))["model"] == str(other.resolve())
+
+
+def test_the_model_card_is_a_hub_model_card():
+    """The card's metadata is the hub's (``ModelCardData``), read back as written; the body keeps the table."""
+    from huggingface_hub import ModelCard
+
+    from diffuse_lm.export import model_card
+
+    run = {
+        "config.yaml": {"model": "x/y", "train_prompts": ["rng"], "lr": 0.001},
+        "before.json": {"tasks": [{"name": "rng", "mass": 0.5, "kl": 1.0, "normalized_entropy": 0.25}]},
+        "after.json": {"tasks": [{"name": "rng", "mass": 0.9, "kl": 0.1, "normalized_entropy": 0.75}]},
+    }
+    card = ModelCard(str(model_card("x/y", run, merged=False)))
+    assert card.data.base_model == "x/y" and card.data.library_name == "peft"
+    assert card.data.base_model_relation == "adapter" and "peft" in card.data.tags
+    assert card.data.diffuse_lm == {"base": {"model": "x/y"}}
+    assert "| rng | 0.5 | 0.9 | 1 | 0.1 | 0.25 | 0.75 |" in card.text

@@ -82,9 +82,9 @@ def _output_in_data_dir(tmp, task, mp, name):
 
 @case("data-dir-past-the-entry-limit")
 def _huge_data_dir(tmp, task, mp, name):
-    from diffuse_lm import tasks
+    from diffuse_lm import files
 
-    mp.setattr(tasks, "MAX_FOLDER_ENTRIES", 50)  # as `data_dir: /` passes the real limit
+    mp.setattr(files, "MAX_FOLDER_ENTRIES", 50)  # as `data_dir: /` passes the real limit
     (tmp / "big").mkdir()
     for i in range(60):
         (tmp / "big" / f"{i}.csv").write_text("q\n")

@@ -78,6 +78,38 @@ def test_an_adapter_changed_in_memory_is_named_by_a_hash_of_its_weights(model_di
     assert measure(peft, tok, task).provenance["adapter"]["lora_sha256"] != first["lora_sha256"]
 
 
+def test_one_weight_hash_for_the_adapter_and_the_base():
+    """``weights_sha256`` keeps the adapter hash that samples files and results already record (names and
+    float32 values of the LoRA parameters, sorted by name); the base hash leaves the adapter out."""
+    import hashlib
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from diffuse_lm.provenance import weights_sha256
+
+    peft = get_peft_model(
+        tiny_llama(len(char_tokenizer()), seed=0),
+        LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False),
+    )
+    before = hashlib.sha256()  # the hash as results and samples files recorded it before
+    for name, p in sorted(peft.named_parameters()):
+        if "lora_" in name:
+            before.update(name.encode())
+            before.update(p.detach().float().cpu().numpy().tobytes())
+    assert weights_sha256(peft) == before.hexdigest()
+    base, cheap = weights_sha256(peft, "base"), weights_sha256(peft, "base", every=997)
+    assert len({base, cheap, weights_sha256(peft)}) == 3
+    with torch.no_grad():
+        next(p for n, p in peft.named_parameters() if "lora_B" in n).add_(1.0)
+    assert weights_sha256(peft, "base") == base and weights_sha256(peft) != before.hexdigest()
+    with torch.no_grad():
+        next(p for n, p in peft.named_parameters() if "lora_" not in n).view(-1)[0] += 1.0  # a sampled value
+    assert weights_sha256(peft, "base") != base and weights_sha256(peft, "base", every=997) != cheap
+    with pytest.raises(ValueError, match="part is 'adapter' or 'base'"):
+        weights_sha256(peft, "lora")
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_rows_are_one_flat_row_a_target_that_pandas_reads(tmp_path, model_dir, adapter, suffix):
     tasks = write_jsonl(tmp_path / "three.jsonl", THREE)
@@ -146,3 +178,15 @@ def test_a_training_runs_after_json_names_its_saved_adapter_as_measure_does(tmp_
         == {"path": str(r.adapter_dir), "sha256": sha256_file(r.adapter_dir / "adapter_model.safetensors")}
     )
     assert json.loads((run / "before.json").read_text())["provenance"]["adapter"]["path"] is None
+
+
+def test_one_versions_list_for_results_and_experiment_records():
+    """Measure JSONs and experiment records carry the same versions; a caller's edit of one does not leak."""
+    from diffuse_lm.experiments import runner
+    from diffuse_lm.provenance import PACKAGES, package_versions
+
+    versions = package_versions()
+    assert list(versions)[0] == "python" and set(versions) - {"python"} <= set(PACKAGES)
+    versions["torch"] = "edited"
+    assert package_versions()["torch"] != "edited"
+    assert runner.package_versions is package_versions

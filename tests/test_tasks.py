@@ -155,14 +155,14 @@ def test_missing_spec_and_empty_folder(tmp_path):
 
 def test_a_folder_too_large_to_be_a_task_folder_is_refused_early(tmp_path, monkeypatch):
     """A folder such as `/` is refused once the walk passes the limit, not after walking the whole disk."""
-    import diffuse_lm.tasks as tasks_module
+    import diffuse_lm.files as files_module
 
     for i in range(3):
         write(tmp_path, f"d{i}/t.json", json.dumps(ORIGINAL_RNG))
     assert len(load_tasks([str(tmp_path)])) == 3
-    monkeypatch.setattr(tasks_module, "MAX_FOLDER_ENTRIES", 6)  # 3 folders, 3 files: just within
+    monkeypatch.setattr(files_module, "MAX_FOLDER_ENTRIES", 6)  # 3 folders, 3 files: just within
     assert len(load_tasks([str(tmp_path)])) == 3
-    monkeypatch.setattr(tasks_module, "MAX_FOLDER_ENTRIES", 5)
+    monkeypatch.setattr(files_module, "MAX_FOLDER_ENTRIES", 5)
     with pytest.raises(TaskError, match=f"^{tmp_path}: more than 5 files and folders below it"):
         load_tasks([str(tmp_path)])
 

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_model": "diffuse_lm.models",
     "default_model_path": "diffuse_lm.models",
-    "Task": "diffuse_lm.tasks",
+    "Task": "diffuse_lm.task_model",
     "load_tasks": "diffuse_lm.tasks",
     "tasks_from_dataset": "diffuse_lm.dataset_tasks",
     "make_task": "diffuse_lm.api",

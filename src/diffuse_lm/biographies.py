@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from diffuse_lm.builtin import BIOGRAPHY_FIELDS, BIOGRAPHY_PROMPT
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import write_figure_atomic
 from diffuse_lm.metrics import empirical_entropy, unigram_diversity
+from diffuse_lm.paper_prompts import BIOGRAPHY_FIELDS, BIOGRAPHY_PROMPT
 from diffuse_lm.parsing import parse_fields
 
 __all__ = ["BIOGRAPHY_PROMPT", "parse_biography", "biography_report", "plot_birthplaces"]

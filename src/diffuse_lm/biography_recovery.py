@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from diffuse_lm.biographies import GENDERS, _clean, _countries, _country, parse_biography, record_of
-from diffuse_lm.builtin import BIOGRAPHY_FIELDS
+from diffuse_lm.paper_prompts import BIOGRAPHY_FIELDS
 
 _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"

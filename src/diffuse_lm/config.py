@@ -309,7 +309,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DiffuseError(f"{path}: cannot read config ({getattr(e, 'strerror', None) or e})") from None
-    from diffuse_lm.tasks import bounded_yaml_load, yaml_problem
+    from diffuse_lm.yaml_json import bounded_yaml_load, yaml_problem
 
     try:
         data = bounded_yaml_load(text)

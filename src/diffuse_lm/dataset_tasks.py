@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from diffuse_lm.errors import DiffuseError, known_list, shorten, unknown_key, unknown_keys
-from diffuse_lm.tasks import Task, TaskError, bounded_walk, task_from_dict
+from diffuse_lm.files import bounded_walk
+from diffuse_lm.task_model import Task, TaskError, task_from_dict
 
 WHERE = {"dataset_path", "dataset_name", "data_files", "split", "dataset_kwargs", "limit", "name"}
 COLUMNS = {
@@ -178,7 +179,7 @@ def _load(spec: dict, path: Path, fail) -> tuple[Any, list[str]]:
         folders.append((local if local.is_dir() else Path()) / Path(kwargs["data_dir"]).expanduser())
     for folder in folders:
         if folder.is_dir():
-            for _ in bounded_walk(folder, "dataset files"):  # before datasets walks it all
+            for _ in bounded_walk(folder, "dataset files", TaskError):  # before datasets walks it all
                 pass
     split = spec.get("split") or "train"
     datasets.disable_progress_bars()

@@ -26,7 +26,7 @@ from string import Template
 import numpy as np
 
 from diffuse_lm.errors import shorten
-from diffuse_lm.tasks import Task, TaskError, task_from_dict
+from diffuse_lm.task_model import Task, TaskError, task_from_dict
 
 MAX_SUPPORT = 1000  # values a family's support may have: more would make every step score 1000+ targets
 

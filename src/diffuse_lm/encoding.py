@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from diffuse_lm.errors import DiffuseError, shorten
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 # End-of-turn tokens of common chat formats; whichever the tokenizer knows is used to cut the target.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")

@@ -10,16 +10,16 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from huggingface_hub import ModelCard, ModelCardData
 from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import held_lock, within
+from diffuse_lm.files import folder_atomic, held_lock, within
 from diffuse_lm.model_info import (
     BASE_RECORD,
     DEFAULT_MODEL,
@@ -69,21 +69,21 @@ def base_model_of(adapter: Path, run: dict) -> str:
     return base
 
 
-def model_card(base: str, run: dict, merged: bool) -> str:
-    """README.md of an exported model: front matter for the hub, then base model, tasks, settings, metrics.
-    The default model is named as what it is, the Q4_1 GGUF de-quantized to float32, not as the full-precision
-    model it was quantized from."""
+def model_card(base: str, run: dict, merged: bool) -> ModelCard:
+    """README.md of an exported model: the hub's metadata (``huggingface_hub.ModelCardData``), then base model,
+    tasks, settings, metrics. The default model is named as what it is, the Q4_1 GGUF de-quantized to float32,
+    not as the full-precision model it was quantized from."""
     cfg = run.get("config.yaml") or {}
     hub = hub_base(base)
     record = base_record(base)
-    meta = {
-        "base_model": hub,
-        "base_model_relation": "finetune" if merged else "adapter",
-        "library_name": "transformers" if merged else "peft",
-        "tags": ["diffuse-lm", "lora", "distribution-matching"] + ([] if merged else ["peft"]),
-        "diffuse_lm": {"base": record},
-    }
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", ""]
+    meta = ModelCardData(
+        base_model=hub,
+        base_model_relation="finetune" if merged else "adapter",
+        library_name="transformers" if merged else "peft",
+        tags=["diffuse-lm", "lora", "distribution-matching"] + ([] if merged else ["peft"]),
+        diffuse_lm={"base": record},
+    )
+    lines = ["---", meta.to_yaml(), "---", ""]
     kind = "merged into the base weights" if merged else "a PEFT LoRA adapter"
     lines += [
         f"# {record.get('name', hub)} tuned for diffuse answers",
@@ -137,7 +137,7 @@ def model_card(base: str, run: dict, merged: bool) -> str:
             "",
             f"{summary.get('steps')} optimizer steps; final pass loss {_num(summary.get('final_loss'))}.",
         ]
-    return "\n".join(lines) + "\n"
+    return ModelCard("\n".join(lines) + "\n")
 
 
 def _num(x) -> str:
@@ -190,27 +190,22 @@ def export(
     card = model_card(base, run, merge)  # before the slow merge: a malformed record fails now, not after it
     with _export_lock(output):
         lm, tokenizer = load_model(base, adapter=str(adapter), device=device or "cpu", dtype=dtype)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.export-", dir=output.parent))
         try:
-            if merge:
-                plain = lm.merge_and_unload()
-                _clear_quantization_marker(plain)
-                plain.config._name_or_path = hub_base(base)
-                plain.save_pretrained(tmp, safe_serialization=True)
-            else:
-                lm.save_pretrained(tmp, save_embedding_layers=False)
-                write_base_record(lm, tmp)
-            tokenizer.save_pretrained(tmp)
-            (tmp / "README.md").write_text(card)
-            _readable(tmp)
-            if output.exists():
-                shutil.rmtree(output) if output.is_dir() else output.unlink()
-            tmp.rename(output)
+            with folder_atomic(output, f".{output.name}.export-") as tmp:
+                if merge:
+                    plain = lm.merge_and_unload()
+                    _clear_quantization_marker(plain)
+                    plain.config._name_or_path = hub_base(base)
+                    plain.save_pretrained(tmp, safe_serialization=True)
+                else:
+                    lm.save_pretrained(tmp, save_embedding_layers=False)
+                    write_base_record(lm, tmp)
+                tokenizer.save_pretrained(tmp)
+                card.save(tmp / "README.md")
+                _readable(tmp)
         except (OSError, SafetensorError) as e:
             why = getattr(e, "strerror", None) or _first_line(e)
             raise DiffuseError(f"--output {output}: cannot write ({why}); nothing written there") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return output
 
 

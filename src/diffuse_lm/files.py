@@ -1,4 +1,5 @@
-"""Atomic file writes: a kill never leaves half a file. The core's one place for them."""
+"""The file layer: atomic writes (a kill never leaves half a file; the core's one writer is :func:`write_atomic`),
+checks on users' paths before they are read, a bounded folder walk, a lock, and a file's sha256."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import csv
 import hashlib
 import io
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.strict_json import dumps
@@ -36,10 +39,26 @@ def check_regular(path: str | Path, what: str = "an input") -> None:
         raise DiffuseError(f"{path}: is {kind}, not a regular file; cannot read it as {what}")
 
 
+MAX_FOLDER_ENTRIES = 100_000  # entries walked below a user's folder before it is refused as not the one meant
+
+
+def bounded_walk(folder: Path, holds: str, error: type[DiffuseError] = DiffuseError) -> Iterator[Path]:
+    """Every entry below ``folder``, refused (an ``error``) once more than :data:`MAX_FOLDER_ENTRIES` have
+    passed: `tasks show /` or a dataset's ``data_dir: /`` would walk the whole disk before saying anything.
+    ``holds`` says what the folder should hold."""
+    for seen, p in enumerate(folder.rglob("*"), 1):
+        if seen > MAX_FOLDER_ENTRIES:
+            raise error(
+                f"{folder}: more than {MAX_FOLDER_ENTRIES:,} files and folders below it; "
+                f"give the folder that holds your {holds}"
+            )
+        yield p
+
+
 def write_json_atomic(path: str | Path, data) -> None:
     """Write strict JSON (non-finite numbers as null: :mod:`diffuse_lm.strict_json`) through a temporary file and
     rename, so a kill never leaves half a file."""
-    write_text_atomic(path, dumps(data, indent=1) + "\n")
+    write_atomic(path, dumps(data, indent=1) + "\n")
 
 
 ROW_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -66,45 +85,80 @@ def write_rows_atomic(path: str | Path, rows: list[dict]) -> None:
     check_rows_path(path)
     suffix = Path(path).suffix.lower()
     if suffix == ".jsonl":
-        write_text_atomic(path, "".join(dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_atomic(path, "".join(dumps(r, ensure_ascii=False) + "\n" for r in rows))
     elif suffix == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(path, buffer.getvalue())
+        write_csv_atomic(path, rows)
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        _write_atomic(path, "wb", lambda f: pq.write_table(pa.Table.from_pylist(rows), f))
+        write_atomic(path, lambda f: pq.write_table(pa.Table.from_pylist(rows), f), binary=True)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # first characters a spreadsheet may read as a formula
+
+
+def csv_safe(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a carriage
+    return) gets a leading single quote, as the usual CSV-injection guidance says; other values pass."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_csv_atomic(path: str | Path, rows: list[dict], fieldnames: Sequence[str] | None = None) -> None:
+    """The one CSV writer: a header (``fieldnames``, else the first row's keys), then a line a row (RFC 4180's
+    ``\r\n``), every text cell formula-safe (:func:`csv_safe`), written atomically. Model outputs and task files are untrusted text:
+    a cell such as ``=HYPERLINK(…)`` must not run when the table is opened in a spreadsheet."""
+    buffer = io.StringIO()
+    names = list(fieldnames) if fieldnames is not None else list(rows[0]) if rows else []
+    writer = csv.DictWriter(buffer, fieldnames=names)  # lines end in \r\n: a cell holding either is quoted
+    writer.writeheader()
+    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
+    write_atomic(path, buffer.getvalue())
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text through a temporary file and rename, so a kill never leaves half a file."""
-    _write_atomic(path, "w", lambda f: f.write(text))
+    """Write text through a temporary file and rename (:func:`write_atomic`)."""
+    write_atomic(path, text)
 
 
 def write_figure_atomic(fig, path: str | Path, **savefig_kwargs) -> None:
     """A matplotlib figure as a PNG, written as every file here is (whole or not at all)."""
-    _write_atomic(path, "wb", lambda f: fig.savefig(f, format="png", **savefig_kwargs))
+    write_atomic(path, lambda f: fig.savefig(f, format="png", **savefig_kwargs), binary=True)
 
 
-def _write_atomic(path: str | Path, mode: str, write) -> None:
-    """``write(f)`` into a temporary file beside ``path`` opened with ``mode``, then rename it onto ``path``.
+def write_atomic(
+    path: str | Path,
+    content: str | bytes | Callable[[IO], object],
+    *,
+    binary: bool = False,
+    fsync: bool = False,
+    mode: int = 0o644,
+) -> None:
+    """Write ``content`` (text, bytes, or a function that writes into the open file: text unless ``binary``)
+    into a temporary file beside ``path``, then rename it onto ``path``: a kill never leaves half a file.
+    ``fsync`` makes the bytes durable before the rename (a power cut then leaves the old file or the new one,
+    never an empty one); ``mode`` is the file's permissions (mkstemp's 0600 would hide results from others).
     A write that fails (a full disk, a folder turned read-only) is one line that names ``path``, and leaves
     neither the temporary file nor a partial ``path``: the file there before, if any, is kept whole."""
     path = Path(path)
+    if isinstance(content, str | bytes):
+        data = content
+        binary, content = isinstance(data, bytes), lambda f: f.write(data)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise DiffuseError(f"{path}: cannot write ({e.strerror or e.__class__.__name__})") from None
     try:
-        text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, mode, **text) as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        text = {} if binary else {"encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, "wb" if binary else "w", **text) as f:
+            content(f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
@@ -114,6 +168,28 @@ def _write_atomic(path: str | Path, mode: str, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def folder_atomic(path: Path, prefix: str) -> Iterator[Path]:
+    """A temporary folder beside ``path`` (named ``prefix…``) to fill in the ``with`` block; when the block ends
+    without an error it takes the place of ``path`` (what was there is removed first), else it is removed.
+    A kill leaves at most the hidden temporary folder, which the caller removes on its next run by ``prefix``."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the block or the swap failed
+
+
+def _write_atomic(path: str | Path, mode: str, write) -> None:
+    """The former private writer, kept for callers not yet moved to :func:`write_atomic`."""
+    write_atomic(path, write, binary="b" in mode)
 
 
 @contextmanager

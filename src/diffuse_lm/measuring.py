@@ -14,7 +14,7 @@ from diffuse_lm.metrics import distribution_metrics, ordered_metrics, renormaliz
 from diffuse_lm.model_info import model_label
 from diffuse_lm.provenance import provenance
 from diffuse_lm.scoring import check_fits, score_task
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 
 @dataclass

@@ -7,18 +7,17 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors import SafetensorError
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import sha256_file, write_json_atomic
+from diffuse_lm.files import folder_atomic, sha256_file, write_json_atomic
 from diffuse_lm.model_info import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
@@ -134,25 +133,20 @@ def cached_build(folder: Path, source: Path, build: Callable[[Path], None]) -> P
         raise DiffuseError(
             f"{folder.parent}: cannot create the model cache ({e.strerror}); set DIFFUSE_CACHE"
         ) from None
-    with _locked(folder.parent / f".{folder.name}.lock"):
+    with FileLock(folder.parent / f".{folder.name}.lock"):  # kept after: removing it would let a third in
         if _cache_valid(folder, source):
             return folder
         _remove_stale_builds(folder)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
-            build(tmp)
-            files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-            _write_manifest(tmp, {"source": _file_entry(source), "files": files})
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
+            with folder_atomic(folder, f".{folder.name}.tmp-") as tmp:
+                build(tmp)
+                files = {p.name: _file_entry(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+                _write_manifest(tmp, {"source": _file_entry(source), "files": files})
         except (OSError, SafetensorError) as e:  # a full disk: one line, the half-built folder removed
             why = getattr(e, "strerror", None) or str(e).strip().splitlines()[0][:80] or e.__class__.__name__
             raise DiffuseError(
                 f"{folder}: cannot build the model cache ({why}); free space or set DIFFUSE_CACHE"
             ) from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -162,22 +156,6 @@ def _remove_stale_builds(folder: Path) -> None:
     for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
         log.info("removing %s, left by an interrupted build", stale)
         shutil.rmtree(stale, ignore_errors=True)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (no-op where ``fcntl`` is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _dequantize_gguf(source: Path, out: Path) -> None:

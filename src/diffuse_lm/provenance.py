@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from diffuse_lm.files import sha256_file
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 PACKAGES = ("diffuse-lm", "torch", "transformers", "peft", "accelerate", "safetensors", "numpy", "datasets")
 
@@ -39,29 +39,44 @@ def adapter_provenance(model) -> dict | None:
         return dict(saved.adapter)
     if not hasattr(model, "peft_config"):
         return None
-    return {"path": None, "lora_sha256": lora_sha256(model)}
+    return {"path": None, "lora_sha256": weights_sha256(model, "adapter")}
 
 
-def lora_sha256(model) -> str:
-    """sha256 of a PEFT model's LoRA parameters (names and float32 values, sorted by name)."""
+def weights_sha256(model, part: str = "adapter", every: int = 1) -> str:
+    """The one hash of a model's weights: sha256 of the names and float32 values of its LoRA parameters
+    (``part="adapter"``) or of all the others (``"base"``), sorted by name; ``every`` keeps every k-th value of
+    each parameter, for a cheap check of a large base (retention keys its cached answers so)."""
+    if part not in ("adapter", "base"):
+        raise ValueError(f"part is 'adapter' or 'base', not {part!r}")
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
-        if "lora_" in name:
+        if ("lora_" in name) == (part == "adapter"):
             h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
+            h.update(p.detach().float().flatten()[::every].cpu().numpy().tobytes())
     return h.hexdigest()
 
 
-@functools.cache
+def lora_sha256(model) -> str:
+    """sha256 of a PEFT model's LoRA parameters: :func:`weights_sha256` of its adapter (kept for callers)."""
+    return weights_sha256(model, "adapter")
+
+
 def package_versions() -> dict[str, str]:
-    """Python's version and those of the packages a result depends on (the ones installed)."""
-    versions = {"python": platform.python_version()}
+    """Python's version and those of the packages a result depends on (the ones installed): the one list,
+    recorded by every measure JSON and every experiment record."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
+    """Asked once a process (the installed packages do not change under it)."""
+    versions = [("python", platform.python_version())]
     for name in PACKAGES:
         try:
-            versions[name] = metadata.version(name)
+            versions.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             pass
-    return versions
+    return tuple(versions)
 
 
 def task_file_hashes(tasks: Iterable[Task]) -> dict[str, str]:

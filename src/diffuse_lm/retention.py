@@ -20,6 +20,7 @@ import yaml
 
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import check_regular, write_json_atomic
+from diffuse_lm.provenance import weights_sha256
 
 BUILTIN_SETS = {"general": "prompts.yaml"}  # name -> file under data/retain/
 
@@ -67,7 +68,7 @@ def load_retain_prompts(spec: str | list[str]) -> list[str]:
         ) from None
     if path.suffix in (".yaml", ".yml", ".json"):
         try:
-            from diffuse_lm.tasks import bounded_yaml_load
+            from diffuse_lm.yaml_json import bounded_yaml_load
 
             data = bounded_yaml_load(text)  # JSON is YAML
         except (yaml.YAMLError, RecursionError) as e:
@@ -92,17 +93,6 @@ def load_retain_prompts(spec: str | list[str]) -> list[str]:
     return prompts
 
 
-def _fingerprint(model) -> str:
-    """A cheap hash of a model's weights (every 997th value of every parameter, adapters disabled)."""
-    h = hashlib.sha256()
-    for name, p in model.named_parameters():
-        if "lora_" in name:
-            continue
-        h.update(name.encode())
-        h.update(p.detach().float().flatten()[::997].cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def base_responses(
     model, tokenizer, prompts: list[str], max_new_tokens: int, *, cache: Path | None, progress: bool = False
 ) -> list[str]:
@@ -113,7 +103,8 @@ def base_responses(
     from diffuse_lm.model_info import model_label
     from diffuse_lm.sampling import greedy_texts
 
-    key = hashlib.sha256(json.dumps([_fingerprint(model), prompts, max_new_tokens]).encode()).hexdigest()
+    base = weights_sha256(model, "base", every=997)[:16]  # a cheap hash: every 997th value of the base's
+    key = hashlib.sha256(json.dumps([base, prompts, max_new_tokens]).encode()).hexdigest()
     path = cache / f"retain-{key[:16]}.json" if cache else None
     if path is not None and path.exists():
         try:

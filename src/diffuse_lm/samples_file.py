@@ -4,7 +4,6 @@ killed at any point resumes where it stopped and never mixes samples made with o
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import stat
@@ -12,8 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import lock_descriptor, unlock_descriptor
+
 from diffuse_lm.errors import DiffuseError, shorten
-from diffuse_lm.files import check_regular
+from diffuse_lm.files import check_regular, write_atomic, write_json_atomic
 
 FORMAT = "diffuse-samples/1"  # the sidecar's format field
 
@@ -110,12 +111,6 @@ def read_meta(path: str | Path) -> dict | None:
     return meta
 
 
-def _write_meta(path: Path, data: dict) -> None:
-    from diffuse_lm.files import write_json_atomic
-
-    write_json_atomic(path, data)
-
-
 def check_not_locked(output: str | Path) -> None:
     """Fail before the slow model load, not after it, when ``output`` is not a samples file this command may
     write (:func:`foreign_file`) or another process is writing it now (it holds the lock :func:`open_samples`
@@ -124,15 +119,23 @@ def check_not_locked(output: str | Path) -> None:
     if problem:
         raise DiffuseError(problem)
     try:
-        f = open(output, "rb")  # noqa: SIM115 - closed below; a read-only descriptor can take a flock too
+        f = open(output, "rb")  # noqa: SIM115 - closed below; a read-only descriptor can take the lock too
     except OSError:
         return
     with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DiffuseError(f"{output}: another process is writing it right now") from None
-        fcntl.flock(f, fcntl.LOCK_UN)
+        _lock(f, output)
+        unlock_descriptor(f.fileno())
+
+
+def _lock(f, output: str | Path) -> None:
+    """Lock the open samples file ``f`` itself (filelock's lock of a descriptor: ``flock`` on POSIX, a byte
+    range on Windows), or refuse at once: another process is writing it."""
+    try:
+        locked = lock_descriptor(f.fileno(), blocking=False)
+    except OSError as e:
+        raise DiffuseError(f"{output}: cannot lock it ({e.strerror or e.__class__.__name__})") from None
+    if not locked:
+        raise DiffuseError(f"{output}: another process is writing it right now")
 
 
 def foreign_file(output: str | Path) -> str | None:
@@ -183,10 +186,7 @@ def open_samples(
     except OSError as e:
         raise DiffuseError(f"{output}: cannot write ({e.strerror})") from None
     with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DiffuseError(f"{output}: another process is writing it right now") from None
+        _lock(f, output)
         problem = foreign_file(output)  # checked again under the lock: nothing below truncates a user's file
         if problem:
             raise DiffuseError(problem)
@@ -206,7 +206,7 @@ def open_samples(
         if end < len(data):
             f.truncate(end)  # a line torn by a kill (settings checked): its sample is generated again
         n_meta = max(n, (old or {}).get("n", 0)) if records else n
-        _write_meta(side, {"format": FORMAT, **identity, **info, "n": n_meta})
+        write_json_atomic(side, {"format": FORMAT, **identity, **info, "n": n_meta})
 
         def append(rec: dict) -> None:
             end = f.tell()
@@ -252,6 +252,5 @@ def _sort_by_index(output: Path, f) -> None:
     if all(a <= b for a, b in zip(indices, indices[1:], strict=False)):
         return
     order = sorted(range(len(lines)), key=indices.__getitem__)
-    from diffuse_lm.files import _write_atomic
-
-    _write_atomic(output, "wb", lambda out: out.writelines(lines[i] + b"\n" for i in order))
+    rows = (lines[i] + b"\n" for i in order)
+    write_atomic(output, lambda out: out.writelines(rows), binary=True, fsync=True)  # durable, as the appends

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from diffuse_lm.errors import DiffuseError, shorten
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 if TYPE_CHECKING:  # torch is imported when a method runs, not when `diffuse --help` lists them
     from diffuse_lm.scoring import Transform

@@ -33,7 +33,7 @@ from diffuse_lm.metrics import (
 )
 from diffuse_lm.model_info import model_label
 from diffuse_lm.scoring import check_fits, score_task
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 BOOTSTRAP = 1000  # resamples of the generations for a sampled method's intervals
 INTERVAL_KEYS = ("mass", "kl", "entropy", "normalized_entropy")

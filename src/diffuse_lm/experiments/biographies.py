@@ -51,7 +51,7 @@ class Biographies(Record):
 
 
 def biography_messages() -> list[dict]:
-    from diffuse_lm.builtin import BIOGRAPHY_PROMPT
+    from diffuse_lm.paper_prompts import BIOGRAPHY_PROMPT
 
     return [{"role": "user", "content": BIOGRAPHY_PROMPT}]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diffuse_lm.builtin import rng_task
 from diffuse_lm.experiments.common import TASKS, Context, adapter, exact, mean_ci, using
 from diffuse_lm.experiments.record import Experiment, Record
+from diffuse_lm.paper_prompts import rng_task
 from diffuse_lm.present.figures import COLORS, pyplot, save
 from diffuse_lm.present.markdown import table
 

@@ -25,7 +25,8 @@ from diffuse_lm.experiments.record import Experiment, Record
 from diffuse_lm.experiments.scales import Recipe
 from diffuse_lm.present.figures import COLORS, pyplot, save
 from diffuse_lm.present.markdown import table
-from diffuse_lm.tasks import Task, builtin_tasks, load_tasks, task_family
+from diffuse_lm.task_model import Task, task_family
+from diffuse_lm.tasks import builtin_tasks, load_tasks
 
 CLAIM = (
     "Tuning raises entropy over the baseline on every task, held out (OOD) or not (ID); "

@@ -12,7 +12,7 @@ from diffuse_lm.errors import DiffuseError
 from diffuse_lm.experiments import experiment
 from diffuse_lm.experiments.runner import load_results
 from diffuse_lm.experiments.scales import SCALE_NOTES
-from diffuse_lm.files import write_text_atomic
+from diffuse_lm.files import write_atomic
 
 
 def write_report(out: str | Path) -> Path:
@@ -35,7 +35,7 @@ def write_report(out: str | Path) -> Path:
             ) from None
         parts.append(exp.section(result, figures))
     path = out / "report.md"
-    write_text_atomic(path, "\n".join(parts))
+    write_atomic(path, "\n".join(parts))
     return path
 
 

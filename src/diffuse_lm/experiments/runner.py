@@ -8,8 +8,9 @@ from pathlib import Path
 
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.experiments import NAMES, experiment
-from diffuse_lm.experiments.common import Context, versions
+from diffuse_lm.experiments.common import Context
 from diffuse_lm.experiments.scales import choices
+from diffuse_lm.provenance import package_versions
 from diffuse_lm.strict_json import loads
 
 
@@ -28,7 +29,7 @@ def run_experiment(name: str, ctx: Context) -> dict:
         "seed": ctx.seed,
         "device": ctx.device,
         "dtype": ctx.dtype,
-        "versions": versions(),
+        "versions": package_versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
         "wall_s": round(time.time() - t0, 1),
         "choices": choices(ctx.scale, exp.uses),

@@ -18,7 +18,7 @@ import numpy as np
 from diffuse_lm.compare.method import Draws, Method, integer
 from diffuse_lm.metrics import total_variation
 from diffuse_lm.parsing import parse_fields, task_answers
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 INSTRUCTION = (
     "Do not give just one answer. Answer this request {k} times, independently, as if it had been asked {k} "

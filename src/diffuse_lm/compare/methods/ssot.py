@@ -16,7 +16,7 @@ import numpy as np
 
 from diffuse_lm.compare.method import Draws, Method, no_parameter
 from diffuse_lm.parsing import parse_fields, task_answers
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 OPEN, CLOSE = "<random_string>", "</random_string>"
 INSTRUCTION = (

@@ -4,7 +4,7 @@ scored exactly (templates without a system role get it folded into the user turn
 from dataclasses import replace
 
 from diffuse_lm.compare.method import Method, no_parameter
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 SYSTEM = (
     "You are a fair random generator. Whenever you are asked for something chosen at random, choose "

@@ -16,7 +16,7 @@ import numpy as np
 
 from diffuse_lm.compare.method import Draws, Method, integer
 from diffuse_lm.parsing import task_answers
-from diffuse_lm.tasks import Task
+from diffuse_lm.task_model import Task
 
 INSTRUCTION = (
     "Do not give just one answer. Instead, list {k} different possible answers and the probability of each "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from string import Template
 
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.tasks import Task, task_from_dict
+from diffuse_lm.task_model import Task, task_from_dict
 
 # Format 0 is the RNG prompt of the paper's Section 4.1; formats 1-5 are Appendix B.1's, verbatim,
 # typos included ("bweet", a missing colon), with $low and $high for the range.
