@@ -4,11 +4,10 @@ of birth places)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
-from diffuse_lm.files import _write_atomic
+from diffuse_lm.files import write_atomic, write_csv_atomic
 from diffuse_lm.strict_json import dumps
 
 BIOGRAPHY_MAX_NEW_TOKENS = 200
@@ -32,15 +31,6 @@ COLUMNS = (  # of biographies.jsonl and biographies.csv alike, in this order
 )
 # What a run writes beside generations.jsonl: replaced only in a folder an earlier run wrote.
 OUTPUTS = ("biographies.jsonl", "biographies.csv", "report.json", "report.md", "birthplaces.png")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # first characters a spreadsheet may read as a formula
-
-
-def csv_safe(value: object) -> object:
-    """A text cell that a spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a carriage
-    return) gets a leading single quote, as the usual CSV-injection guidance says; other values pass."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def write_records(records: list[dict], folder: Path, *, as_csv: bool) -> list[Path]:
@@ -48,19 +38,11 @@ def write_records(records: list[dict], folder: Path, *, as_csv: bool) -> list[Pa
     (``problems`` a list in JSONL, joined by ``; `` in CSV); returns the paths written."""
     records = [{k: r.get(k) for k in COLUMNS} for r in records]
     out = [folder / "biographies.jsonl"]
-    _write_atomic(out[0], "w", lambda f: f.writelines(dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_atomic(out[0], "".join(dumps(r, ensure_ascii=False) + "\n" for r in records))
     if as_csv:
         out.append(folder / "biographies.csv")
-
-        def write_csv(f) -> None:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(
-                {k: csv_safe(v) for k, v in {**r, "problems": "; ".join(r["problems"] or ())}.items()}
-                for r in records
-            )
-
-        _write_atomic(out[1], "w", write_csv)
+        rows = [{**r, "problems": "; ".join(r["problems"] or ())} for r in records]
+        write_csv_atomic(out[1], rows, fieldnames=COLUMNS)
     return out
 
 
@@ -100,9 +82,7 @@ def synth_biographies(
     report["recovered"] = recovery([s["text"] for s in samples])
     report["map"] = plot_birthplaces(records, folder / "birthplaces.png")
     report["settings"] = {**(settings or {}), "max_new_tokens": max_new_tokens}
-    _write_atomic(
-        folder / "report.json", "w", lambda f: f.write(dumps(report, indent=1, ensure_ascii=False) + "\n")
-    )
+    write_atomic(folder / "report.json", dumps(report, indent=1, ensure_ascii=False) + "\n")
     md = biography_markdown(report, map_file="birthplaces.png")
-    _write_atomic(folder / "report.md", "w", lambda f: f.write(md))
+    write_atomic(folder / "report.md", md)
     return report, [*written, folder / "report.md", folder / "report.json", folder / "birthplaces.png"]

@@ -187,11 +187,6 @@ def folder_atomic(path: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the block or the swap failed
 
 
-def _write_atomic(path: str | Path, mode: str, write) -> None:
-    """The former private writer, kept for callers not yet moved to :func:`write_atomic`."""
-    write_atomic(path, write, binary="b" in mode)
-
-
 @contextmanager
 def held_lock(path: Path, target: str, command: str) -> Iterator[None]:
     """Hold the lock file ``path`` while ``command`` writes ``target``: a second one is refused at once rather

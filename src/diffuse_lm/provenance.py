@@ -56,11 +56,6 @@ def weights_sha256(model, part: str = "adapter", every: int = 1) -> str:
     return h.hexdigest()
 
 
-def lora_sha256(model) -> str:
-    """sha256 of a PEFT model's LoRA parameters: :func:`weights_sha256` of its adapter (kept for callers)."""
-    return weights_sha256(model, "adapter")
-
-
 def package_versions() -> dict[str, str]:
     """Python's version and those of the packages a result depends on (the ones installed): the one list,
     recorded by every measure JSON and every experiment record."""

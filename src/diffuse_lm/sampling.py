@@ -42,7 +42,7 @@ from diffuse_lm.files import sha256_file
 from diffuse_lm.model_info import model_label
 from diffuse_lm.models import cache_kwargs, output_cache
 from diffuse_lm.parsing import AnswerKey, sample_stats
-from diffuse_lm.provenance import lora_sha256, provenance
+from diffuse_lm.provenance import provenance, weights_sha256
 from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
 from diffuse_lm.tasks import Task
 from diffuse_lm.vllm_backend import VLLMModel, load_vllm, vllm_rows
@@ -300,7 +300,7 @@ def adapter_fingerprint(model) -> str | None:
         return sha256_file(Path(model.adapter) / "adapter_model.safetensors")[:16]
     if not hasattr(model, "peft_config"):
         return None
-    return lora_sha256(model)[:16]
+    return weights_sha256(model, "adapter")[:16]
 
 
 def sample_to_jsonl(

@@ -7,11 +7,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import platform
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -340,14 +338,3 @@ _T975 = (
 
 def _t975(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.96
-
-
-def versions() -> dict:
-    """Versions of Python and the packages a result depends on."""
-    out = {"python": platform.python_version()}
-    for pkg in ("diffuse-lm", "torch", "transformers", "peft", "accelerate", "numpy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out

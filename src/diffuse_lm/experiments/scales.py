@@ -166,7 +166,9 @@ KEPT_RECIPE = replace(
     name="kept: valid with retention on questions with one answer in every answer format",
     retain_prompts=("general", "determinate", "determinate-formats"),
 )
-KEPT_FAST_RECIPE = replace(KEPT_RECIPE, name="kept-fast: kept at the model's full learning rate", lr_factor=1.0)
+KEPT_FAST_RECIPE = replace(
+    KEPT_RECIPE, name="kept-fast: kept at the model's full learning rate", lr_factor=1.0
+)
 RECIPES = {
     "paper": PAPER_RECIPE,
     "determinate": DETERMINATE_RECIPE,
