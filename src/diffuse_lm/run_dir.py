@@ -61,6 +61,7 @@ RESUMABLE = {
     "output_dir",
     "report_to",
     "gradient_checkpointing",
+    "fsdp",
 }
 
 

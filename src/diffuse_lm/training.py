@@ -39,6 +39,7 @@ from diffuse_lm.training_setup import (  # noqa: F401  (prepare_retention: impor
     setup_model,
     setup_optimizer,
     setup_retention,
+    shard_model,
     tracker_config,
 )
 from diffuse_lm.training_step import (  # noqa: F401  (the loss and the step: imported from here)
@@ -111,6 +112,7 @@ class Evaluation:
     tokenizer: Any
     train_tasks: list[Task]
     eval_tasks: list[Task]
+    everywhere: bool = False  # every process measures (FSDP: a forward needs them all), the main one keeps it
 
     def due(self, step: int, total: int) -> bool:
         return bool(self.cfg.eval_every) and step % self.cfg.eval_every == 0 and step < total
@@ -118,6 +120,12 @@ class Evaluation:
     def row(self, label: str) -> dict:
         """The eval row logged every ``eval_every`` steps."""
         return eval_row(_measure(self.model, self.tokenizer, self.eval_tasks, label, self.cfg))
+
+    def shadow(self, label: str) -> None:
+        """A process other than the main one takes the main one's 'after' measurements with it, under FSDP."""
+        if self.everywhere:
+            for measure in self.measures(label).values():
+                measure()
 
     def measures(self, label: str) -> dict[str, Callable[[], dict]]:
         """The before/after measurements by file-name suffix: ``""`` the test tasks, ``"_train"`` the training
@@ -180,20 +188,14 @@ def _pass_floor(data: TrainData, cfg: TrainConfig, pass_index: int) -> float:
     return sum(data.floors[i] for i in pass_order(len(data.encoded), cfg.seed, pass_index, data.families))
 
 
-def _record_step(
-    run: Run, evaluation: Evaluation, done: Progress, entry: dict, total: int, model, opt
-) -> dict | None:
-    """Main process, after a step: its log line, an eval row every ``eval_every`` steps (returned), and a
-    checkpoint every ``checkpoint_every`` steps and at the end."""
+def _record_step(run: Run, done: Progress, entry: dict, row: dict | None, total: int, model, opt, every: int):
+    """Main process, after a step: its log line, its eval row (if one was due), and a checkpoint every
+    ``every`` steps and at the end."""
     run.record(entry)
-    row = None
-    if evaluation.due(done.step, total):
-        row = evaluation.row(model_label(model))
+    if row is not None:
         run.record({"kind": "eval", "step": done.step, "eval": row})
-    every = evaluation.cfg.checkpoint_every
     if done.done(total) or (every and done.step % every == 0):
         run.checkpoint(model, opt, done.state())
-    return row
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -247,18 +249,22 @@ def train(
     if cfg.report_to != "none":
         with run.writing():
             acc.init_trackers(TRACKER_DIR, config=tracker_config(cfg))
-    evaluation = Evaluation(cfg, model, tokenizer, data.train_tasks, data.eval_tasks)
+    sharded = cfg.fsdp and acc.num_processes > 1
+    evaluation = Evaluation(cfg, model, tokenizer, data.train_tasks, data.eval_tasks, everywhere=sharded)
     label, before, t_start = model_label(model), {}, time.time()
-    if acc.is_main_process:
+    if acc.is_main_process:  # 'before': the model whole, measured by the main process alone
         with run.writing():
             before = run.begin(done.step, {f"before{k}": f for k, f in evaluation.measures(label).items()})
     acc.wait_for_everyone()
-    _loop(cfg, run, acc, model, opt, sched, params, data, evaluation, done, total, progress)
+    if sharded:
+        shard_model(model)
+    share = (0, 1) if sharded else (acc.process_index, acc.num_processes)  # this process's share of targets
+    _loop(cfg, run, acc, model, opt, sched, params, data, evaluation, done, total, progress, share)
     return _finish(cfg, run, acc, model, tokenizer, data, evaluation, done, total, before, t_start)
 
 
 def _loop(
-    cfg, run, acc, model, opt, sched, params, data, evaluation, done: Progress, total, progress
+    cfg, run, acc, model, opt, sched, params, data, evaluation, done: Progress, total, progress, share
 ) -> None:
     """The optimizer steps from ``done.step`` to the last (or an early stop): each logged, and measured and
     checkpointed when due, by the main process."""
@@ -276,8 +282,8 @@ def _loop(
             params,
             [data.encoded[i] for i in idx],
             cfg,
-            rank=acc.process_index,
-            world=acc.num_processes,
+            rank=share[0],
+            world=share[1],
             retain=_retain_batch(data, cfg, step),
             mass_weight=mass_weight_at(cfg, step, total),
         )
@@ -304,9 +310,11 @@ def _loop(
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", floor=f"{entry['floor']:.3f}")
         row = None
+        if evaluation.due(done.step, total) and (acc.is_main_process or evaluation.everywhere):
+            row = evaluation.row(model_label(model))
         if acc.is_main_process:
             with run.writing():
-                row = _record_step(run, evaluation, done, entry, total, model, opt)
+                _record_step(run, done, entry, row, total, model, opt, cfg.checkpoint_every)
         if cfg.report_to != "none":
             _track(acc, entry, row)
     bar.close()
@@ -344,11 +352,14 @@ def _finish(
             "floor": sum(data.floors),
             "train_seconds": time.time() - t_start,
             "world_size": acc.num_processes,
+            "fsdp": evaluation.everywhere,  # the decoder layers were sharded across the processes
         }
         with run.writing():
             summary = run.finish(model, before, evaluation.measures(tuned), info)
         if cfg.report_to != "none" and summary["after"] is not None:
             _track(acc, {"step": done.step}, eval_row(summary["after"]))
+    else:
+        evaluation.shadow(tuned)
     if cfg.report_to != "none":
         acc.end_training()
     acc.wait_for_everyone()

@@ -127,6 +127,18 @@ def setup_retention(data: TrainData, run: Run, model, tokenizer, cfg: TrainConfi
     data.retain = encode_examples(tokenizer, saved["prompts"], saved["responses"])
 
 
+def shard_model(model) -> None:
+    """FSDP2 (``torch.distributed.fsdp.fully_shard``): each decoder layer's frozen weights are sharded across the
+    processes and gathered for its forward and backward; the LoRA weights (``ignored_params``), the embeddings
+    and the head stay whole on every process, so the adapter, its optimizer state and checkpoints are those of
+    one process. Every process must then run the same forwards: each scores every target (no share)."""
+    from torch.distributed.fsdp import fully_shard
+
+    trainable = {p for p in model.parameters() if p.requires_grad}
+    for layer in model.get_base_model().get_decoder().layers:
+        fully_shard(layer, reshard_after_forward=True, ignored_params=trainable & set(layer.parameters()))
+
+
 def setup_optimizer(cfg: TrainConfig, model, total_steps: int):
     """AdamW over the trainable (LoRA) weights, and the lr schedule (None: constant, no warmup)."""
     params = [p for p in model.parameters() if p.requires_grad]
