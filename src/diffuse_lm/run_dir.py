@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,8 +22,7 @@ from diffuse_lm.checkpoints import (
 )
 from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import sha256_file, within, write_json_atomic, write_text_atomic
-from diffuse_lm.model_info import set_model_info
+from diffuse_lm.files import within, write_text_atomic
 from diffuse_lm.models import write_base_record
 from diffuse_lm.run_guards import LOCK_FILE, check_finite_results
 from diffuse_lm.strict_json import dumps, loads
@@ -302,45 +301,12 @@ def eval_row(result: dict) -> dict:
     return {t["name"]: {k: t[k] for k in keys} for t in result["tasks"]}
 
 
-def summarize(out: Path | None, adapter: Path | None, before: dict, measure: dict, info: dict) -> dict:
-    """The summary of a finished run: ``info``, and the 'after' measurements (taken now) beside the 'before'
-    ones; refused when a result is not finite."""
-    summary = {
-        "output_dir": str(out) if out is not None else None,
-        "adapter_dir": str(adapter) if adapter is not None else None,
-        **info,
-        "before": None,
-        "after": None,
-        "before_train": None,
-        "after_train": None,
-    }
-    for name, fn in measure.items():
-        summary[f"after{name}"] = fn()
-        summary[f"before{name}"] = before.get(f"before{name}")
-    check_finite_results({name: summary[f"after{name}"] for name in measure}, info["steps"])
-    return summary
-
-
-def finish(
-    out: Path, model, before: dict, measure: dict, info: dict, record_after: Callable[[dict], None]
-) -> dict:
-    """Main process, after the last step: the adapter, the 'after' measurements and the summary, each written
-    to ``out`` (``summary.json`` last, as its presence marks a finished run); ``record_after(summary)`` logs
-    the 'after' row when there is one."""
-    staged = stage_adapter(out, model)
-    adapter = out / ADAPTER_DIR
-    try:
-        # The 'after' results name the saved adapter as `diffuse measure --adapter` does (path, file hash),
-        # so the two can be matched; the weights in memory are the ones saved.
-        set_model_info(model, adapter={"path": str(adapter), "sha256": sha256_file(staged / ADAPTER_FILE)})
-        summary = summarize(out, adapter, before, measure, info)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    swap_in_adapter(out, staged)
-    for name in measure:
-        write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
-    if summary["after"] is not None:
-        record_after(summary)
-    write_json_atomic(out / "summary.json", summary)
+def summarize(head: dict, info: dict, before: dict, after: dict) -> dict:
+    """The summary of a finished run: its folders (``head``), ``info``, and the 'after' measurements (by
+    suffix: ``""``, ``"_train"``) beside the 'before' ones; refused when a result is not finite."""
+    summary = {**head, **info, "before": None, "after": None, "before_train": None, "after_train": None}
+    for suffix, result in after.items():
+        summary[f"after{suffix}"] = result
+        summary[f"before{suffix}"] = before.get(f"before{suffix}")
+    check_finite_results(after, info["steps"])
     return summary

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from diffuse_lm.config import TrainConfig
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.measuring import Measurement, measure_tasks
 from diffuse_lm.model_info import model_info, model_label, set_model_info
-from diffuse_lm.run_dir import count_steps, eval_row, read_log
+from diffuse_lm.run_dir import count_steps, eval_row, read_log, summarize
 from diffuse_lm.run_guards import holding_output_dir
 from diffuse_lm.tasks import Task
 from diffuse_lm.training_run import Progress, Run, open_run
@@ -121,22 +121,23 @@ class Evaluation:
         """The eval row logged every ``eval_every`` steps."""
         return eval_row(_measure(self.model, self.tokenizer, self.eval_tasks, label, self.cfg))
 
-    def shadow(self, label: str) -> None:
-        """A process other than the main one takes the main one's 'after' measurements with it, under FSDP."""
-        if self.everywhere:
-            for measure in self.measures(label).values():
-                measure()
-
-    def measures(self, label: str) -> dict[str, Callable[[], dict]]:
+    def suffixes(self) -> list[str]:
         """The before/after measurements by file-name suffix: ``""`` the test tasks, ``"_train"`` the training
         tasks (when they differ); none with ``measure`` off."""
         cfg = self.cfg
         if not cfg.measure:
-            return {}
-        fns = {"": lambda: _measure(self.model, self.tokenizer, self.eval_tasks, label, cfg)}
-        if cfg.test_prompts and sorted(cfg.test_prompts) != sorted(cfg.train_prompts):
-            fns["_train"] = lambda: _measure(self.model, self.tokenizer, self.train_tasks, label, cfg)
-        return fns
+            return []
+        differ = cfg.test_prompts and sorted(cfg.test_prompts) != sorted(cfg.train_prompts)
+        return ["", "_train"] if differ else [""]
+
+    def measure(self, suffix: str, label: str) -> dict:
+        """The before/after measurement of ``suffix`` (:meth:`suffixes`), its model named ``label``."""
+        tasks = self.train_tasks if suffix == "_train" else self.eval_tasks
+        return _measure(self.model, self.tokenizer, tasks, label, self.cfg)
+
+    def after(self, label: str) -> dict:
+        """The 'after' measurements, by suffix; under FSDP every process takes them (the main one keeps them)."""
+        return {suffix: self.measure(suffix, label) for suffix in self.suffixes()}
 
 
 def _track(acc, entry: dict, row: dict | None) -> None:
@@ -254,7 +255,13 @@ def train(
     label, before, t_start = model_label(model), {}, time.time()
     if acc.is_main_process:  # 'before': the model whole, measured by the main process alone
         with run.writing():
-            before = run.begin(done.step, {f"before{k}": f for k, f in evaluation.measures(label).items()})
+            saved = run.begin(done.step, [f"before{s}" for s in evaluation.suffixes()])
+            before = run.keep_before(
+                {
+                    n: r if r is not None else evaluation.measure(n.removeprefix("before"), label)
+                    for n, r in saved.items()
+                }
+            )
     acc.wait_for_everyone()
     if sharded:
         shard_model(model)
@@ -355,11 +362,13 @@ def _finish(
             "fsdp": evaluation.everywhere,  # the decoder layers were sharded across the processes
         }
         with run.writing():
-            summary = run.finish(model, before, evaluation.measures(tuned), info)
+            with run.staging(model) as head:  # the adapter, staged: the 'after' results name it
+                summary = summarize(head, info, before, evaluation.after(tuned))
+            run.finish(summary)
         if cfg.report_to != "none" and summary["after"] is not None:
             _track(acc, {"step": done.step}, eval_row(summary["after"]))
-    else:
-        evaluation.shadow(tuned)
+    elif evaluation.everywhere:
+        evaluation.after(tuned)  # FSDP: the main process's measurements need this one's forwards
     if cfg.report_to != "none":
         acc.end_training()
     acc.wait_for_everyone()

@@ -6,8 +6,9 @@ keeps its pass and early-stopping bookkeeping in :class:`Progress`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,24 +17,25 @@ from diffuse_lm import run_dir
 from diffuse_lm.checkpoints import load_checkpoint, save_checkpoint
 from diffuse_lm.config import TrainConfig
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import write_json_atomic
+from diffuse_lm.files import sha256_file, write_json_atomic
+from diffuse_lm.model_info import set_model_info
 from diffuse_lm.run_dir import (
+    ADAPTER_DIR,
+    ADAPTER_FILE,
     RETAIN_FILE,
     check_inputs_kept,
     claim,
     clear_run_files,
-    finish,
     open_output_dir,
     read_log,
     removed_if_left_empty,
-    summarize,
+    stage_adapter,
+    swap_in_adapter,
     truncate_log,
     writing,
 )
 from diffuse_lm.run_guards import check_tasks_unchanged
 from diffuse_lm.strict_json import loads
-
-Measures = dict[str, Callable[[], dict]]  # file-name stem ("before", "after_train", …) -> its measurement
 
 
 @dataclass
@@ -81,18 +83,22 @@ class Run(Protocol):
     log: list[dict]
     finished: dict | None  # the summary of this run, found finished
     kept: str  # what is kept should the run fail: for its error message
+    caches: bool  # whether the base model's retention answers are kept across runs (the model cache)
 
     def loading(self) -> AbstractContextManager[None]: ...
     def accelerator_options(self) -> dict: ...
     def join(self, world: int, main: bool) -> None: ...
     def writing(self) -> AbstractContextManager[None]: ...
     def claim(self) -> None: ...
-    def retain_answers(self, prompts: list[str], answer: Callable[[bool], list[str]]) -> dict: ...
+    def retain_answers(self, prompts: list[str]) -> dict | None: ...
+    def keep_answers(self, saved: dict) -> None: ...
     def resume(self, model, opt) -> dict | None: ...
-    def begin(self, step: int, before: Measures) -> dict: ...
+    def begin(self, step: int, names: list[str]) -> dict[str, dict | None]: ...
+    def keep_before(self, results: dict[str, dict]) -> dict: ...
     def record(self, entry: dict) -> None: ...
     def checkpoint(self, model, opt, state: dict) -> None: ...
-    def finish(self, model, before: dict, after: Measures, info: dict) -> dict: ...
+    def staging(self, model) -> AbstractContextManager[dict]: ...
+    def finish(self, summary: dict) -> None: ...
     def tuned_label(self, label: str) -> str: ...
     def outcome(self, summary: dict | None) -> tuple[dict, list[dict]]: ...
 
@@ -102,6 +108,7 @@ class MemoryRun:
 
     finished = None
     kept = "nothing was kept"
+    caches = False
 
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.report_to != "none":
@@ -124,14 +131,20 @@ class MemoryRun:
     def claim(self) -> None:
         pass
 
-    def retain_answers(self, prompts: list[str], answer: Callable[[bool], list[str]]) -> dict:
-        return {"prompts": prompts, "responses": answer(False)}  # not kept across runs either
+    def retain_answers(self, prompts: list[str]) -> dict | None:
+        return None
+
+    def keep_answers(self, saved: dict) -> None:
+        pass
 
     def resume(self, model, opt) -> dict | None:
         return None
 
-    def begin(self, step: int, before: Measures) -> dict:
-        return {name: fn() for name, fn in before.items()}
+    def begin(self, step: int, names: list[str]) -> dict[str, dict | None]:
+        return dict.fromkeys(names)
+
+    def keep_before(self, results: dict[str, dict]) -> dict:
+        return results
 
     def record(self, entry: dict) -> None:
         self.log.append(entry)
@@ -139,11 +152,13 @@ class MemoryRun:
     def checkpoint(self, model, opt, state: dict) -> None:
         pass
 
-    def finish(self, model, before: dict, after: Measures, info: dict) -> dict:
-        summary = summarize(None, None, before, after, info)
+    @contextmanager
+    def staging(self, model) -> Iterator[dict]:
+        yield {"output_dir": None, "adapter_dir": None}
+
+    def finish(self, summary: dict) -> None:
         if summary["after"] is not None:
             self.record(_after_row(summary))
-        return summary
 
     def tuned_label(self, label: str) -> str:
         return f"{label} + LoRA"
@@ -168,6 +183,7 @@ class DiskRun:
     ) -> None:
         self.out, self.cfg, self.log, self.main = out, cfg, [], True
         self.kept = f"the last good checkpoint in {out} is kept"
+        self.caches = True
         self.made = [d for d in (out, *out.parents) if not d.exists()]  # removed if the run cannot start
         self.finished, self.clear = open_output_dir(out, cfg, pass_len, overwrite)
         if self.clear:
@@ -201,39 +217,46 @@ class DiskRun:
         if self.main:
             claim(self.out, self.cfg)
 
-    def retain_answers(self, prompts: list[str], answer: Callable[[bool], list[str]]) -> dict:
-        """The retention answers kept in ``retain.json``, so a resumed run (and every process) uses the same
-        ones; the main process computes them once (cached across runs), the others read its file."""
+    def retain_answers(self, prompts: list[str]) -> dict | None:
+        """The retention answers ``retain.json`` keeps for ``prompts``, so that a resumed run (and every
+        process) uses the same ones, or None: the main process computes them; the others read its file."""
         path, saved = self.out / RETAIN_FILE, None
         if path.exists():
             try:
                 saved = json.loads(path.read_text())
             except ValueError:
                 saved = None
-        if saved is None or saved.get("prompts") != prompts:
-            if not self.main:
-                raise DiffuseError(f"{path}: missing (the main process writes it)")
-            saved = {
-                "max_new_tokens": self.cfg.retain.max_new_tokens,
-                "prompts": prompts,
-                "responses": answer(True),
-            }
-            write_json_atomic(path, saved)
-        return saved
+        if saved is not None and saved.get("prompts") == prompts:
+            return saved
+        if not self.main:
+            raise DiffuseError(f"{path}: missing (the main process writes it)")
+        return None
+
+    def keep_answers(self, saved: dict) -> None:
+        write_json_atomic(self.out / RETAIN_FILE, saved)
 
     def resume(self, model, opt) -> dict | None:
         return load_checkpoint(self.out, model, opt, warn=self.main)
 
-    def begin(self, step: int, before: Measures) -> dict:
-        """The log cut back to ``step``, and the 'before' measurements: measured once a run, read back after.
-        A run resumed with ``measure`` newly on has no untrained model to measure: none then."""
+    def begin(self, step: int, names: list[str]) -> dict[str, dict | None]:
+        """Cut the log back to ``step``; the 'before' measurements ``names`` as this run saved them (measured
+        once a run), None for each still to take. A run resumed with ``measure`` newly on has no untrained model
+        to measure: none then."""
         truncate_log(self.out, step)
         if step > 0 and not (self.out / "before.json").exists():
-            before = {}
-        for name, fn in before.items():
+            return {}
+        return {name: self._saved(name) for name in names}
+
+    def _saved(self, name: str) -> dict | None:
+        path = self.out / f"{name}.json"
+        return loads(path.read_text()) if path.exists() else None
+
+    def keep_before(self, results: dict[str, dict]) -> dict:
+        """Save the 'before' measurements not saved yet; all of them as saved (strict JSON, read back)."""
+        for name, result in results.items():
             if not (self.out / f"{name}.json").exists():
-                write_json_atomic(self.out / f"{name}.json", fn())
-        return {name: loads((self.out / f"{name}.json").read_text()) for name in before}
+                write_json_atomic(self.out / f"{name}.json", result)
+        return {name: self._saved(name) for name in results}
 
     def record(self, entry: dict) -> None:
         self.log.append(entry)
@@ -242,8 +265,34 @@ class DiskRun:
     def checkpoint(self, model, opt, state: dict) -> None:
         save_checkpoint(self.out, model, opt, state)
 
-    def finish(self, model, before: dict, after: Measures, info: dict) -> dict:
-        return finish(self.out, model, before, after, info, lambda summary: self.record(_after_row(summary)))
+    @contextmanager
+    def staging(self, model) -> Iterator[dict]:
+        """``model``'s adapter written beside ``out/adapter`` while its 'after' results are taken (they name it
+        as ``diffuse measure --adapter`` does); removed if they fail. Gives the summary's folders."""
+        self.staged = stage_adapter(self.out, model)
+        try:
+            set_model_info(
+                model,
+                adapter={
+                    "path": str(self.out / ADAPTER_DIR),
+                    "sha256": sha256_file(self.staged / ADAPTER_FILE),
+                },
+            )
+            yield {"output_dir": str(self.out), "adapter_dir": str(self.out / ADAPTER_DIR)}
+        except BaseException:
+            shutil.rmtree(self.staged, ignore_errors=True)
+            raise
+
+    def finish(self, summary: dict) -> None:
+        """Publish the staged adapter, the 'after' results, their log row and ``summary.json``, last: its
+        presence marks a finished run."""
+        swap_in_adapter(self.out, self.staged)
+        for name in ("after", "after_train"):
+            if summary[name] is not None:
+                write_json_atomic(self.out / f"{name}.json", summary[name])
+        if summary["after"] is not None:
+            self.record(_after_row(summary))
+        write_json_atomic(self.out / "summary.json", summary)
 
     def tuned_label(self, label: str) -> str:
         return f"{label} + LoRA ({self.out.name})"

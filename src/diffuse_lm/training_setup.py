@@ -116,14 +116,21 @@ def setup_data(data: TrainData, model, tokenizer) -> None:
 
 
 def setup_retention(data: TrainData, run: Run, model, tokenizer, cfg: TrainConfig, progress: bool) -> None:
-    """The retention examples: the base model's answers to the general prompts, as the run keeps them."""
+    """The retention examples: the base model's answers to the general prompts, as the run keeps them (the
+    main process computes them, cached across runs with the run's folder; the others read them)."""
     if not data.retain_prompts:
         return
-
-    def answer(cached: bool) -> list[str]:
-        return base_answers(model, tokenizer, cfg, data.retain_prompts, cached=cached, progress=progress)
-
-    saved = run.retain_answers(data.retain_prompts, answer)
+    saved = run.retain_answers(data.retain_prompts)
+    if saved is None:
+        answers = base_answers(
+            model, tokenizer, cfg, data.retain_prompts, cached=run.caches, progress=progress
+        )
+        saved = {
+            "max_new_tokens": cfg.retain.max_new_tokens,
+            "prompts": data.retain_prompts,
+            "responses": answers,
+        }
+        run.keep_answers(saved)
     data.retain = encode_examples(tokenizer, saved["prompts"], saved["responses"])
 
 
