@@ -78,3 +78,14 @@ def test_a_run_folder_of_the_previous_release_resumes_and_ends_as_a_run_in_one_g
     pointer = json.loads((old_run / "checkpoint.json").read_text())
     assert [c["dir"] for c in pointer["checkpoints"]] == ["checkpoint-000008", "checkpoint-000006"]
     assert sorted(p.name for p in old_run.glob("checkpoint-*")) == ["checkpoint-000006", "checkpoint-000008"]
+    # the checkpoints written now have the files, checksums and scalars the old one has, in the same order
+    old = FIXTURE / "run" / "checkpoint-000003"
+    new = old_run / "checkpoint-000006"
+    assert sorted(p.name for p in new.iterdir()) == sorted(p.name for p in old.iterdir())
+    assert list(pointer["checkpoints"][1]["sha256"]) == list(
+        json.loads((FIXTURE / "run" / "checkpoint.json").read_text())["checkpoints"][0]["sha256"]
+    )
+    assert list(json.loads((new / "state.json").read_text())) == list(
+        json.loads((old / "state.json").read_text())
+    )
+    assert (old_run / "retain.json").read_bytes() == (FIXTURE / "run" / "retain.json").read_bytes()
