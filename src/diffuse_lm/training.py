@@ -1,10 +1,12 @@
-"""Distribution-matching LoRA fine-tuning (the paper's Section 3 and Appendix A): the training loop.
+"""Distribution-matching LoRA fine-tuning (the paper's Section 3 and Appendix A): the training recipe.
 
 A run tunes a fresh LoRA adapter (or continues ``ckpt_dir``'s) on a model loaded by name, or on one the caller
-holds. One step is :func:`diffuse_lm.training_step.train_step`. With ``output_dir`` a run lives there: the final
-adapter in ``adapter/`` (PEFT, safetensors), ``config.yaml``, ``train_log.jsonl``, before/after measurements,
-``summary.json`` and the last two checkpoints, from which a rerun resumes (:mod:`diffuse_lm.run_dir`). Without
-``output_dir`` nothing is written: the tuned model comes back in memory.
+holds: setup steps (:mod:`diffuse_lm.training_setup`: model, data, optimizer), then a loop whose step is
+:func:`diffuse_lm.training_step.train_step`, measured by an :class:`Evaluation`. What a run records goes to a
+:class:`~diffuse_lm.training_run.Run`: with ``output_dir`` its folder, holding the final adapter in ``adapter/``
+(PEFT, safetensors), ``config.yaml``, ``train_log.jsonl``, before/after measurements, ``summary.json`` and the
+last two checkpoints, from which a rerun resumes (:mod:`diffuse_lm.run_dir`); without ``output_dir`` memory:
+nothing is written, and the tuned model comes back.
 """
 
 from __future__ import annotations
@@ -135,6 +137,12 @@ class Evaluation:
         tasks = self.train_tasks if suffix == "_train" else self.eval_tasks
         return _measure(self.model, self.tokenizer, tasks, label, self.cfg)
 
+    def before(self, saved: dict[str, dict | None], label: str) -> dict:
+        """The 'before' measurements by name (``before``, ``before_train``): as the run saved them, or taken now."""
+        return {
+            n: r if r is not None else self.measure(n.removeprefix("before"), label) for n, r in saved.items()
+        }
+
     def after(self, label: str) -> dict:
         """The 'after' measurements, by suffix; under FSDP every process takes them (the main one keeps them)."""
         return {suffix: self.measure(suffix, label) for suffix in self.suffixes()}
@@ -256,12 +264,7 @@ def train(
     if acc.is_main_process:  # 'before': the model whole, measured by the main process alone
         with run.writing():
             saved = run.begin(done.step, [f"before{s}" for s in evaluation.suffixes()])
-            before = run.keep_before(
-                {
-                    n: r if r is not None else evaluation.measure(n.removeprefix("before"), label)
-                    for n, r in saved.items()
-                }
-            )
+            before = run.keep_before(evaluation.before(saved, label))
     acc.wait_for_everyone()
     if sharded:
         shard_model(model)
