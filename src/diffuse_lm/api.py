@@ -16,6 +16,7 @@ from diffuse_lm.model_info import DEFAULT_MODEL
 from diffuse_lm.tasks import Task, load_tasks, task_from_dict
 
 if TYPE_CHECKING:
+    from diffuse_lm.config import TrainConfig
     from diffuse_lm.measuring import Measurement
     from diffuse_lm.training import TrainResult
 
@@ -97,13 +98,13 @@ def train(
     top, e.g. ``train(tasks=["rng/1-10"], lr=1e-3, alg_config={"n_iters": 20})``. ``model``: a name or path
     to load (the config's ``model`` key), or a model you hold, with its ``tokenizer`` (peft wraps it in place,
     as ``get_peft_model`` does; its device and dtype are kept). ``tasks`` (or ``train_prompts``) and ``test_prompts``: Task objects, built-in names,
-    files. Without ``output_dir`` nothing is written and the tuned model comes back in memory; with it the
-    run lives there (resumable; in-memory tasks go in as task files under ``$DIFFUSE_CACHE/tasks``).
+    files, passed to the run as they are. Without ``output_dir`` nothing is written and the tuned model comes back
+    in memory; with it the run lives there (resumable: its ``config.yaml`` names in-memory tasks by task files
+    under ``$DIFFUSE_CACHE/tasks``, so that ``diffuse train`` can resume it).
     Returns a :class:`~diffuse_lm.training.TrainResult`: the tuned PEFT ``model``, ``adapter_dir``, ``steps``,
     ``losses`` and the ``before``/``after`` measurements."""
     from pathlib import Path
 
-    from diffuse_lm.config import TrainConfig, config_from_dict, load_config
     from diffuse_lm.errors import DiffuseError
     from diffuse_lm.training import train as run
 
@@ -113,34 +114,18 @@ def train(
         if "train_prompts" in keys:
             raise DiffuseError("train(): give tasks= or train_prompts=, not both")
         keys["train_prompts"] = tasks
-    if isinstance(config, TrainConfig):
-        data = config.model_dump(mode="json")
-    elif isinstance(config, str | Path):
-        # output_dir comes from the file, or from the keyword (which may be None: nothing written)
-        data = load_config(config, ["output_dir=null"] if "output_dir" in keys else []).model_dump(
-            mode="json"
-        )
-    else:
-        data = dict(config or {})
-    data.setdefault("output_dir", None)
-    in_memory = {}
-    on_disk = keys.get("output_dir", data["output_dir"]) is not None
-    for key in ("train_prompts", "test_prompts"):
-        if key not in keys:
-            continue
-        if on_disk:  # a resumable run reads its tasks back from files
-            keys[key] = _task_specs(keys[key])
-        else:  # the run takes the tasks as they are; the config names them
-            in_memory[key] = _tasks(keys[key])
-            keys[key] = [t.name for t in in_memory[key]]
-    overrides = [f"{k}={_yaml(v)}" for k, v in keys.items()]
-    cfg = config_from_dict(data, source="train()", overrides=overrides)
+    given = {key: _tasks(keys[key]) for key in ("train_prompts", "test_prompts") if key in keys}
+    data = _config_data(config, "output_dir" in keys)
+    on_disk = keys.get("output_dir", data.get("output_dir")) is not None
+    for key, listed in given.items():  # a resumable run names its tasks by specs it can read back
+        keys[key] = _task_specs(keys[key]) if on_disk else [t.name for t in listed]
+    cfg = _config(data, keys)
     return run(
         cfg,
         model=model,
         tokenizer=tokenizer,
-        tasks=in_memory.get("train_prompts"),
-        eval_tasks=in_memory.get("test_prompts"),
+        tasks=given.get("train_prompts"),
+        eval_tasks=given.get("test_prompts"),
         progress=progress,
         overwrite=overwrite,
     )
@@ -166,6 +151,31 @@ def train_from_config(
         raise DiffuseError(f"{config}: output_dir: the folder the run is written to, not null")
     quiet_transformers(verbose)
     return run(cfg, progress=progress, overwrite=overwrite, inputs=[str(config)]).summary
+
+
+def _config_data(config: Any, output_dir_given: bool) -> dict:
+    """The config's keys as data: from a :class:`TrainConfig`, a dict, or a YAML file (relative paths there
+    resolved; its ``output_dir`` may be missing when the call gives one)."""
+    from pathlib import Path
+
+    from diffuse_lm.config import TrainConfig, load_config
+
+    if isinstance(config, TrainConfig):
+        return config.model_dump(mode="json")
+    if isinstance(config, str | Path):
+        return load_config(config, ["output_dir=null"] if output_dir_given else []).model_dump(mode="json")
+    return {"output_dir": None, **dict(config or {})}
+
+
+def _config(data: dict, keys: dict[str, Any]) -> TrainConfig:
+    """``data`` with ``keys`` set on it (dotted keys, and the aliases of TrainingArguments, as a config file
+    takes them), validated by the model: a bad key or value is one line naming it."""
+    from diffuse_lm.config import ALIASES, config_from_dict, set_dotted
+
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for key, value in keys.items():
+        set_dotted(data, ALIASES.get(key, key), value.tolist() if isinstance(value, np.ndarray) else value)
+    return config_from_dict(data, source="train()")
 
 
 def task_to_dict(task: Task) -> dict:
@@ -205,12 +215,6 @@ def _task_specs(items: Any) -> list[str]:
             write_text_atomic(path, text)
         specs.append(str(path))
     return specs
-
-
-def _yaml(value: Any) -> str:
-    import json
-
-    return json.dumps(value.tolist() if isinstance(value, np.ndarray) else value)
 
 
 # --- what the `diffuse` commands call: each command is argument parsing, one of these, and printing -----

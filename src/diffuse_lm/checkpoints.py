@@ -3,7 +3,12 @@ JSON (nothing pickled), published atomically through ``checkpoint.json`` so that
 
 ``checkpoint.json`` names the latest checkpoint and keeps the one before it, with the sha256 of every file
 of both; a resumed run verifies them and falls back to the previous checkpoint (saying so on stderr) when
-the latest is missing or does not match, so bytes damaged on disk are never trained on."""
+the latest is missing or does not match, so bytes damaged on disk are never trained on.
+
+Not accelerate's ``save_state`` with ``ProjectConfiguration(total_limit=2)``: it pickles the optimizer, scheduler
+and RNG states (``torch.save``), names folders ``checkpoints/checkpoint_<i>``, deletes the oldest before the new
+one is written (a kill then leaves one checkpoint and a partial one), keeps no checksums and refuses a folder
+that exists; run folders written here would no longer resume."""
 
 from __future__ import annotations
 

@@ -121,6 +121,10 @@ class TrainConfig(_Strict):
     warmup_steps: int = Field(0, ge=0, description="steps of linear lr warmup from 0")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="warmup as a share of all steps")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward (less memory)")
+    fsdp: bool = Field(
+        False,
+        description="several processes shard the base model's decoder layers (torch FSDP2); each scores every target",
+    )
     report_to: Literal["none", "tensorboard", "wandb"] = Field(
         "none", description="metric tracker (accelerate's); TensorBoard events go to output_dir/tensorboard"
     )

@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,12 +19,10 @@ from diffuse_lm.checkpoints import (
     latest_state,
     latest_step,
     private_dir,
-    save_checkpoint,
 )
 from diffuse_lm.config import TrainConfig, config_to_yaml
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import sha256_file, within, write_json_atomic, write_text_atomic
-from diffuse_lm.model_info import set_model_info
+from diffuse_lm.files import within, write_text_atomic
 from diffuse_lm.models import write_base_record
 from diffuse_lm.run_guards import LOCK_FILE, check_finite_results
 from diffuse_lm.strict_json import dumps, loads
@@ -62,6 +60,7 @@ RESUMABLE = {
     "output_dir",
     "report_to",
     "gradient_checkpointing",
+    "fsdp",
 }
 
 
@@ -244,15 +243,11 @@ def removed_if_left_empty(made: Sequence[Path]) -> Iterator[None]:
 
 
 @contextmanager
-def writing(out: Path | None) -> Iterator[None]:
+def writing(out: Path) -> Iterator[None]:
     """A full disk or a folder turned read-only while the run writes: one line, not a traceback; the last
-    checkpoint is intact (a checkpoint is published only once written whole). A run without ``out`` writes
-    nothing: then this does nothing."""
+    checkpoint is intact (a checkpoint is published only once written whole)."""
     from safetensors import SafetensorError
 
-    if out is None:
-        yield
-        return
     try:
         yield
     except (OSError, SafetensorError) as e:
@@ -297,7 +292,7 @@ def swap_in_adapter(out: Path, staged: Path) -> Path:
     return adapter
 
 
-# --- what a run records after each step and at the end (in memory, and in out when there is one) ---
+# --- what a run records at the end ---------------------------------------------------------------
 
 
 def eval_row(result: dict) -> dict:
@@ -306,76 +301,12 @@ def eval_row(result: dict) -> dict:
     return {t["name"]: {k: t[k] for k in keys} for t in result["tasks"]}
 
 
-def record(out: Path | None, log: list[dict], entry: dict) -> None:
-    """A log entry: kept in ``log`` and, with ``out``, appended to its ``train_log.jsonl``."""
-    log.append(entry)
-    if out is not None:
-        append_log(out, entry)
-
-
-def write_step(
-    out: Path | None, model, opt, state: dict, entry: dict, cfg: TrainConfig, total: int, evaluate, log: list
-) -> dict | None:
-    """Main process, after a step: its log line, an evaluation every ``eval_every`` steps (``evaluate()``
-    gives its row, returned) and, with ``out``, a checkpoint every ``checkpoint_every`` steps and at the end."""
-    step, row = state["step"], None
-    record(out, log, entry)
-    if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-        row = evaluate()
-        record(out, log, {"kind": "eval", "step": step, "eval": row})
-    last = step == total or state["stopped"]
-    if out is not None and (last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-        save_checkpoint(out, model, opt, state)
-    return row
-
-
-def write_before(out: Path | None, step: int, measure: dict[str, Callable[[], dict]]) -> dict:
-    """Main process, before the first step: the log, and the 'before' measurements, once a run (a resumed
-    run reads them back)."""
-    if out is None:
-        return {name: fn() for name, fn in measure.items()}
-    truncate_log(out, step)
-    for name, fn in measure.items():
-        if not (out / f"{name}.json").exists():
-            write_json_atomic(out / f"{name}.json", fn())
-    return {name: loads((out / f"{name}.json").read_text()) for name in measure}
-
-
-def finish(out: Path | None, model, before: dict, measure: dict, info: dict, log: list) -> dict:
-    """Main process, after the last step: the adapter, the 'after' measurements and the summary (with
-    ``out``, each written there; ``summary.json`` last, as its presence marks a finished run)."""
-    staged = stage_adapter(out, model) if out is not None else None
-    adapter = out / ADAPTER_DIR if out is not None else None
-    try:
-        if staged is not None:
-            # The 'after' results name the saved adapter as `diffuse measure --adapter` does (path, file hash),
-            # so the two can be matched; the weights in memory are the ones saved.
-            set_model_info(
-                model, adapter={"path": str(adapter), "sha256": sha256_file(staged / ADAPTER_FILE)}
-            )
-        summary = {
-            "output_dir": str(out) if out is not None else None,
-            "adapter_dir": str(adapter) if adapter is not None else None,
-            **info,
-            "before": None,
-            "after": None,
-            "before_train": None,
-            "after_train": None,
-        }
-        for name, fn in measure.items():
-            summary[f"after{name}"] = fn()
-            summary[f"before{name}"] = before.get(f"before{name}")
-        check_finite_results({name: summary[f"after{name}"] for name in measure}, info["steps"])
-    except BaseException:
-        if staged is not None:
-            shutil.rmtree(staged, ignore_errors=True)
-        raise
-    if staged is not None:
-        swap_in_adapter(out, staged)
-        for name in measure:
-            write_json_atomic(out / f"after{name}.json", summary[f"after{name}"])
-    if summary["after"] is not None:
-        record(out, log, {"kind": "eval", "step": info["steps"], "eval": eval_row(summary["after"])})
-    if out is not None:
-        write_json_atomic(out / "summary.json", summary)
+def summarize(head: dict, info: dict, before: dict, after: dict) -> dict:
+    """The summary of a finished run: its folders (``head``), ``info``, and the 'after' measurements (by
+    suffix: ``""``, ``"_train"``) beside the 'before' ones; refused when a result is not finite."""
+    summary = {**head, **info, "before": None, "after": None, "before_train": None, "after_train": None}
+    for suffix, result in after.items():
+        summary[f"after{suffix}"] = result
+        summary[f"before{suffix}"] = before.get(f"before{suffix}")
+    check_finite_results(after, info["steps"])
     return summary

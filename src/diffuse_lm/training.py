@@ -1,15 +1,16 @@
-"""Distribution-matching LoRA fine-tuning (the paper's Section 3 and Appendix A): the training loop.
+"""Distribution-matching LoRA fine-tuning (the paper's Section 3 and Appendix A): the training recipe.
 
 A run tunes a fresh LoRA adapter (or continues ``ckpt_dir``'s) on a model loaded by name, or on one the caller
-holds. One step is :func:`diffuse_lm.training_step.train_step`. With ``output_dir`` a run lives there: the final
-adapter in ``adapter/`` (PEFT, safetensors), ``config.yaml``, ``train_log.jsonl``, before/after measurements,
-``summary.json`` and the last two checkpoints, from which a rerun resumes (:mod:`diffuse_lm.run_dir`). Without
-``output_dir`` nothing is written: the tuned model comes back in memory.
+holds: setup steps (:mod:`diffuse_lm.training_setup`: model, data, optimizer), then a loop whose step is
+:func:`diffuse_lm.training_step.train_step`, measured by an :class:`Evaluation`. What a run records goes to a
+:class:`~diffuse_lm.training_run.Run`: with ``output_dir`` its folder, holding the final adapter in ``adapter/``
+(PEFT, safetensors), ``config.yaml``, ``train_log.jsonl``, before/after measurements, ``summary.json`` and the
+last two checkpoints, from which a rerun resumes (:mod:`diffuse_lm.run_dir`); without ``output_dir`` memory:
+nothing is written, and the tuned model comes back.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -20,41 +21,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffuse_lm.checkpoints import load_checkpoint
 from diffuse_lm.config import TrainConfig
-from diffuse_lm.encoding import encode_tasks
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.files import write_json_atomic
 from diffuse_lm.measuring import Measurement, measure_tasks
 from diffuse_lm.model_info import model_info, model_label, set_model_info
-from diffuse_lm.retention import RetainExample, base_responses, encode_examples, load_retain_prompts
-from diffuse_lm.run_dir import (
-    RETAIN_FILE,
-    check_inputs_kept,
-    claim,
-    clear_run_files,
-    count_steps,
-    eval_row,
-    finish,
-    open_output_dir,
-    read_log,
-    removed_if_left_empty,
-    write_before,
-    write_step,
-    writing,
-)
-from diffuse_lm.run_guards import check_tasks_unchanged, holding_output_dir
-from diffuse_lm.scoring import check_fits
-from diffuse_lm.strict_json import loads
-from diffuse_lm.tasks import Task, load_tasks, task_family
-from diffuse_lm.training_setup import (
+from diffuse_lm.run_dir import count_steps, eval_row, read_log, summarize
+from diffuse_lm.run_guards import holding_output_dir
+from diffuse_lm.tasks import Task
+from diffuse_lm.training_run import Progress, Run, open_run
+from diffuse_lm.training_setup import (  # noqa: F401  (prepare_retention: imported from here)
     TRACKER_DIR,
+    TrainData,
     check_4bit,
     check_report_to,
-    enable_gradient_checkpointing,
-    quantization_config,
-    scheduler,
+    load_data,
+    prepare_retention,
     scheduler_state,
+    setup_data,
+    setup_model,
+    setup_optimizer,
+    setup_retention,
+    shard_model,
     tracker_config,
 )
 from diffuse_lm.training_step import (  # noqa: F401  (the loss and the step: imported from here)
@@ -92,48 +79,6 @@ class TrainResult:
 # --- the model and what the run measures ---------------------------------------------------------
 
 
-def _setup_model(cfg: TrainConfig, device: str, held=None):
-    """Base model + a fresh LoRA adapter (or the one in ``ckpt_dir`` when ``load_model``), trainable. ``held``
-    is a model the caller passed: wrapped where it is (peft injects the LoRA layers in place), not loaded."""
-    from peft import LoraConfig, get_peft_model
-
-    from diffuse_lm.models import attach_adapter, load_model, peft_wrapping
-
-    tokenizer = None
-    if held is None:
-        model, tokenizer = load_model(
-            cfg.model,
-            device=device,
-            dtype=cfg.dtype,
-            trust_remote_code=cfg.trust_remote_code,
-            adapter=cfg.ckpt_dir if cfg.load_model else None,
-            trainable_adapter=True,
-            quantization_config=quantization_config(cfg) if cfg.load_in_4bit else None,
-        )
-    else:
-        model = attach_adapter(held, cfg.ckpt_dir, trainable=True) if cfg.load_model else held
-    if cfg.load_in_4bit:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if not cfg.load_model:
-        lora = LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
-        try:
-            with peft_wrapping():  # peft reads a deprecated transformers property (a FutureWarning)
-                model = get_peft_model(model, lora)
-        except ValueError as e:
-            raise DiffuseError(f"lora.target_modules: {str(e).splitlines()[0]}") from None
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    return model, tokenizer
-
-
 def _check_held(cfg: TrainConfig, model, tokenizer) -> TrainConfig:
     """A model the caller holds: it needs its tokenizer, cannot be re-loaded in 4 bit, and names the run's
     ``model`` (what ``config.yaml`` records) by the name it was loaded with."""
@@ -159,51 +104,48 @@ def _measure(model, tokenizer, tasks, label: str, cfg: TrainConfig) -> dict:
     return result
 
 
-def _retain_examples(
-    out: Path | None, model, tokenizer, cfg: TrainConfig, prompts: list[str], main: bool, progress: bool
-) -> list[RetainExample]:
-    """The retention examples of this run: the base model's answers, kept in ``out/retain.json`` so a
-    resumed run (and every process) uses the same ones; the main process computes them once (cached by
-    weights and prompts across runs), the others read its file. Without ``out``, computed and not kept."""
-    path = out / RETAIN_FILE if out else None
-    saved = None
-    if path is not None and path.exists():
-        try:
-            saved = json.loads(path.read_text())
-        except ValueError:
-            saved = None
-    if saved is None or saved.get("prompts") != prompts:
-        if not main:
-            raise DiffuseError(f"{path}: missing (the main process writes it)")
-        responses = _base_answers(model, tokenizer, cfg, prompts, cached=out is not None, progress=progress)
-        saved = {"max_new_tokens": cfg.retain.max_new_tokens, "prompts": prompts, "responses": responses}
-        if path is not None:
-            write_json_atomic(path, saved)
-    return encode_examples(tokenizer, saved["prompts"], saved["responses"])
+@dataclass
+class Evaluation:
+    """What a run measures, and when: the test tasks (and the training tasks, when the test tasks differ)
+    before and after training, and the test tasks' headline metrics every ``eval_every`` steps."""
 
+    cfg: TrainConfig
+    model: Any
+    tokenizer: Any
+    train_tasks: list[Task]
+    eval_tasks: list[Task]
+    everywhere: bool = False  # every process measures (FSDP: a forward needs them all), the main one keeps it
 
-def _base_answers(
-    model, tokenizer, cfg: TrainConfig, prompts: list[str], *, cached: bool, progress: bool
-) -> list[str]:
-    """The base model's answers to the retention prompts; with ``cached``, kept across runs in the model
-    cache (keyed by the weights, the prompts and the answer length)."""
-    from diffuse_lm.models import cache_dir
+    def due(self, step: int, total: int) -> bool:
+        return bool(self.cfg.eval_every) and step % self.cfg.eval_every == 0 and step < total
 
-    cache = cache_dir() / "retain" if cached else None
-    return base_responses(
-        model, tokenizer, prompts, cfg.retain.max_new_tokens, cache=cache, progress=progress
-    )
+    def row(self, label: str) -> dict:
+        """The eval row logged every ``eval_every`` steps."""
+        return eval_row(_measure(self.model, self.tokenizer, self.eval_tasks, label, self.cfg))
 
+    def suffixes(self) -> list[str]:
+        """The before/after measurements by file-name suffix: ``""`` the test tasks, ``"_train"`` the training
+        tasks (when they differ); none with ``measure`` off."""
+        cfg = self.cfg
+        if not cfg.measure:
+            return []
+        differ = cfg.test_prompts and sorted(cfg.test_prompts) != sorted(cfg.train_prompts)
+        return ["", "_train"] if differ else [""]
 
-def prepare_retention(cfg: TrainConfig, progress: bool = False) -> None:
-    """Compute and cache the base model's answers to ``cfg``'s retention prompts as a run of ``cfg`` does,
-    so that runs started side by side find them rather than each computing them."""
-    if cfg.retain is None or cfg.retain.weight <= 0:
-        return
-    model, tokenizer = _setup_model(cfg, cfg.device)  # the run's model: its weights' fingerprint is the key
-    _base_answers(
-        model, tokenizer, cfg, load_retain_prompts(cfg.retain.prompts), cached=True, progress=progress
-    )
+    def measure(self, suffix: str, label: str) -> dict:
+        """The before/after measurement of ``suffix`` (:meth:`suffixes`), its model named ``label``."""
+        tasks = self.train_tasks if suffix == "_train" else self.eval_tasks
+        return _measure(self.model, self.tokenizer, tasks, label, self.cfg)
+
+    def before(self, saved: dict[str, dict | None], label: str) -> dict:
+        """The 'before' measurements by name (``before``, ``before_train``): as the run saved them, or taken now."""
+        return {
+            n: r if r is not None else self.measure(n.removeprefix("before"), label) for n, r in saved.items()
+        }
+
+    def after(self, label: str) -> dict:
+        """The 'after' measurements, by suffix; under FSDP every process takes them (the main one keeps them)."""
+        return {suffix: self.measure(suffix, label) for suffix in self.suffixes()}
 
 
 def _track(acc, entry: dict, row: dict | None) -> None:
@@ -231,13 +173,38 @@ def _result(summary: dict, model, tokenizer, log: list[dict]) -> TrainResult:
     )
 
 
-def _finished_result(out: Path, summary: dict, model, tokenizer) -> TrainResult:
-    """This run, found finished in ``out``: its adapter attached to the caller's model, when one was passed."""
+def _finished_result(summary: dict, model, tokenizer) -> TrainResult:
+    """This run, found finished in its folder: its adapter attached to the caller's model, when one was passed."""
     if model is not None:
         from diffuse_lm.models import attach_adapter
 
         model = attach_adapter(model, summary["adapter_dir"])
-    return _result(summary, model, tokenizer, read_log(out))
+    return _result(summary, model, tokenizer, read_log(Path(summary["output_dir"])))
+
+
+def _check_step(step: int, loss: float, norm: float, kl: float | None, run: Run) -> None:
+    if not (math.isfinite(loss) and math.isfinite(norm) and (kl is None or math.isfinite(kl))):
+        raise DiffuseError(
+            f"step {step + 1}: the loss or its gradient is not finite (loss {loss}, grad norm {norm}); "
+            f"stopped before saving it: {run.kept} (too high an lr, or lora.alpha / lora.r?)"
+        )
+
+
+def _pass_floor(data: TrainData, cfg: TrainConfig, pass_index: int) -> float:
+    """The floor of the prompts a pass visited (each once, unless families are balanced)."""
+    if data.families is None:
+        return sum(data.floors)
+    return sum(data.floors[i] for i in pass_order(len(data.encoded), cfg.seed, pass_index, data.families))
+
+
+def _record_step(run: Run, done: Progress, entry: dict, row: dict | None, total: int, model, opt, every: int):
+    """Main process, after a step: its log line, its eval row (if one was due), and a checkpoint every
+    ``every`` steps and at the end."""
+    run.record(entry)
+    if row is not None:
+        run.record({"kind": "eval", "step": done.step, "eval": row})
+    if done.done(total) or (every and done.step % every == 0):
+        run.checkpoint(model, opt, done.state())
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -262,194 +229,152 @@ def train(
     (other files are left alone, and a run's file that is one of its inputs, such as ``inputs``' config file,
     is refused); without it such a folder is refused. Without ``output_dir`` nothing is written."""
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
-    out = Path(cfg.output_dir) if cfg.output_dir else None
     cfg = _check_held(cfg, model, tokenizer)
-    train_tasks = list(tasks) if tasks is not None else load_tasks(cfg.train_prompts)  # before the model
-    if eval_tasks is None:
-        eval_tasks = load_tasks(cfg.test_prompts) if cfg.test_prompts else train_tasks
-    retaining = cfg.retain is not None and cfg.retain.weight > 0
-    retain_prompts = load_retain_prompts(cfg.retain.prompts) if retaining else []
+    data = load_data(cfg, tasks, eval_tasks)  # before the model: a bad task fails at once
     check_report_to(cfg.report_to)
     check_4bit(cfg)
-    tracking = cfg.report_to != "none"
-    if out is None and tracking:
-        raise DiffuseError(f"report_to: {cfg.report_to} writes its files to output_dir: give one")
-    made = [d for d in (out, *out.parents) if not d.exists()] if out is not None else []  # removed on failure
-    families = [task_family(t) for t in train_tasks] if cfg.alg_config.balance == "families" else None
-    pass_len = pass_length(len(train_tasks), families)
-    done, clear = open_output_dir(out, cfg, pass_len, overwrite) if out else (None, False)
-    if out is not None and not clear:
-        check_tasks_unchanged(out, [*train_tasks, *eval_tasks])
-    if clear:
-        retain_file = [cfg.retain.prompts] if retaining and isinstance(cfg.retain.prompts, str) else []
-        files = [t.path for t in [*train_tasks, *eval_tasks] if t.path] + retain_file + list(inputs)
-        check_inputs_kept(out, files)
-    if done is not None:
-        return _finished_result(out, done, model, tokenizer)
-    acc = Accelerator(
-        cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
-        **({"log_with": cfg.report_to, "project_dir": str(out)} if tracking else {}),
+    run = open_run(
+        cfg, data.pass_len, [*data.train_tasks, *data.eval_tasks], overwrite=overwrite, inputs=inputs
     )
-    rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
-    if out is None and world > 1:
-        raise DiffuseError("output_dir: a run of several processes needs one (they share its files)")
-    if clear and main:
-        with writing(out):
-            clear_run_files(out)
+    if run.finished is not None:
+        return _finished_result(run.finished, model, tokenizer)
+    acc = Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available(), **run.accelerator_options())
+    run.join(acc.num_processes, acc.is_main_process)
     torch.manual_seed(cfg.seed)
-    held = model is not None
-    with removed_if_left_empty(made):
-        model, loaded_tokenizer = _setup_model(cfg, cfg.device if world == 1 else str(acc.device), model)
-    tokenizer = tokenizer if held else loaded_tokenizer
-    label = model_label(model)
-    train_enc = encode_tasks(tokenizer, train_tasks)
-    for enc in [*train_enc, *encode_tasks(tokenizer, eval_tasks)]:
-        check_fits(model, enc)  # before the folder is claimed: a task past the context is refused up front
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-    total_steps = count_steps(cfg, pass_len)
-    sched = scheduler(cfg, opt, total_steps)
-    steps_per_pass = math.ceil(pass_len / cfg.alg_config.prompts_per_step)
-    floors = [loss_floor(e.weights) for e in train_enc]
-
-    def evaluate() -> dict:  # the eval row logged every eval_every steps
-        return eval_row(_measure(model, tokenizer, eval_tasks, label, cfg))
-
-    def measurements(name: str) -> dict:  # file-name suffix -> measuring function
-        if not cfg.measure:
-            return {}
-        fns = {"": lambda: _measure(model, tokenizer, eval_tasks, name, cfg)}
-        if cfg.test_prompts and sorted(cfg.test_prompts) != sorted(cfg.train_prompts):
-            fns["_train"] = lambda: _measure(model, tokenizer, train_tasks, name, cfg)
-        return fns
-
-    if main and out is not None:
-        with writing(out):
-            claim(out, cfg)
-    acc.wait_for_everyone()
-    retain: list[RetainExample] = []
-    if retaining and main:
-        with writing(out):
-            retain = _retain_examples(out, model, tokenizer, cfg, retain_prompts, main, progress)
-    acc.wait_for_everyone()
-    if retaining and not main:
-        retain = _retain_examples(out, model, tokenizer, cfg, retain_prompts, main, progress)
-    state = load_checkpoint(out, model, opt, warn=main) if out is not None else None
-    state = state or {"step": 0, "pass_loss": 0.0, "last_pass_loss": None, "stopped": False}
-    if sched is not None and "scheduler" in state:
-        sched.load_state_dict(state["scheduler"])
-    if tracking:
-        with writing(out):
+    with run.loading():
+        device = cfg.device if acc.num_processes == 1 else str(acc.device)
+        held, (model, loaded) = model is not None, setup_model(cfg, device, model)
+    tokenizer = tokenizer if held else loaded
+    setup_data(data, model, tokenizer)  # before the folder is claimed
+    total = count_steps(cfg, data.pass_len)
+    params, opt, sched = setup_optimizer(cfg, model, total)
+    with acc.main_process_first(), run.writing():  # the main process claims the folder, and answers first
+        run.claim()
+        setup_retention(data, run, model, tokenizer, cfg, progress)
+    done = Progress.from_state(run.resume(model, opt))
+    if sched is not None and done.scheduler is not None:
+        sched.load_state_dict(done.scheduler)
+    if cfg.report_to != "none":
+        with run.writing():
             acc.init_trackers(TRACKER_DIR, config=tracker_config(cfg))
-    before: dict = {}
-    if main:
-        with writing(out):
-            # 'before' is the untrained model: a run resumed with measure newly on has none to measure
-            fresh = state["step"] == 0 or out is None or (out / "before.json").exists()
-            before = write_before(
-                out, state["step"], {f"before{k}": f for k, f in measurements(label).items()} if fresh else {}
-            )
+    sharded = cfg.fsdp and acc.num_processes > 1
+    evaluation = Evaluation(cfg, model, tokenizer, data.train_tasks, data.eval_tasks, everywhere=sharded)
+    label, before, t_start = model_label(model), {}, time.time()
+    if acc.is_main_process:  # 'before': the model whole, measured by the main process alone
+        with run.writing():
+            saved = run.begin(done.step, [f"before{s}" for s in evaluation.suffixes()])
+            before = run.keep_before(evaluation.before(saved, label))
     acc.wait_for_everyone()
+    if sharded:
+        shard_model(model)
+    share = (0, 1) if sharded else (acc.process_index, acc.num_processes)  # this process's share of targets
+    _loop(cfg, run, acc, model, opt, sched, params, data, evaluation, done, total, progress, share)
+    return _finish(cfg, run, acc, model, tokenizer, data, evaluation, done, total, before, t_start)
 
+
+def _loop(
+    cfg, run, acc, model, opt, sched, params, data, evaluation, done: Progress, total, progress, share
+) -> None:
+    """The optimizer steps from ``done.step`` to the last (or an early stop): each logged, and measured and
+    checkpointed when due, by the main process."""
     short = model_label(model, short=True, adapter=False)
-    bar = tqdm(
-        total=total_steps,
-        initial=state["step"],
-        desc=f"train {short}: {len(train_enc)} task{'s' * (len(train_enc) != 1)}",
-        unit="step",
-        disable=not (progress and main),
-    )
-    log: list[dict] = []
-    t_start, step = time.time(), state["step"]
-    while step < total_steps and not state["stopped"]:
+    bar = _progress_bar(short, data, done.step, total, progress and acc.is_main_process)
+    while not done.done(total):
         model.train()
-        idx = step_prompts(len(train_enc), cfg.alg_config.prompts_per_step, cfg.seed, step, families)
-        bar.set_description(step_description(short, train_enc, idx), refresh=False)
-        t0 = time.time()
-        batch = (
-            [retain[i] for i in step_prompts(len(retain), cfg.retain.per_step, cfg.seed, step)]
-            if retain
-            else []
-        )
+        step, t0 = done.step, time.time()
+        idx = step_prompts(len(data.encoded), cfg.alg_config.prompts_per_step, cfg.seed, step, data.families)
+        bar.set_description(step_description(short, data.encoded, idx), refresh=False)
         lr = opt.param_groups[0]["lr"]  # this step's
         loss, norm, kl = train_step(
             model,
             opt,
             params,
-            [train_enc[i] for i in idx],
+            [data.encoded[i] for i in idx],
             cfg,
-            rank=rank,
-            world=world,
-            retain=batch,
-            mass_weight=mass_weight_at(cfg, step, total_steps),
+            rank=share[0],
+            world=share[1],
+            retain=_retain_batch(data, cfg, step),
+            mass_weight=mass_weight_at(cfg, step, total),
         )
-        if not (math.isfinite(loss) and math.isfinite(norm) and (kl is None or math.isfinite(kl))):
-            kept = f"the last good checkpoint in {out} is kept" if out else "nothing was kept"
-            raise DiffuseError(
-                f"step {step + 1}: the loss or its gradient is not finite (loss {loss}, grad norm {norm}); "
-                f"stopped before saving it: {kept} (too high an lr, or lora.alpha / lora.r?)"
-            )
+        _check_step(step, loss, norm, kl, run)
         if sched is not None:
             sched.step()
-        step += 1
-        floor = float(np.mean([floors[i] for i in idx]))
-        state["pass_loss"] += loss * len(idx)
+        done.add(loss, len(idx))
         entry = {
             "kind": "train",
-            "step": step,
-            "pass": (step - 1) // steps_per_pass + 1,
+            "step": done.step,
+            "pass": step // data.steps_per_pass + 1,
             "loss": loss,
-            "floor": floor,
+            "floor": float(np.mean([data.floors[i] for i in idx])),
             "grad_norm": norm,
             "lr": lr,
             "seconds": time.time() - t0,
             **({"retain_kl": kl} if kl is not None else {}),
         }
-        if step % steps_per_pass == 0:  # end of a pass: the original study's early-stopping test
-            # the floor of the prompts this pass visited (each once, unless families are balanced)
-            visited = pass_order(len(train_enc), cfg.seed, (step - 1) // steps_per_pass, families)
-            pass_floor = sum(floors) if families is None else sum(floors[i] for i in visited)
-            entry["pass_loss"], entry["pass_floor"] = state["pass_loss"], pass_floor
-            state["last_pass_loss"], state["pass_loss"] = state["pass_loss"], 0.0
-            gamma = cfg.alg_config.gamma
-            state["stopped"] = cfg.alg_config.early_stop and entry["pass_loss"] <= pass_floor * (1 + gamma)
-        state["step"] = step
+        if done.step % data.steps_per_pass == 0:  # end of a pass: the original study's early-stopping test
+            pass_floor = _pass_floor(data, cfg, step // data.steps_per_pass)
+            entry["pass_loss"], entry["pass_floor"] = done.end_pass(pass_floor, cfg), pass_floor
         if sched is not None:
-            state["scheduler"] = scheduler_state(sched)
+            done.scheduler = scheduler_state(sched)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", floor=f"{floor:.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}", floor=f"{entry['floor']:.3f}")
         row = None
-        if main:
-            with writing(out):
-                row = write_step(out, model, opt, state, entry, cfg, total_steps, evaluate, log)
-        if tracking:
-            _track(acc, entry, row if main else None)
+        if evaluation.due(done.step, total) and (acc.is_main_process or evaluation.everywhere):
+            row = evaluation.row(model_label(model))
+        if acc.is_main_process:
+            with run.writing():
+                _record_step(run, done, entry, row, total, model, opt, cfg.checkpoint_every)
+        if cfg.report_to != "none":
+            _track(acc, entry, row)
     bar.close()
 
-    tuned = f"{label} + LoRA ({out.name})" if out is not None else f"{label} + LoRA"
+
+def _progress_bar(short: str, data: TrainData, step: int, total: int, shown: bool):
+    from tqdm.auto import tqdm
+
+    n = len(data.encoded)
+    desc = f"train {short}: {n} task{'s' * (n != 1)}"
+    return tqdm(total=total, initial=step, desc=desc, unit="step", disable=not shown)
+
+
+def _retain_batch(data: TrainData, cfg: TrainConfig, step: int) -> list:
+    """The retention examples of ``step`` (``retain.per_step`` of them, in a seeded order), or none."""
+    if not data.retain:
+        return []
+    return [data.retain[i] for i in step_prompts(len(data.retain), cfg.retain.per_step, cfg.seed, step)]
+
+
+def _finish(
+    cfg, run, acc, model, tokenizer, data, evaluation, done: Progress, total, before, t_start
+) -> TrainResult:
+    """The main process measures the tuned model and records the run's summary; every process returns it."""
+    tuned = run.tuned_label(model_label(model))
     set_model_info(model, label=tuned)  # measure(result.model) names it so
     summary = None
-    if main:
+    if acc.is_main_process:
         info = {
-            "steps": step,
-            "total_steps": total_steps,
-            "passes": math.ceil(step / steps_per_pass),
-            "early_stopped": bool(state["stopped"]),
-            "final_loss": state["last_pass_loss"],
-            "floor": sum(floors),
+            "steps": done.step,
+            "total_steps": total,
+            "passes": math.ceil(done.step / data.steps_per_pass),
+            "early_stopped": bool(done.stopped),
+            "final_loss": done.last_pass_loss,
+            "floor": sum(data.floors),
             "train_seconds": time.time() - t_start,
-            "world_size": world,
+            "world_size": acc.num_processes,
+            "fsdp": evaluation.everywhere,  # the decoder layers were sharded across the processes
         }
-        with writing(out):
-            summary = finish(out, model, before, measurements(tuned), info, log)
-        if tracking and summary["after"] is not None:
-            _track(acc, {"step": step}, eval_row(summary["after"]))
-    if tracking:
+        with run.writing():
+            with run.staging(model) as head:  # the adapter, staged: the 'after' results name it
+                summary = summarize(head, info, before, evaluation.after(tuned))
+            run.finish(summary)
+        if cfg.report_to != "none" and summary["after"] is not None:
+            _track(acc, {"step": done.step}, eval_row(summary["after"]))
+    elif evaluation.everywhere:
+        evaluation.after(tuned)  # FSDP: the main process's measurements need this one's forwards
+    if cfg.report_to != "none":
         acc.end_training()
     acc.wait_for_everyone()
     model.eval()
-    if out is None:
-        return _result(summary, model, tokenizer, log)
-    return _result(loads((out / "summary.json").read_text()), model, tokenizer, read_log(out))
+    summary, log = run.outcome(summary)
+    return _result(summary, model, tokenizer, log)
