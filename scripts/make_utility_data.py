@@ -521,6 +521,20 @@ def target_text(answer: str) -> str:
     return answer[:1].upper() + answer[1:]
 
 
+def one_answer_task(name: str, q: dict, fmt: str, instruction: str, target: str) -> dict:
+    """The data of a task that asks ``q`` with ``instruction`` and wants ``target`` with probability 1."""
+    article = "An" if q["kind"][0] in "aeiou" else "A"
+    return {
+        "name": name,
+        "family": "DETERMINATE",
+        "description": f"{article} {q['kind']} question with one right answer ({fmt} answer format): all the "
+        f"probability on {target}.",
+        "request": f"{q['question']} {instruction}",
+        "targets": [target],
+        "weights": [1.0],
+    }
+
+
 def determinate_tasks(det: list[dict]) -> dict[str, dict]:
     """Task name -> task data: each question asked for a braced answer and for a bare one."""
     out = {}
@@ -531,17 +545,7 @@ def determinate_tasks(det: list[dict]) -> dict[str, dict]:
             ("plain", PLAIN_INSTRUCTIONS, target),
         ):
             name = f"determinate/{fmt}/{i:03d}"
-            out[name] = {
-                "name": name,
-                "family": "DETERMINATE",
-                "description": (
-                    f"{'An' if q['kind'][0] in 'aeiou' else 'A'} {q['kind']} question with one right answer ({fmt} answer format): all the "
-                    f"probability on {shown}."
-                ),
-                "request": f"{q['question']} {instructions[i % len(instructions)]}",
-                "targets": [shown],
-                "weights": [1.0],
-            }
+            out[name] = one_answer_task(name, q, fmt, instructions[i % len(instructions)], shown)
     return out
 
 
@@ -586,17 +590,7 @@ def format_tasks(det: list[dict]) -> dict[str, dict]:
         for fmt in OTHER_FORMATS:
             instruction, shown = asked[fmt]
             name = f"determinate-formats/{fmt}/{i:03d}"
-            out[name] = {
-                "name": name,
-                "family": "DETERMINATE",
-                "description": (
-                    f"{'An' if q['kind'][0] in 'aeiou' else 'A'} {q['kind']} question with one right answer ({fmt} answer format): all the "
-                    f"probability on {shown}."
-                ),
-                "request": f"{q['question']} {instruction}",
-                "targets": [shown],
-                "weights": [1.0],
-            }
+            out[name] = one_answer_task(name, q, fmt, instruction, shown)
     return out
 
 
