@@ -16,10 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("adapter", type=Path, help="a PEFT adapter folder of the default model")
     p.add_argument("-o", "--output", type=Path, required=True, help="JSON file of the result")
-    p.add_argument("--scale", default="quick", help="the scale's answer lengths and question counts")
+    p.add_argument(
+        "--scale",
+        default="quick",
+        choices=("quick", "paper", "smoke"),
+        help="the scale's answer lengths and question counts",
+    )
     args = p.parse_args(argv)
     if not (args.adapter / "adapter_config.json").is_file():
         print(f"error: {args.adapter}: not an adapter folder (no adapter_config.json)", file=sys.stderr)
+        return 2
+    if (args.output.exists() and not args.output.is_file()) or not args.output.parent.is_dir():
+        print(f"error: {args.output}: not a file in an existing folder", file=sys.stderr)
         return 2
 
     from diffuse_lm.experiments.common import Context
