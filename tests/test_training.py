@@ -221,6 +221,38 @@ def test_balanced_passes_visit_every_family_equally_and_every_prompt_in_turn():
     assert step_prompts(15, 4, 3, 5, families) == pass_order(15, 3, 1, families)[4:8]
 
 
+def test_family_weights_scale_a_familys_share_of_each_pass():
+    from collections import Counter
+
+    from diffuse_lm.training_step import pass_length, pass_order
+
+    families = ["big"] * 9 + ["small"] * 2 + ["mid"] * 4
+    weights = {"big": 0.4, "small": 2.0}  # of a quota of 5: 2, 10, and mid's 5
+    assert pass_length(15, families, weights) == 17
+    for p in range(3):
+        order = pass_order(15, 3, p, families, weights)
+        assert Counter(families[i] for i in order) == {"big": 2, "small": 10, "mid": 5}
+    assert pass_order(15, 3, 2, families, {}) == pass_order(15, 3, 2, families)  # no weights: as before
+    assert step_prompts(15, 4, 3, 6, families, weights) == pass_order(15, 3, 1, families, weights)[4:8]
+
+
+def test_family_weights_match_patterns_and_refuse_one_that_matches_nothing():
+    from diffuse_lm.config import AlgConfig
+    from diffuse_lm.training_setup import family_weights
+
+    families = ["FORMAT-BARE", "FORMAT-JSON", "FRUITS", "COUNTRIES"]
+    assert family_weights(families, {"format-*": 0.5, "Format-JSON": 2}) == {
+        "FORMAT-BARE": 0.5,
+        "FORMAT-JSON": 2,
+    }
+    with pytest.raises(DiffuseError, match="'planets' matches no family of the training tasks"):
+        family_weights(families, {"planets": 1.0})
+    with pytest.raises(ValueError, match="needs balance: families"):
+        AlgConfig(family_weights={"FRUITS": 2})
+    with pytest.raises(ValueError, match="must be > 0"):
+        AlgConfig(balance="families", family_weights={"FRUITS": 0})
+
+
 def test_shards_partition_the_targets(tokenizer):
     enc = encode_task(tokenizer, task_from_dict(TASKS["digits"], source="digits"))
     shards = [_shard(enc, r, 3) for r in range(3)]

@@ -46,6 +46,12 @@ class AlgConfig(_Strict):
         description="what a pass visits equally: every prompt once (the paper), or every task family (a "
         "task's `family`) the same number of times, so a family of 3 prompts is not drowned by one of 18",
     )
+    family_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="with balance: families, a family's share of a pass relative to the others' (1), by family "
+        "name or shell-style pattern, case-insensitive, the last match winning: {'FORMAT-*': 0.5} visits each "
+        "format family half as often as each other family",
+    )
     mass_weight: float = Field(
         1.0,
         ge=0,
@@ -58,6 +64,20 @@ class AlgConfig(_Strict):
         description="α at the last step, reached linearly from mass_weight (e.g. 0.1 -> 1: spread first, then "
         "put the mass back on the valid answers); null: mass_weight throughout",
     )
+
+    @field_validator("family_weights")
+    @classmethod
+    def _positive_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, weight in v.items():
+            if not weight > 0:
+                raise ValueError(f"the weight of {name!r} must be > 0, got {weight}")
+        return v
+
+    @model_validator(mode="after")
+    def _weights_need_balance(self) -> AlgConfig:
+        if self.family_weights and self.balance != "families":
+            raise ValueError("family_weights needs balance: families")
+        return self
 
 
 class LoraSettings(_Strict):

@@ -194,7 +194,10 @@ def _pass_floor(data: TrainData, cfg: TrainConfig, pass_index: int) -> float:
     """The floor of the prompts a pass visited (each once, unless families are balanced)."""
     if data.families is None:
         return sum(data.floors)
-    return sum(data.floors[i] for i in pass_order(len(data.encoded), cfg.seed, pass_index, data.families))
+    return sum(
+        data.floors[i]
+        for i in pass_order(len(data.encoded), cfg.seed, pass_index, data.families, data.family_weights)
+    )
 
 
 def _record_step(run: Run, done: Progress, entry: dict, row: dict | None, total: int, model, opt, every: int):
@@ -283,7 +286,14 @@ def _loop(
     while not done.done(total):
         model.train()
         step, t0 = done.step, time.time()
-        idx = step_prompts(len(data.encoded), cfg.alg_config.prompts_per_step, cfg.seed, step, data.families)
+        idx = step_prompts(
+            len(data.encoded),
+            cfg.alg_config.prompts_per_step,
+            cfg.seed,
+            step,
+            data.families,
+            data.family_weights,
+        )
         bar.set_description(step_description(short, data.encoded, idx), refresh=False)
         lr = opt.param_groups[0]["lr"]  # this step's
         loss, norm, kl = train_step(

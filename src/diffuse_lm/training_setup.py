@@ -6,6 +6,7 @@ plumbing taken from the libraries rather than written by hand: the learning-rate
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import math
 from collections.abc import Sequence
@@ -81,6 +82,7 @@ class TrainData:
     train_tasks: list[Task]
     eval_tasks: list[Task]
     families: list[str] | None
+    family_weights: dict[str, float] | None
     retain_prompts: list[str]
     prompts_per_step: int
     encoded: list[EncodedTask] = field(default_factory=list)
@@ -89,7 +91,7 @@ class TrainData:
 
     @property
     def pass_len(self) -> int:
-        return pass_length(len(self.train_tasks), self.families)
+        return pass_length(len(self.train_tasks), self.families, self.family_weights)
 
     @property
     def steps_per_pass(self) -> int:
@@ -103,8 +105,28 @@ def load_data(cfg: TrainConfig, tasks: Sequence[Task] | None, eval_tasks: Sequen
         eval_tasks = load_tasks(cfg.test_prompts) if cfg.test_prompts else train_tasks
     retaining = cfg.retain is not None and cfg.retain.weight > 0
     families = [task_family(t) for t in train_tasks] if cfg.alg_config.balance == "families" else None
+    weights = family_weights(families, cfg.alg_config.family_weights) if families else None
     prompts = load_retain_prompts(cfg.retain.prompts) if retaining else []
-    return TrainData(train_tasks, list(eval_tasks), families, prompts, cfg.alg_config.prompts_per_step)
+    return TrainData(
+        train_tasks, list(eval_tasks), families, weights, prompts, cfg.alg_config.prompts_per_step
+    )
+
+
+def family_weights(families: Sequence[str], patterns: dict[str, float]) -> dict[str, float]:
+    """Each family's share of a balanced pass from ``alg_config.family_weights`` (family names or shell-style
+    patterns, case-insensitive; where several match, the last wins); a pattern that matches no family of the
+    training tasks is a config error, not a silent no-op."""
+    names = sorted(set(families))
+    weights: dict[str, float] = {}
+    for pattern, weight in patterns.items():
+        matched = [f for f in names if fnmatch.fnmatchcase(f.upper(), pattern.upper())]
+        if not matched:
+            raise DiffuseError(
+                f"alg_config.family_weights: {pattern!r} matches no family of the training tasks "
+                f"(they are: {', '.join(names)})"
+            )
+        weights.update(dict.fromkeys(matched, weight))
+    return weights
 
 
 def setup_data(data: TrainData, model, tokenizer) -> None:

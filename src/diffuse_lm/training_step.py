@@ -11,7 +11,7 @@ processes before clipping, so the loss curve is the single-process one.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -202,43 +202,61 @@ def mass_weight_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return alg.mass_weight + (alg.mass_weight_end - alg.mass_weight) * step / (total_steps - 1)
 
 
-def pass_length(n_prompts: int, families: Sequence[str] | None = None) -> int:
+def _quotas(n_prompts: int, families: Sequence[str], weights: Mapping[str, float] | None) -> dict[str, int]:
+    """Prompts a pass takes from each family: the same number from each (about ``n_prompts`` in all), times the
+    family's weight in ``weights`` (1 where it names none), at least one."""
+    names = sorted(set(families))
+    quota = max(1, round(n_prompts / len(names)))
+    return {f: max(1, round(quota * (weights or {}).get(f, 1.0))) for f in names}
+
+
+def pass_length(
+    n_prompts: int, families: Sequence[str] | None = None, weights: Mapping[str, float] | None = None
+) -> int:
     """Prompts visited in one pass: each once, or with ``families`` (one name a prompt) the same number from
-    every family, about as many in all (:func:`pass_order`)."""
+    every family (times its weight), about as many in all (:func:`pass_order`)."""
     if families is None:
         return n_prompts
-    n_families = len(set(families))
-    return max(1, round(n_prompts / n_families)) * n_families
+    return sum(_quotas(n_prompts, families, weights).values())
 
 
 def pass_order(
-    n_prompts: int, seed: int, pass_index: int, families: Sequence[str] | None = None
+    n_prompts: int,
+    seed: int,
+    pass_index: int,
+    families: Sequence[str] | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> list[int]:
     """The prompts of one pass, in order: a permutation drawn from (seed, pass); with ``families``, each family
-    gives the same number of prompts (its own repeated when it has fewer, taken in turn across passes when it
-    has more), then the pass is shuffled."""
+    gives the same number of prompts times its weight (its own repeated when it has fewer, taken in turn
+    across passes when it has more), then the pass is shuffled."""
     if families is None:
         return [int(i) for i in np.random.default_rng([seed, pass_index]).permutation(n_prompts)]
     groups: dict[str, list[int]] = {}
     for i, f in enumerate(families):
         groups.setdefault(f, []).append(i)
-    quota = pass_length(n_prompts, families) // len(groups)
+    quotas = _quotas(n_prompts, families, weights)
     chosen = []
     for k, name in enumerate(sorted(groups)):
-        members = groups[name]
+        members, quota = groups[name], quotas[name]
         turn = np.random.default_rng([seed, k, len(members)]).permutation(len(members))  # fixed for the run
         chosen += [members[turn[(pass_index * quota + j) % len(members)]] for j in range(quota)]
     return [chosen[int(i)] for i in np.random.default_rng([seed, pass_index]).permutation(len(chosen))]
 
 
 def step_prompts(
-    n_prompts: int, per_step: int, seed: int, step: int, families: Sequence[str] | None = None
+    n_prompts: int,
+    per_step: int,
+    seed: int,
+    step: int,
+    families: Sequence[str] | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> list[int]:
     """Indices of the prompts of global ``step``: each pass visits all prompts (or, with ``families``, every
-    family equally) in an order drawn from (seed, pass), so a resumed run replays exactly the steps an
-    uninterrupted one would take."""
-    steps_per_pass = math.ceil(pass_length(n_prompts, families) / per_step)
-    order = pass_order(n_prompts, seed, step // steps_per_pass, families)
+    family equally, times its weight) in an order drawn from (seed, pass), so a resumed run replays exactly
+    the steps an uninterrupted one would take."""
+    steps_per_pass = math.ceil(pass_length(n_prompts, families, weights) / per_step)
+    order = pass_order(n_prompts, seed, step // steps_per_pass, families, weights)
     k = step % steps_per_pass
     return order[k * per_step : (k + 1) * per_step]
 
