@@ -75,6 +75,23 @@ def test_measure_scores_the_valid_answers_like_targets(model, tokenizer):
     assert with_valid(every) is every
 
 
+def test_task_sets_score_each_shared_task_once_with_the_same_rows(model, tokenizer, monkeypatch):
+    import diffuse_lm.measuring as measuring
+
+    a = task_from_dict({"request": "pick", "targets": ["{a}", "{b}"], "valid": ["{c}"]}, source="t", name="a")
+    b = task_from_dict({"request": "choose", "targets": ["{x}", "{yy}"]}, source="t", name="b")
+    alone = [measure_tasks(model, tokenizer, [t])["tasks"][0] for t in (a, b)]
+    scored = []
+    real = measuring.score_task
+    monkeypatch.setattr(measuring, "score_task", lambda m, enc, **kw: scored.append(enc) or real(m, enc, **kw))
+    test, train = measuring.measure_task_sets(model, tokenizer, [[a], [b, a]])
+    assert len(scored) == 2  # a, shared by both sets, once
+    assert [t["name"] for t in test["tasks"]] == ["a"] and [t["name"] for t in train["tasks"]] == ["b", "a"]
+    assert train["tasks"][1] == test["tasks"][0]
+    assert train["tasks"][0]["mass"] == pytest.approx(alone[1]["mass"], rel=1e-5)
+    assert test["tasks"][0]["valid_mass"] == pytest.approx(alone[0]["valid_mass"], rel=1e-5)
+
+
 def test_sample_stats_count_invented_answers_against_the_broad_set():
     t = task_from_dict({"request": "r", "targets": ["{Apple}", "{Pear}"], "valid": ["{Fig}"]}, source="t")
     texts = ["{Apple}", "{Fig}", "{Redbanberry}", "{Redbanberry}", "no braces", "{Pear}"]

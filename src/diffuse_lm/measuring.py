@@ -90,6 +90,27 @@ def measure_tasks(
     return {"model": model_label(model), "provenance": provenance(model, tasks), "tasks": rows}
 
 
+def measure_task_sets(model, tokenizer, task_sets: list[list[Task]], **kw) -> list[dict]:
+    """One :func:`measure_tasks` result for each list of ``task_sets``, each task that several lists share
+    scored once (a training run's test tasks are often among its training tasks)."""
+    unique: dict[tuple, Task] = {}
+    for tasks in task_sets:
+        for t in tasks:
+            unique.setdefault(task_key(t), t)
+    whole = measure_tasks(model, tokenizer, list(unique.values()), **kw)
+    rows = {k: row for k, row in zip(unique, whole["tasks"], strict=True)}
+    return [
+        {**whole, "provenance": provenance(model, tasks), "tasks": [rows[task_key(t)] for t in tasks]}
+        for tasks in task_sets
+    ]
+
+
+def task_key(task: Task) -> tuple:
+    """What makes two tasks measure the same: their name, chat turns, targets with weights, valid answers."""
+    turns = (task.system, task.request, task.responses, task.eos)
+    return (task.name, turns, task.targets, task.weights.tobytes(), task.valid, task.values, task.path)
+
+
 def with_valid(task: Task) -> Task:
     """``task`` with its broader valid answers appended to the targets (weight 0), so that one scoring pass
     gives the targets' and the valid answers' log-probabilities, the first ``len(task.targets)`` the targets';

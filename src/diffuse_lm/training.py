@@ -23,7 +23,7 @@ import torch
 
 from diffuse_lm.config import TrainConfig
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.measuring import Measurement, measure_tasks
+from diffuse_lm.measuring import Measurement, measure_task_sets
 from diffuse_lm.model_info import model_info, model_label, set_model_info
 from diffuse_lm.run_dir import count_steps, eval_row, read_log, summarize
 from diffuse_lm.run_guards import holding_output_dir
@@ -98,10 +98,17 @@ def _check_held(cfg: TrainConfig, model, tokenizer) -> TrainConfig:
 
 
 def _measure(model, tokenizer, tasks, label: str, cfg: TrainConfig) -> dict:
+    return _measure_sets(model, tokenizer, [tasks], label, cfg)[0]
+
+
+def _measure_sets(
+    model, tokenizer, task_sets: list[list[Task]], label: str, cfg: TrainConfig, progress: bool = False
+) -> list[dict]:
     model.eval()
-    result = measure_tasks(model, tokenizer, tasks, max_batch_tokens=cfg.max_batch_tokens)
-    result["model"] = label
-    return result
+    results = measure_task_sets(
+        model, tokenizer, task_sets, max_batch_tokens=cfg.max_batch_tokens, progress=progress
+    )
+    return [{**r, "model": label} for r in results]
 
 
 @dataclass
@@ -115,6 +122,7 @@ class Evaluation:
     train_tasks: list[Task]
     eval_tasks: list[Task]
     everywhere: bool = False  # every process measures (FSDP: a forward needs them all), the main one keeps it
+    progress: bool = False  # a progress bar on the before/after measurements
 
     def due(self, step: int, total: int) -> bool:
         return bool(self.cfg.eval_every) and step % self.cfg.eval_every == 0 and step < total
@@ -132,20 +140,24 @@ class Evaluation:
         differ = cfg.test_prompts and sorted(cfg.test_prompts) != sorted(cfg.train_prompts)
         return ["", "_train"] if differ else [""]
 
-    def measure(self, suffix: str, label: str) -> dict:
-        """The before/after measurement of ``suffix`` (:meth:`suffixes`), its model named ``label``."""
-        tasks = self.train_tasks if suffix == "_train" else self.eval_tasks
-        return _measure(self.model, self.tokenizer, tasks, label, self.cfg)
+    def measure(self, suffixes: list[str], label: str) -> dict[str, dict]:
+        """The before/after measurements of ``suffixes`` (:meth:`suffixes`) by suffix, its model named ``label``;
+        a task both sets hold is scored once."""
+        sets = [self.train_tasks if suffix == "_train" else self.eval_tasks for suffix in suffixes]
+        results = (
+            _measure_sets(self.model, self.tokenizer, sets, label, self.cfg, self.progress) if sets else []
+        )
+        return dict(zip(suffixes, results, strict=True))
 
     def before(self, saved: dict[str, dict | None], label: str) -> dict:
         """The 'before' measurements by name (``before``, ``before_train``): as the run saved them, or taken now."""
-        return {
-            n: r if r is not None else self.measure(n.removeprefix("before"), label) for n, r in saved.items()
-        }
+        missing = [n.removeprefix("before") for n, r in saved.items() if r is None]
+        taken = self.measure(missing, label)
+        return {n: r if r is not None else taken[n.removeprefix("before")] for n, r in saved.items()}
 
     def after(self, label: str) -> dict:
         """The 'after' measurements, by suffix; under FSDP every process takes them (the main one keeps them)."""
-        return {suffix: self.measure(suffix, label) for suffix in self.suffixes()}
+        return self.measure(self.suffixes(), label)
 
 
 def _track(acc, entry: dict, row: dict | None) -> None:
@@ -262,7 +274,10 @@ def train(
         with run.writing():
             acc.init_trackers(TRACKER_DIR, config=tracker_config(cfg))
     sharded = cfg.fsdp and acc.num_processes > 1
-    evaluation = Evaluation(cfg, model, tokenizer, data.train_tasks, data.eval_tasks, everywhere=sharded)
+    shows = progress and acc.is_main_process
+    evaluation = Evaluation(
+        cfg, model, tokenizer, data.train_tasks, data.eval_tasks, everywhere=sharded, progress=shows
+    )
     label, before, t_start = model_label(model), {}, time.time()
     if acc.is_main_process:  # 'before': the model whole, measured by the main process alone
         with run.writing():
