@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from diffuse_lm.experiments.common import Context, adapter, exact, using
-from diffuse_lm.experiments.leave_one_out import six_task_adapter
+from diffuse_lm.experiments.leave_one_out import recipe_settings, six_task_adapter
 from diffuse_lm.experiments.record import Experiment, Record
 from diffuse_lm.present.figures import pyplot, save
 from diffuse_lm.present.markdown import table
@@ -60,9 +60,13 @@ def training_tasks(ctx: Context, without: str) -> list[str]:
 
 
 def models(ctx: Context) -> dict[str, Path]:
-    """The model tuned without each held-out format (Eq. 5, the model's learning rate, no retention)."""
-    passes = ctx.scale.passes["formats"]
-    return {f: adapter(ctx, f"formats-without-{f}", training_tasks(ctx, f), passes) for f in held_out(ctx)}
+    """The model tuned without each held-out format, trained as the six-task model is (the scale's recipe:
+    its learning rate, family balance and retention term) on the format tasks of every other format."""
+    passes, settings = ctx.scale.passes["formats"], recipe_settings(ctx, ctx.scale.six_recipe)
+    return {
+        f: adapter(ctx, f"formats-without-{f}", training_tasks(ctx, f), passes, settings=settings)
+        for f in held_out(ctx)
+    }
 
 
 def cell(rows: list[dict]) -> Cell:
@@ -112,7 +116,8 @@ def section(res: FormatsResult, figures: Path) -> str:
     md += (
         "\nMeasured on days, months, seasons, continents and compass points asked in each format (means over "
         f"the five); 'held out': tuned on the format tasks of every other format ({res.subjects} subjects "
-        "each); 'six-task': the six-task model, tuned on every format:\n\n" + table(head, rows)
+        "each) with the six-task model's recipe; 'six-task': the six-task model, tuned on every format:\n\n"
+        + table(head, rows)
     )
     return md
 

@@ -286,7 +286,7 @@ PAPER = Scale(
 )
 QUICK = Scale(
     name="quick",
-    passes={"rng": 50, "babynames": 10, "rng_train": 10, "six": 2, "biographies": 2, "formats": 1},
+    passes={"rng": 50, "babynames": 10, "rng_train": 10, "six": 2, "biographies": 2, "formats": 2},
     six_phrasings=1,
     six_max_targets=200,
     natural_babynames="babynames-natural/top1000",
