@@ -101,15 +101,15 @@ def test_a_finished_run_resumed_after_its_task_file_changed_is_refused(tmp_path,
 def test_a_run_whose_results_are_not_finite_publishes_nothing(tmp_path, tiny_model_dir, monkeypatch):
     from diffuse_lm import training
 
-    real = training._measure
+    real = training._measure_sets
 
-    def blown_up(model, tokenizer, tasks, label, cfg):
-        result = real(model, tokenizer, tasks, label, cfg)
+    def blown_up(model, tokenizer, task_sets, label, cfg, progress=False):
+        results = real(model, tokenizer, task_sets, label, cfg, progress)
         if "LoRA" in label:  # the tuned model's results, as weights of 1e14 give them
-            result["tasks"][0] = {**result["tasks"][0], "mass": math.nan, "kl": math.inf}
-        return result
+            results[0]["tasks"][0] = {**results[0]["tasks"][0], "mass": math.nan, "kl": math.inf}
+        return results
 
-    monkeypatch.setattr(training, "_measure", blown_up)
+    monkeypatch.setattr(training, "_measure_sets", blown_up)
     cfg = _cfg(tmp_path, tiny_model_dir)
     with pytest.raises(DiffuseError, match="mass on .* is nan .*nothing was published") as e:
         train(config_from_dict(cfg), progress=False)
