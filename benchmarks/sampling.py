@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from diffuse_lm.builtin import rng_task
 from diffuse_lm.models import load_model
+from diffuse_lm.paper_prompts import rng_task
 from diffuse_lm.sampling import generate
 
 

@@ -83,7 +83,9 @@ def test_task_sets_score_each_shared_task_once_with_the_same_rows(model, tokeniz
     alone = [measure_tasks(model, tokenizer, [t])["tasks"][0] for t in (a, b)]
     scored = []
     real = measuring.score_task
-    monkeypatch.setattr(measuring, "score_task", lambda m, enc, **kw: scored.append(enc) or real(m, enc, **kw))
+    monkeypatch.setattr(
+        measuring, "score_task", lambda m, enc, **kw: scored.append(enc) or real(m, enc, **kw)
+    )
     test, train = measuring.measure_task_sets(model, tokenizer, [[a], [b, a]])
     assert len(scored) == 2  # a, shared by both sets, once
     assert [t["name"] for t in test["tasks"]] == ["a"] and [t["name"] for t in train["tasks"]] == ["b", "a"]
