@@ -99,10 +99,13 @@ def measure_task_sets(model, tokenizer, task_sets: list[list[Task]], **kw) -> li
             unique.setdefault(task_key(t), t)
     whole = measure_tasks(model, tokenizer, list(unique.values()), **kw)
     rows = {k: row for k, row in zip(unique, whole["tasks"], strict=True)}
-    return [
-        {**whole, "provenance": provenance(model, tasks), "tasks": [rows[task_key(t)] for t in tasks]}
-        for tasks in task_sets
-    ]
+    out = []
+    for tasks in task_sets:
+        keys = [task_key(t) for t in tasks]
+        # the provenance names the set's own task files; the union's serves the set that is the union
+        prov = whole["provenance"] if keys == list(unique) else provenance(model, tasks)
+        out.append({**whole, "provenance": prov, "tasks": [rows[k] for k in keys]})
+    return out
 
 
 def task_key(task: Task) -> tuple:
