@@ -144,26 +144,36 @@ def test_cli_stray_arguments_are_still_refused(capsys):
     assert e.value.code == 2
 
 
-def test_shipped_six_task_config_is_the_quick_scale_recipe():
-    """configs/smollm2-135m/six-tasks-keep.yaml is what README recommends: the quick-scale recipe of `reproduce`
-    (the same retention block, mass weight, micro-batch and training tasks: all phrasings, where quick keeps one)
-    with the schedule docs/validity.md measured for it: 5 passes, format families at half a share, lr 8e-4 on a
-    cosine."""
+def test_shipped_six_task_config_is_the_standard_scale_recipe():
+    """configs/smollm2-135m/six-tasks-keep.yaml is what README recommends: the six-task recipe of `reproduce
+    --scale standard` (recipe `weighted`: the same retention block, mass weight, micro-batch, family weights, lr and
+    schedule, and its passes; training tasks all phrasings, where the scale keeps one), so the leave-one-out and
+    formats results of that scale stand for it."""
     from diffuse_lm.experiments.common import DEFAULT_MODEL_TRAINING
-    from diffuse_lm.experiments.scales import QUICK
+    from diffuse_lm.experiments.scales import QUICK, STANDARD
 
-    recipe = QUICK.six_recipe
+    recipe = STANDARD.six_recipe
+    settings = recipe.settings(DEFAULT_MODEL_TRAINING["lr"])
     cfg = load_config(ROOT / "configs" / "smollm2-135m" / "six-tasks-keep.yaml")
-    retain = recipe.settings(DEFAULT_MODEL_TRAINING["lr"])["retain"]
+    retain = settings["retain"]
     assert cfg.retain.weight == retain["weight"] and cfg.retain.per_step == retain["per_step"]
     assert cfg.retain.max_new_tokens == retain["max_new_tokens"]
     assert list(cfg.retain.prompts) == retain.get("prompts", ["general"])
-    assert (cfg.lr, cfg.lr_scheduler, cfg.alg_config.n_iters) == (8e-4, "cosine", 5)
-    assert cfg.alg_config.family_weights == {"FORMAT-*": 0.5}
-    alg = recipe.settings(DEFAULT_MODEL_TRAINING["lr"]).get("alg_config", {})
+    assert (cfg.lr, cfg.lr_scheduler) == (settings["lr"], settings["lr_scheduler"]) == (8e-4, "cosine")
+    assert cfg.alg_config.n_iters == STANDARD.passes["six"] == 5
+    alg = settings["alg_config"]
+    assert cfg.alg_config.family_weights == alg["family_weights"] == {"FORMAT-*": 0.5}
     assert cfg.alg_config.mass_weight == alg.get("mass_weight", 1.0)
     assert cfg.alg_config.batch_size == alg.get("batch_size", 32)
     assert cfg.alg_config.balance == alg.get("balance", "prompts")
     assert cfg.alg_config.mass_weight_end == alg.get("mass_weight_end")
+    # standard is quick but for the six-task models: every other setting is quick's
+    assert {k: v for k, v in STANDARD.passes.items() if k not in ("six", "formats")} == {
+        k: v for k, v in QUICK.passes.items() if k not in ("six", "formats")
+    }
+    assert STANDARD.coverage_n == QUICK.coverage_n and STANDARD.six_phrasings == QUICK.six_phrasings
+    # the quick recipe is `kept` without the schedule: its adapters' cache keys are unchanged
+    quick = QUICK.six_recipe.settings(DEFAULT_MODEL_TRAINING["lr"])
+    assert "lr_scheduler" not in quick and "family_weights" not in quick["alg_config"]
     shipped = {t.name for t in load_tasks(cfg.train_prompts)}
     assert shipped == {t.name for t in load_tasks(["paper-six", *recipe.extra_tasks()])}

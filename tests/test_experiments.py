@@ -484,6 +484,24 @@ def test_utility_kl_is_zero_for_an_identity_adapter_and_positive_otherwise(tiny,
     assert all(q["base"] == q["tuned"] for q in res.qa.items)
 
 
+def test_weighted_recipe_carries_family_weights_and_a_schedule_into_a_valid_training_config():
+    """Recipe `weighted` (the standard scale's) sets alg_config.family_weights and lr_scheduler, and the config it
+    makes validates; recipes without them add neither key (their adapters' cache keys stay as they were)."""
+    from diffuse_lm.experiments.scales import RECIPES, STANDARD
+
+    settings = STANDARD.six_recipe.settings(1e-3)
+    cfg = TrainConfig(**settings, train_prompts=["formats-mix"], output_dir="x")
+    assert (cfg.lr, cfg.lr_scheduler) == (pytest.approx(8e-4), "cosine")
+    assert cfg.alg_config.family_weights == {"FORMAT-*": 0.5} and cfg.alg_config.balance == "families"
+    for name, recipe in RECIPES.items():
+        if name != "weighted":
+            s = recipe.settings(1e-3)
+            assert "lr_scheduler" not in s and "family_weights" not in s.get("alg_config", {}), name
+    bad = replace(STANDARD.six_recipe, balance_families=False).settings(1e-3)
+    with pytest.raises(ValueError, match="family_weights needs balance: families"):
+        TrainConfig(**bad, train_prompts=["formats-mix"], output_dir="x")
+
+
 def test_tradeoff_points_and_recipes(tiny, monkeypatch):
     from diffuse_lm.experiments import tradeoff
     from diffuse_lm.experiments.scales import PAPER_RECIPE, Recipe
