@@ -324,6 +324,21 @@ def test_a_run_balanced_by_family_logs_the_floor_of_the_prompts_it_visited(tmp_p
     assert steps[-1]["pass_floor"] == pytest.approx(sum(e["floor"] for e in steps))
 
 
+def test_final_loss_is_read_against_the_floor_of_the_last_pass(tmp_path, model_dir):
+    """With families balanced and weighted, a pass visits digits twice and letters once: the summary's floor is
+    that pass's (what its final_loss sums over), not that of each prompt once."""
+    alg = {"balance": "families", "family_weights": {"digits": 2}, "n_iters": 2}
+    s = train(
+        config_from_dict(tiny_config(tmp_path, model_dir, alg_config=alg, measure=False)), progress=False
+    ).summary
+    log = [json.loads(line) for line in (Path(s["output_dir"]) / "train_log.jsonl").read_text().splitlines()]
+    ends = [e for e in log if "pass_floor" in e]
+    assert len(ends) == 2 and s["final_loss"] == pytest.approx(ends[-1]["pass_loss"])
+    assert s["floor"] == pytest.approx(ends[-1]["pass_floor"])
+    each_once = np.log(5) + entropy(np.array([0.5, 0.3, 0.2]))
+    assert s["floor"] == pytest.approx(2 * np.log(5) + entropy(np.array([0.5, 0.3, 0.2]))) != each_once
+
+
 def test_adapter_loads_in_plain_peft_and_in_diffuse_measure(tmp_path, model_dir):
     s = train(config_from_dict(tiny_config(tmp_path, model_dir)), progress=False).summary
     from transformers import AutoModelForCausalLM

@@ -212,6 +212,14 @@ def _pass_floor(data: TrainData, cfg: TrainConfig, pass_index: int) -> float:
     )
 
 
+def _final_floor(data: TrainData, cfg: TrainConfig, done) -> float:
+    """The floor ``final_loss`` is read against: that of the last whole pass (with families balanced a pass
+    visits some prompts more than once and others not at all), else of every prompt once."""
+    if done.last_pass_loss is None or done.step < data.steps_per_pass:
+        return sum(data.floors)
+    return _pass_floor(data, cfg, done.step // data.steps_per_pass - 1)
+
+
 def _record_step(run: Run, done: Progress, entry: dict, row: dict | None, total: int, model, opt, every: int):
     """Main process, after a step: its log line, its eval row (if one was due), and a checkpoint every
     ``every`` steps and at the end."""
@@ -384,7 +392,7 @@ def _finish(
             "passes": math.ceil(done.step / data.steps_per_pass),
             "early_stopped": bool(done.stopped),
             "final_loss": done.last_pass_loss,
-            "floor": sum(data.floors),
+            "floor": _final_floor(data, cfg, done),
             "train_seconds": time.time() - t_start,
             "world_size": acc.num_processes,
             "fsdp": evaluation.everywhere,  # the decoder layers were sharded across the processes
