@@ -212,10 +212,10 @@ def _pass_floor(data: TrainData, cfg: TrainConfig, pass_index: int) -> float:
     )
 
 
-def _final_floor(data: TrainData, cfg: TrainConfig, done) -> float:
+def _final_floor(data: TrainData, cfg: TrainConfig, done: Progress) -> float:
     """The floor ``final_loss`` is read against: that of the last whole pass (with families balanced a pass
     visits some prompts more than once and others not at all), else of every prompt once."""
-    if done.last_pass_loss is None or done.step < data.steps_per_pass:
+    if done.step < data.steps_per_pass:  # no whole pass yet: final_loss is None
         return sum(data.floors)
     return _pass_floor(data, cfg, done.step // data.steps_per_pass - 1)
 
