@@ -529,12 +529,22 @@ def groups() -> dict[str, list[str]]:
         "determinate-formats": [f"determinate-formats/{f}" for f in ("answer", "json", "lower", "letter")],
         # random choices in every answer format, each subject in two (scripts/make_format_tasks.py)
         "formats-mix": format_mix(),
+        # random choices under a constraint (a first letter, a range, a multiple) in every answer format
+        # (scripts/make_constrained_tasks.py)
+        "constrained-mix": constrained_mix(),
     }
 
 
 def format_mix() -> list[str]:
     sys.path.insert(0, str(ROOT / "scripts"))
     from make_format_tasks import mix
+
+    return mix()
+
+
+def constrained_mix() -> list[str]:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_constrained_tasks import mix
 
     return mix()
 

@@ -146,7 +146,7 @@ def test_cli_stray_arguments_are_still_refused(capsys):
 
 def test_shipped_six_task_config_is_the_standard_scale_recipe():
     """configs/smollm2-135m/six-tasks-keep.yaml is what README recommends: the six-task recipe of `reproduce
-    --scale standard` (recipe `weighted`: the same retention block, mass weight, micro-batch, family weights, lr and
+    --scale standard` (recipe `constrained`: the same retention block, mass weight, micro-batch, family weights, lr and
     schedule, and its passes; training tasks all phrasings, where the scale keeps one), so the leave-one-out and
     formats results of that scale stand for it."""
     from diffuse_lm.experiments.common import DEFAULT_MODEL_TRAINING

@@ -485,7 +485,7 @@ def test_utility_kl_is_zero_for_an_identity_adapter_and_positive_otherwise(tiny,
 
 
 def test_weighted_recipe_carries_family_weights_and_a_schedule_into_a_valid_training_config():
-    """Recipe `weighted` (the standard scale's) sets alg_config.family_weights and lr_scheduler, and the config it
+    """Recipe `weighted` (and `constrained`, the standard scale's, built on it) sets alg_config.family_weights and lr_scheduler, and the config it
     makes validates; recipes without them add neither key (their adapters' cache keys stay as they were)."""
     from diffuse_lm.experiments.scales import RECIPES, STANDARD
 
@@ -494,12 +494,33 @@ def test_weighted_recipe_carries_family_weights_and_a_schedule_into_a_valid_trai
     assert (cfg.lr, cfg.lr_scheduler) == (pytest.approx(8e-4), "cosine")
     assert cfg.alg_config.family_weights == {"FORMAT-*": 0.5} and cfg.alg_config.balance == "families"
     for name, recipe in RECIPES.items():
-        if name != "weighted":
+        if name not in ("weighted", "constrained"):
             s = recipe.settings(1e-3)
             assert "lr_scheduler" not in s and "family_weights" not in s.get("alg_config", {}), name
     bad = replace(STANDARD.six_recipe, balance_families=False).settings(1e-3)
     with pytest.raises(ValueError, match="family_weights needs balance: families"):
         TrainConfig(**bad, train_prompts=["formats-mix"], output_dir="x")
+
+
+def test_constrained_recipe_mixes_in_the_constrained_tasks_and_formats_keeps_those_of_kept_formats(tiny):
+    """Recipe `constrained` (the standard scale's) trains on the constrained-mix tasks besides formats-mix; its
+    format-only models of `formats` keep the constrained tasks of every format but the held-out one. Quick's
+    recipe has neither."""
+    from diffuse_lm.experiments import formats
+    from diffuse_lm.experiments.scales import QUICK, RECIPES, STANDARD
+    from diffuse_lm.tasks import builtin_groups
+
+    mix = builtin_groups()["constrained-mix"]
+    assert STANDARD.six_recipe is RECIPES["constrained"]
+    assert set(mix) <= set(STANDARD.six_recipe.extra_tasks())
+    assert not set(mix) & set(QUICK.six_recipe.extra_tasks())
+    for scale, kept in ((STANDARD, True), (QUICK, False)):
+        ctx = replace(tiny.ctx, scale=replace(scale, format_subjects=2))
+        for fmt in ("json", "letter"):
+            names = [n for n in formats.training_tasks(ctx, fmt) if n.startswith("constrained/")]
+            assert bool(names) == kept
+            assert all(n.split("/")[1] != fmt for n in names)
+            assert len(names) == (len([n for n in mix if n.split("/")[1] != fmt]) if kept else 0)
 
 
 def test_tradeoff_points_and_recipes(tiny, monkeypatch):

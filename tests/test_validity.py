@@ -122,6 +122,78 @@ def test_open_ended_prompts_are_many_and_ask_for_one_short_thing():
     assert all("only" in p for p in asked)
 
 
+def _satisfies(name: str, request: str, answer: str) -> bool:
+    """Whether ``answer`` (the bare answer) keeps the constraint the task asks for: read from the request (a
+    quoted first letter) or the task's name (a range, a multiple), not from the generator's lists."""
+    import re
+
+    letter = re.search(r'starts with (?:the letter )?"([A-Z])"', request)
+    if letter:
+        return answer.lower().startswith(letter.group(1).lower())
+    subject = name.rsplit("/", 1)[1]
+    if subject == "morning-time":
+        return answer.split(":")[0] in ("8", "9", "10", "11")
+    n = int(answer)
+    if subject.startswith("multiple-"):
+        return n % int(subject.split("-")[1]) == 0 and 1 <= n <= 100
+    if subject.startswith("between-"):
+        lo, hi = map(int, subject.split("-")[1:])
+        return lo <= n <= hi
+    if subject.startswith("year-"):
+        return subject[5:8] == str(n)[:3]
+    return subject == "square" and round(n**0.5) ** 2 == n
+
+
+def test_constrained_tasks_are_generated_and_every_target_keeps_its_constraint():
+    """Each constrained task's targets are the answers that keep the constraint asked for, in every format;
+    where options are shown, the labels of exactly those options that keep it."""
+    import json as _json
+    import re
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_constrained_tasks.py"), "--check"])
+    assert done.returncode == 0, "shipped constrained tasks differ from scripts/make_constrained_tasks.py's"
+    tasks = load_tasks(["constrained-mix"])
+    assert len(tasks) >= 20 and {t.family for t in tasks} == {"CONSTRAINED"}
+    assert {t.name.split("/")[1] for t in tasks} == {
+        "braces",
+        "bare",
+        "answer",
+        "json",
+        "lower",
+        "letter",
+        "number",
+    }
+    unwrap = {
+        "braces": lambda x: x[1:-1],
+        "bare": lambda x: x,
+        "answer": lambda x: x.removeprefix("Answer: "),
+        "json": lambda x: next(iter(_json.loads(x).values())),
+        "lower": lambda x: x,
+    }
+    for t in tasks:
+        fmt = t.name.split("/")[1]
+        assert len(t.targets) >= 2 and t.uniform, t.name
+        if fmt in unwrap:
+            assert all(_satisfies(t.name, t.request, unwrap[fmt](x)) for x in t.targets), t.name
+            continue
+        shown = dict(re.findall(r"^(\w)\) (.+)$", t.request, flags=re.M))
+        keeps = {label for label, answer in shown.items() if _satisfies(t.name, t.request, answer)}
+        assert set(t.targets) == keeps and 0 < len(keeps) < len(shown), t.name
+    # no constrained task asks for a subject of the six tasks or of the closed sets `formats` measures on
+    asked = " ".join(t.request.lower() for t in tasks)
+    for word in (
+        "occupation",
+        "name for a baby",
+        "country",
+        "fruit",
+        "date",
+        "day of the week",
+        "month",
+        "season",
+    ):
+        assert word not in asked, word
+
+
 def test_format_tasks_are_generated_and_cover_every_format():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_format_tasks.py"), "--check"])
     assert done.returncode == 0, "shipped format tasks differ from scripts/make_format_tasks.py's"

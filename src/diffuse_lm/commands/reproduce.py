@@ -36,7 +36,7 @@ def register(sub) -> None:
         default="quick",
         help="quick (fewer samples and passes; `all` in about an hour on a 2-core CPU with --jobs 2 and "
         "the default model), standard (quick with the six-task models trained as the shipped six-task config "
-        "trains them: recipe weighted, 5 passes), paper (the paper's settings) or smoke (each experiment in a "
+        "trains them: recipe constrained, 5 passes), paper (the paper's settings) or smoke (each experiment in a "
         "few minutes, to try it out; its numbers reproduce nothing)",
     )
     p.add_argument(

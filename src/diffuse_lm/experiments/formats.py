@@ -16,7 +16,7 @@ from diffuse_lm.experiments.leave_one_out import recipe_settings, six_task_adapt
 from diffuse_lm.experiments.record import Experiment, Record
 from diffuse_lm.present.figures import pyplot, save
 from diffuse_lm.present.markdown import table
-from diffuse_lm.tasks import builtin_tasks, load_tasks
+from diffuse_lm.tasks import builtin_groups, builtin_tasks, load_tasks
 
 CLAIM = (
     "Beyond the paper: a model tuned on random choices asked in some answer formats is random and valid in "
@@ -48,7 +48,8 @@ def held_out(ctx: Context) -> list[str]:
 
 
 def training_tasks(ctx: Context, without: str) -> list[str]:
-    """The format tasks of every format but ``without``: the first ``format_subjects`` subjects of each."""
+    """The format tasks of every format but ``without``: the first ``format_subjects`` subjects of each, and
+    where the scale's recipe mixes in the constrained tasks, those asked in a kept format."""
     names = sorted(n for n in builtin_tasks() if n.startswith("formats/train/"))
     out = []
     for fmt in FORMATS:
@@ -56,6 +57,8 @@ def training_tasks(ctx: Context, without: str) -> list[str]:
             continue
         mine = [n for n in names if n.split("/")[2] == fmt]
         out += mine if ctx.scale.format_subjects is None else mine[: ctx.scale.format_subjects]
+    if ctx.scale.six_recipe.constrained_mix:
+        out += [n for n in builtin_groups()["constrained-mix"] if n.split("/")[1] != without]
     return out
 
 
