@@ -93,3 +93,20 @@ def test_a_folder_is_swapped_in_whole_or_not_at_all(tmp_path):
     with folder_atomic(tmp_path / "file", ".file.tmp-") as tmp:
         (tmp / "x").write_text("x")
     assert (tmp_path / "file" / "x").read_text() == "x"
+
+
+def test_a_swapped_in_folder_has_the_umask_permissions_not_mkdtemps(tmp_path):
+    """A cached or exported model is readable as any file the user writes: not 0700 (mkdtemp) nor 0600."""
+    from diffuse_lm.files import folder_atomic
+
+    old = os.umask(0o022)
+    try:
+        with folder_atomic(tmp_path / "model", ".model.tmp-") as tmp:
+            (tmp / "sub").mkdir()
+            fd = os.open(tmp / "sub" / "model.safetensors", os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "model" / "sub").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "model" / "sub" / "model.safetensors").stat().st_mode) == 0o644

@@ -170,14 +170,29 @@ def write_atomic(
         raise
 
 
+def _open_as_umask(folder: Path) -> None:
+    """Folders 0777 and files 0666, less the process's umask, under ``folder`` and itself (links untouched)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, _dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o666 & ~umask)
+
+
 @contextmanager
 def folder_atomic(path: Path, prefix: str) -> Iterator[Path]:
     """A temporary folder beside ``path`` (named ``prefix…``) to fill in the ``with`` block; when the block ends
     without an error it takes the place of ``path`` (what was there is removed first), else it is removed.
-    A kill leaves at most the hidden temporary folder, which the caller removes on its next run by ``prefix``."""
+    A kill leaves at most the hidden temporary folder, which the caller removes on its next run by ``prefix``.
+    The folder and what it holds get the permissions the user's umask gives (mkdtemp's 0700, and the 0600 some
+    writers give their temporary files, would hide a cached or exported model from the user's group)."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
     try:
         yield tmp
+        _open_as_umask(tmp)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():

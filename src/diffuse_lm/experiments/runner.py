@@ -134,7 +134,8 @@ def side_by_side(commands: list[tuple[str, list[str]]], jobs: int, logs: Path) -
 def train_side_by_side(names: list[str], ctx: Context, jobs: int, logs: Path) -> None:
     """Train the adapters the experiments ``names`` need from the base model, ``jobs`` at a time, each as a
     `diffuse train` process (its config in ``logs``); the experiments then find them trained."""
-    import yaml
+    from diffuse_lm.config import config_to_yaml
+    from diffuse_lm.files import write_text_atomic
 
     todo = planned_adapters(names, ctx)
     if not todo:
@@ -155,7 +156,7 @@ def train_side_by_side(names: list[str], ctx: Context, jobs: int, logs: Path) ->
     commands = []
     for _, folder, cfg in todo:
         path = logs / f"{folder.name}.yaml"
-        path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        write_text_atomic(path, config_to_yaml(cfg))  # a kill mid-write leaves no half config to train
         commands.append((folder.name, ["train", str(path), "-q", "--no-plot"]))
     print(f"== training {len(todo)} adapters, {jobs} at a time", flush=True)
     side_by_side(commands, jobs, logs)
