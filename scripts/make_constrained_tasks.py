@@ -18,7 +18,6 @@ continents, compass points).
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_format_tasks import FORMATS as FORMATTED  # noqa: E402
+from make_format_tasks import write_or_check  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "diffuse_lm" / "data" / "tasks"
 GROUP = "constrained"
@@ -162,21 +162,7 @@ def mix() -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the shipped files differ")
-    args = ap.parse_args()
-    want = tasks()
-    if args.check:
-        have = {str(p.relative_to(DATA)): p.read_text() for p in (DATA / GROUP).rglob("*.json")}
-        if have != want:
-            print(f"{DATA / GROUP}: out of date (run scripts/make_constrained_tasks.py)", file=sys.stderr)
-            return 1
-        return 0
-    for name, text in want.items():
-        (DATA / name).parent.mkdir(parents=True, exist_ok=True)
-        (DATA / name).write_text(text)
-    print(f"wrote {len(want)} task files under {DATA / GROUP}")
-    return 0
+    return write_or_check(GROUP, tasks(), __doc__, "scripts/make_constrained_tasks.py")
 
 
 if __name__ == "__main__":

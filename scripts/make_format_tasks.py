@@ -212,22 +212,27 @@ def mix() -> list[str]:
     return sorted(out)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_or_check(group: str, want: dict[str, str], doc: str, script: str) -> int:
+    """The command line of a task generator: write ``want`` (path under the task folder -> text) under
+    ``group``, or with ``--check`` exit 1 if the shipped files differ from it."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if the shipped files differ")
     args = ap.parse_args()
-    want = tasks()
     if args.check:
-        have = {str(p.relative_to(DATA)): p.read_text() for p in (DATA / GROUP).rglob("*.json")}
+        have = {str(p.relative_to(DATA)): p.read_text() for p in (DATA / group).rglob("*.json")}
         if have != want:
-            print(f"{DATA / GROUP}: out of date (run scripts/make_format_tasks.py)", file=sys.stderr)
+            print(f"{DATA / group}: out of date (run {script})", file=sys.stderr)
             return 1
         return 0
     for name, text in want.items():
         (DATA / name).parent.mkdir(parents=True, exist_ok=True)
         (DATA / name).write_text(text)
-    print(f"wrote {len(want)} task files under {DATA / GROUP}")
+    print(f"wrote {len(want)} task files under {DATA / group}")
     return 0
+
+
+def main() -> int:
+    return write_or_check(GROUP, tasks(), __doc__, "scripts/make_format_tasks.py")
 
 
 if __name__ == "__main__":
