@@ -64,7 +64,7 @@ class Recipe:
     def extra_tasks(self) -> list[str]:
         """Built-in task names mixed into training: the random-mix tasks, the first ``determinate``
         questions in both formats."""
-        from diffuse_lm.tasks import builtin_tasks
+        from diffuse_lm.tasks import builtin_groups, builtin_tasks
 
         names = sorted(n for n in builtin_tasks() if n.startswith("determinate/"))
         ids = sorted({n.rsplit("/", 1)[1] for n in names})[: self.determinate]
@@ -74,14 +74,8 @@ class Recipe:
             + ("random-phrasing/",) * self.random_phrasing
         )
         mix = sorted(n for n in builtin_tasks() if n.startswith(groups)) if groups else []
-        if self.formats_mix:
-            from diffuse_lm.tasks import builtin_groups
-
-            mix += builtin_groups()["formats-mix"]
-        if self.constrained_mix:
-            from diffuse_lm.tasks import builtin_groups
-
-            mix += builtin_groups()["constrained-mix"]
+        named = ("formats-mix",) * self.formats_mix + ("constrained-mix",) * self.constrained_mix
+        mix += [n for g in named for n in builtin_groups()[g]]
         return mix + [n for n in names if n.rsplit("/", 1)[1] in ids]
 
     def __str__(self) -> str:
