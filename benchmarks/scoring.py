@@ -12,7 +12,8 @@ runs an evenly spaced sample of ``--plain-sample`` targets and its time is scale
 estimate that the output labels (``--full-plain`` runs them all). The forward+backward (training) case
 uses a LoRA adapter (r=4 on q, v); plain keeps every sequence's graph until the backward, so its memory
 grows with the targets and only a few targets are run (their cost is extrapolated and labelled).
-Then packed rows against one padded row per target (both sharing the prompt), forward, for the same tasks.
+Then packed rows against one padded row per target (both sharing the prompt), forward, for the same tasks,
+and a packed row as a prefix tree against each target packed whole, forward+backward, on three library tasks.
 The last line is ``scoring: speedup_vs_plain=<x> peak_rss_mb=<y>`` for 100 targets, forward: x = plain time /
 our time, y = the process's peak RSS (model included) while our scorer ran.
 """
@@ -226,6 +227,39 @@ def main() -> None:
             f"{case['name']:<26} packed {case['fast']['s']:8.2f}s peak {case['fast']['peak']:7.0f} MB   "
             f"rows {case['plain']['s']:8.2f}s peak {case['plain']['peak']:7.0f} MB   "
             f"packing speedup {case['speedup']:5.2f}x   [{case['rounds']} round(s)]",
+            flush=True,
+        )
+
+    # Prefix tree (a beginning shared by several targets computed once) against each target packed whole,
+    # forward+backward through the LoRA adapter as a training step does, on tasks of the library.
+    from diffuse_lm import load_tasks
+
+    library = {t.name: t for t in load_tasks(["paper-six"])}
+    for name in ("occupations/letter-a/p0", "babynames/train/p0", "fruits/fruit/p0"):
+        enc = encode_task(tokenizer, library[name])
+        weights = torch.tensor(enc.weights, dtype=torch.float32)
+
+        def step(share: bool, enc=enc, weights=weights):
+            lora.zero_grad()
+            score_task(
+                lora,
+                enc,
+                max_batch_targets=256,
+                on_batch=lambda idx, logp: -(weights[idx] * logp).sum(),
+                share_prefixes=share,
+            )
+
+        case = run_case(
+            f"tree vs whole, {name.split('/')[0]}",
+            lambda step=step: step(True),
+            lambda step=step: step(False),
+            1.0,
+            args.rounds_large,
+        )
+        print(
+            f"{case['name']:<26} tree {case['fast']['s']:8.2f}s   whole {case['plain']['s']:8.2f}s   "
+            f"prefix-tree speedup {case['speedup']:5.2f}x   [{enc.n_targets} targets, forward+backward, "
+            f"{case['rounds']} round(s)]",
             flush=True,
         )
 

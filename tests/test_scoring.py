@@ -39,15 +39,34 @@ def random_task(vocab: int, seed: int, n: int = 9, max_len: int = 7) -> EncodedT
     return synthetic(prompt, targets, starts)
 
 
+def tree_task(vocab: int, seed: int, n: int = 14) -> EncodedTask:
+    """Targets that share beginnings as answers do (an opening token, a common first piece), with a target
+    that is a prefix of another, a repeated target, one-token targets and scoring that starts late."""
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, vocab, (9,), generator=g).tolist()
+    stems = [torch.randint(0, vocab, (k,), generator=g).tolist() for k in (1, 2, 3)]
+    targets = [
+        [7]
+        + stems[i % 3]
+        + torch.randint(0, vocab, (int(torch.randint(0, 4, (1,), generator=g)),), generator=g).tolist()
+        for i in range(n - 4)
+    ]
+    targets += [[7] + stems[2], [7] + stems[2] + [5, 6], list(targets[0]), [8]]
+    starts = [1 if len(t) > 2 and i % 4 == 1 else 0 for i, t in enumerate(targets)]
+    return synthetic(prompt, targets, starts)
+
+
 PACK = pytest.mark.parametrize("pack", [False, True], ids=["cache", "packed"])
+TASKS = pytest.mark.parametrize("make", [random_task, tree_task], ids=["random", "tree"])
 
 
 @PACK
+@TASKS
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("budget,max_targets", [(8192, None), (20, None), (1, None), (8192, 2)])
-def test_fast_equals_plain(seed, budget, max_targets, pack):
+def test_fast_equals_plain(seed, budget, max_targets, pack, make):
     model = tiny_llama(50, seed=seed, layers=2)
-    enc = random_task(50, seed)
+    enc = make(50, seed)
     with torch.no_grad():
         fast = score_task(model, enc, max_batch_tokens=budget, max_batch_targets=max_targets, pack=pack)
         plain = score_plain(model, enc)
@@ -94,10 +113,11 @@ def _grads(model) -> dict[str, torch.Tensor]:
 
 
 @PACK
+@TASKS
 @pytest.mark.parametrize("budget", [8192, 25])
-def test_gradients_of_the_on_batch_path_equal_plain_backward(budget, pack):
+def test_gradients_of_the_on_batch_path_equal_plain_backward(budget, pack, make):
     model = tiny_llama(50, seed=5).train(False)
-    enc = random_task(50, 5)
+    enc = make(50, 5)
     w = torch.tensor(np.random.default_rng(0).dirichlet(np.ones(enc.n_targets)), dtype=torch.float32)
 
     model.zero_grad()
@@ -194,15 +214,41 @@ def test_batches_respect_the_budget_and_cover_every_target_once():
 
 
 def test_packs_fit_the_row_budget_and_cover_every_target_once():
-    lengths = [1, 5, 2, 2, 9, 3, 1, 4]
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    enc = tree_task(50, 4)
+    order = sorted(range(enc.n_targets), key=enc.target_ids.__getitem__)
     for budget, cap in [(40, None), (12, 3), (1, None)]:
-        packs = list(_packs(order, lengths, budget, cap))
+        packs = list(_packs(order, enc.target_ids, budget, cap))
         assert [i for b in packs for i in b] == order
         for b in packs:
-            assert len(b) == 1 or sum(lengths[i] - 1 for i in b) <= budget
+            distinct = {tuple(enc.target_ids[i][:j]) for i in b for j in range(1, len(enc.target_ids[i]))}
+            assert len(b) == 1 or len(distinct) <= budget
             assert cap is None or len(b) <= cap
-    assert len(list(_packs(order, lengths, 40, None))) == 1  # the whole task in one row
+    assert len(list(_packs(order, enc.target_ids, 40, None))) == 1  # the whole task in one row
+
+
+def test_a_packed_row_holds_each_shared_prefix_once():
+    model = tiny_llama(50, seed=6, layers=2)
+    enc = tree_task(50, 6)
+    rows = []
+    hook = model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    with torch.no_grad():
+        fast = score_task(model, enc, pack=True)
+    hook.remove()
+    distinct = {tuple(t[:j]) for t in enc.target_ids for j in range(1, len(t))}
+    flat = sum(len(t) - 1 for t in enc.target_ids)
+    assert rows == [len(enc.prompt_ids) + len(distinct)] and len(distinct) < flat * 0.7  # one row, shared
+    torch.testing.assert_close(fast, score_plain(model, enc), atol=1e-4, rtol=0)
+    rows.clear()
+    hook = model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    with torch.no_grad():
+        whole = score_task(model, enc, pack=True, share_prefixes=False)  # the benchmark's baseline
+    hook.remove()
+    assert rows == [len(enc.prompt_ids) + flat]
+    torch.testing.assert_close(whole, fast, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])

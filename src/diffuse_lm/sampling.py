@@ -229,7 +229,7 @@ def greedy_texts(
     conversations: Sequence[list[dict]],
     *,
     max_new_tokens: int = 32,
-    batch_size: int = 32,
+    batch_size: int = 64,
     progress: bool = False,
     desc: str | None = None,
 ) -> list[str]:

@@ -1,10 +1,11 @@
 """Exact log p(target | prompt) for every target of a task, by teacher forcing — the one quantity
 everything else (metrics, the training loss, the tests) is built on.
 
-Fast path: the prompt runs once and its KV cache is shared by every micro-batch of targets; logits are
-computed only at positions that predict a target token. With gradients on and an ``on_batch`` loss, each
-micro-batch is backpropagated at once into detached copies of the prompt's cache, and the prompt is
-backpropagated a single time at the end, so memory is bounded by one micro-batch however many targets.
+Fast path: the prompt runs once and its KV cache is shared by every micro-batch of targets; a micro-batch's
+targets are packed into one row as a prefix tree, so a beginning that several targets share is computed once;
+logits are computed only at positions that predict a target token. With gradients on and an ``on_batch``
+loss, each micro-batch is backpropagated at once into detached copies of the prompt's cache, and the prompt
+is backpropagated a single time at the end, so memory is bounded by one micro-batch however many targets.
 """
 
 from __future__ import annotations
@@ -72,21 +73,72 @@ def _batches(
         yield batch
 
 
+def _prefixes(target: list[int]) -> list[tuple[int, ...]]:
+    """The input prefixes of a target, ``t[:1] .. t[:-1]``: one packed position each (the last token is only
+    predicted, never read)."""
+    return [tuple(target[:j]) for j in range(1, len(target))]
+
+
 def _packs(
-    order: list[int], lengths: list[int], max_tokens: int, max_targets: int | None
+    order: list[int], targets: list[list[int]], max_tokens: int, max_targets: int | None, shared: bool = True
 ) -> Iterator[list[int]]:
-    """Group targets so that each packed row, every target's input tokens end to end, fits ``max_tokens``."""
+    """Group targets so that each packed row fits ``max_tokens``: a row holds each distinct input prefix of
+    its targets once (:func:`_trie`), so targets taken in token order share their common beginnings."""
     batch: list[int] = []
-    size = 0
+    held: set[tuple[int, ...]] = set()
     for i in order:
+        mine = [(i, q) for q in _prefixes(targets[i])] if not shared else _prefixes(targets[i])
+        new = set(mine) - held
         full = max_targets is not None and len(batch) >= max_targets
-        if batch and (full or size + lengths[i] - 1 > max_tokens):
+        if batch and (full or len(held) + len(new) > max_tokens):
             yield batch
-            batch, size = [], 0
+            batch, held, new = [], set(), set(mine)
         batch.append(i)
-        size += lengths[i] - 1
+        held |= new
     if batch:
         yield batch
+
+
+def _trie(
+    targets: list[list[int]], shared: bool = True
+) -> tuple[list[int], list[int], list[int], list[list[int]]]:
+    """The targets' input tokens as a prefix tree, in first-seen order (a parent before its children): each
+    node's token, its parent (-1: it continues the prompt), its depth, and for each target the node that ends
+    each of its prefixes ``t[:j]``, j = 1 .. len(t) - 1. A node stands for every target that shares its
+    prefix, so a task's common beginnings (an opening brace, a first syllable) are computed once.
+    ``shared=False``: no sharing, each target's tokens a chain of their own (the benchmark's baseline)."""
+    index: dict[tuple[int, int, int], int] = {}
+    tokens: list[int] = []
+    parents: list[int] = []
+    depths: list[int] = []
+    paths: list[list[int]] = []
+    for i, t in enumerate(targets):
+        path, parent = [], -1
+        for token in t[:-1]:
+            key = (0 if shared else i, parent, token)
+            node = index.get(key)
+            if node is None:
+                node = index[key] = len(tokens)
+                tokens.append(token)
+                parents.append(parent)
+                depths.append(len(path))
+            path.append(node)
+            parent = node
+        paths.append(path)
+    return tokens, parents, depths, paths
+
+
+def _ancestry(parents: list[int], depths: list[int], device) -> torch.Tensor:
+    """(n, n) bool: node q may attend to node k, i.e. k is q or one of its ancestors. Built a depth at a
+    time: a node's row is its parent's row plus itself."""
+    n = len(parents)
+    seen = torch.eye(n, dtype=torch.bool, device=device)
+    parent_t = torch.tensor(parents, device=device)
+    depth_t = torch.tensor(depths, device=device)
+    for d in range(1, max(depths, default=0) + 1):
+        at = torch.nonzero(depth_t == d).squeeze(1)
+        seen[at] |= seen[parent_t[at]]
+    return seen
 
 
 def can_pack(model, length: int = 0) -> bool:
@@ -101,42 +153,37 @@ def can_pack(model, length: int = 0) -> bool:
 
 
 def _packed_logprobs(
-    lm, kv, first, prompt_ids: list[int], targets: list[list[int]], starts: list[int], transform=None
+    lm,
+    kv,
+    first,
+    prompt_ids: list[int],
+    targets: list[list[int]],
+    starts: list[int],
+    transform=None,
+    shared: bool = True,
 ) -> torch.Tensor:
-    """Sequence log-probabilities of one micro-batch of targets packed into one row (module docstring).
-    With ``kv`` the prompt is cached and the row holds only the targets; with ``kv=None`` the prompt leads
-    the row."""
+    """Sequence log-probabilities of one micro-batch of targets packed into one row as a prefix tree
+    (:func:`_trie`): each node sits at its own position after the prompt and attends to the prompt and to its
+    ancestors only, so it computes what it would at the end of its prefix alone; the LM head runs once
+    for each node that predicts a scored token. With ``kv`` the prompt is cached and the row holds only the targets; with
+    ``kv=None`` the prompt leads the row."""
     device = lm.get_input_embeddings().weight.device
     p = len(prompt_ids)
-    inputs: list[int] = []
-    owner: list[int] = []
-    positions: list[int] = []
-    rows, tokens, who = [], [], []  # packed index predicting a token j >= 1, that token, its target
-    for i, (t, s) in enumerate(zip(targets, starts, strict=True)):
-        base = len(inputs)
-        inputs += t[:-1]
-        owner += [i] * (len(t) - 1)
-        positions += range(p, p + len(t) - 1)
-        for j in range(max(s, 1), len(t)):
-            rows.append(base + j - 1)
-            tokens.append(t[j])
-            who.append(i)
+    inputs, parents, depths, paths = _trie(targets, shared)
     lead = prompt_ids if kv is None else []
     hidden = None
     if lead or inputs:
-        key_owner = torch.tensor([-1] * p + owner, device=device)
-        q = torch.arange(p - len(lead), p + len(inputs), device=device)
-        k = torch.arange(p + len(inputs), device=device)
-        # A query sees earlier keys of the prompt or of its own target: block-diagonal causal after the prompt.
-        seen = (k[None, :] <= q[:, None]) & (
-            (key_owner[None, :] == -1) | (key_owner[None, :] == key_owner[q][:, None])
-        )
+        n, m = len(lead), len(inputs)
+        seen = torch.zeros(n + m, p + m, dtype=torch.bool, device=device)
+        seen[:n, :p] = torch.ones(n, p, dtype=torch.bool, device=device).tril()  # the leading prompt: causal
+        seen[n:, :p] = True  # every node sees the whole prompt
+        seen[n:, p:] = _ancestry(parents, depths, device)
         dtype = lm.get_input_embeddings().weight.dtype
         mask = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill(~seen, torch.finfo(dtype).min)
         cache = None if kv is None else DynamicCache(ddp_cache_data=list(kv), config=lm.config)
         hidden = lm.get_decoder()(
             input_ids=torch.tensor([lead + inputs], device=device),
-            position_ids=torch.tensor([list(range(len(lead))) + positions], device=device),
+            position_ids=torch.tensor([list(range(n)) + [p + d for d in depths]], device=device),
             attention_mask=mask[None, None],
             use_cache=False,
             **cache_kwargs(lm.get_decoder(), cache),
@@ -147,9 +194,16 @@ def _packed_logprobs(
     starts_t = torch.tensor(starts, device=device)
     t0 = torch.tensor([t[0] for t in targets], device=device)
     total = torch.where(starts_t == 0, first[t0], torch.zeros((), device=device))
-    if rows:
-        logp = _head_logprobs(lm, hidden[torch.tensor(rows, device=device)], transform)
-        token_logp = logp.gather(1, torch.tensor(tokens, device=device)[:, None]).squeeze(1)
+    nodes, tokens, who = [], [], []  # the node predicting a scored token j >= 1, that token, its target
+    for i, (t, s, path) in enumerate(zip(targets, starts, paths, strict=True)):
+        for j in range(max(s, 1), len(t)):
+            nodes.append(path[j - 1])
+            tokens.append(t[j])
+            who.append(i)
+    if nodes:
+        used, row = torch.unique(torch.tensor(nodes, device=device), return_inverse=True)
+        logp = _head_logprobs(lm, hidden[used], transform)
+        token_logp = logp[row, torch.tensor(tokens, device=device)]
         total = total.index_add(0, torch.tensor(who, device=device), token_logp)
     return total
 
@@ -207,6 +261,7 @@ def score_task(
     pack: bool | None = None,
     transform: Transform | None = None,
     prompt_per_batch: bool = False,
+    share_prefixes: bool = True,
 ) -> torch.Tensor:
     """log p(target_i | prompt) for every target of ``enc``, in target order, shape (n_targets,).
 
@@ -218,12 +273,16 @@ def score_task(
     then the probability of sampling each target under that rule (``-inf`` where a token is dropped).
     ``prompt_per_batch``: no shared prompt cache; the prompt leads every packed row (gradient checkpointing
     drops KV caches in training mode, so it needs this; only for models that pack).
+    ``share_prefixes=False`` packs each target's tokens whole, beginnings not shared (the benchmark's baseline).
     """
     lm = _unwrap(model)
     p = len(enc.prompt_ids)
     check_fits(model, enc)
     lengths = [len(t) for t in enc.target_ids]
     order = sorted(range(enc.n_targets), key=lengths.__getitem__)
+    in_token_order = sorted(
+        range(enc.n_targets), key=enc.target_ids.__getitem__
+    )  # shared beginnings adjacent
     if prompt_per_batch and not can_pack(lm, p + max(lengths)):
         raise DiffuseError(
             f"gradient_checkpointing: needs a decoder that takes packed rows ({', '.join(sorted(PACKABLE))} "
@@ -232,9 +291,15 @@ def score_task(
     packed = prompt_per_batch or (can_pack(lm, p + max(lengths)) if pack is None else pack)
     budget = min(max_batch_tokens, MAX_PACK_TOKENS)
     row_budget = max(budget - p, max(lengths)) if prompt_per_batch else budget  # the prompt is in each row
-    batches = list(_packs(order, lengths, row_budget, max_batch_targets)) if packed else []
+    batches = (
+        list(_packs(in_token_order, enc.target_ids, row_budget, max_batch_targets, share_prefixes))
+        if packed
+        else []
+    )
     # The prompt leads the row, with no separate prompt pass, when the whole task fits one row.
-    one_row = prompt_per_batch or (packed and len(batches) == 1 and p + sum(lengths) - len(lengths) <= budget)
+    one_row = prompt_per_batch or (
+        packed and len(batches) == 1 and p + len(_trie(enc.target_ids, share_prefixes)[0]) <= budget
+    )
     if packed and pack is None and not one_row and len(lengths) < MIN_PER_ROW * len(batches):
         packed = False  # long targets: a few per row would waste more on attention than padding does
     if not packed:
@@ -259,7 +324,7 @@ def score_task(
     for batch in batches:
         targets, starts = [enc.target_ids[i] for i in batch], [enc.starts[i] for i in batch]
         if packed:
-            logp = _packed_logprobs(lm, kv, first, enc.prompt_ids, targets, starts, transform)
+            logp = _packed_logprobs(lm, kv, first, enc.prompt_ids, targets, starts, transform, share_prefixes)
         else:
             logp = _batch_logprobs(lm, kv, first, targets, starts, p, transform)
         if on_batch is not None:
