@@ -438,3 +438,26 @@ def output_cache(out):
     """The KV cache a forward with ``use_cache=True`` returned: ``out.cache``, or ``out.past_key_values``
     before the rename (read so that the newer releases' deprecation warning does not fire)."""
     return out["cache"] if "cache" in out else out.past_key_values
+
+
+def shared_prefix(prompts: list[list[int]]) -> int:
+    """How many leading tokens all ``prompts`` share (a chat template's system turn), keeping at least the last
+    token of each: the part of a batch that can run once for all its rows."""
+    if len(prompts) < 2:
+        return 0
+    return min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
+
+
+def prefix_cache(model, ids: list[int], rows: int):
+    """The KV cache of ``ids`` run once, as a cache of ``rows`` rows (views, not copies); gradients flow
+    through it when they are on."""
+    from transformers import DynamicCache
+
+    device = next(p for p in model.parameters()).device
+    out = model(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1)
+    layers = [(layer[0], layer[1]) for layer in output_cache(out)]
+    config = getattr(model, "config", None)
+    return DynamicCache(
+        ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in layers],
+        config=config,
+    )

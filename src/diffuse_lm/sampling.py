@@ -40,7 +40,7 @@ from diffuse_lm.encoding import check_context, end_of_turn_ids, model_context
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file
 from diffuse_lm.model_info import model_label
-from diffuse_lm.models import cache_kwargs, output_cache
+from diffuse_lm.models import cache_kwargs, output_cache, prefix_cache, shared_prefix
 from diffuse_lm.parsing import AnswerKey, sample_stats
 from diffuse_lm.provenance import provenance, weights_sha256
 from diffuse_lm.samples_file import meta_path, open_samples, read_meta, read_samples
@@ -260,15 +260,21 @@ def greedy_texts(
 def _greedy_rows(
     model, tokenizer, prompts: list[list[int]], stop: set[int], max_new_tokens: int
 ) -> Iterator[tuple[int, list[int], bool]]:
-    """Greedy decoding of one batch of prompts, left-padded; ``(row, token ids, stopped)`` as each row ends."""
+    """Greedy decoding of one batch of prompts; ``(row, token ids, stopped)`` as each row ends. The prompts'
+    common beginning (a chat template's system turn) runs once; the rest of each is left-padded after it."""
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts]).to(device)
-    cache = DynamicCache(config=getattr(model, "config", None))
+    c = shared_prefix(prompts)
+    rests = [p[c:] for p in prompts]
+    width = max(len(p) for p in rests)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in rests], device=device)
+    mask = torch.tensor([[1] * c + [0] * (width - len(p)) + [1] * len(p) for p in rests]).to(device)
+    if c:
+        cache = prefix_cache(model, prompts[0][:c], len(prompts))
+    else:
+        cache = DynamicCache(config=getattr(model, "config", None))
 
     def forward(ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         kw = cache_kwargs(model, cache)
@@ -285,7 +291,7 @@ def _greedy_rows(
         mask = torch.cat([mask, mask.new_ones(len(chosen), 1)], dim=1)
         return forward(chosen[:, None], mask, mask.sum(-1, keepdim=True) - 1)
 
-    first = forward(ids, mask, (mask.cumsum(-1) - 1).clamp_min(0))
+    first = forward(ids, mask, (mask.cumsum(-1) - 1).clamp_min(0)[:, c:])
     yield from decode_rows(
         len(prompts), first, lambda logits, active, t: logits.argmax(-1), step, stop, max_new_tokens
     )
