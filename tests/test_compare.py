@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -337,3 +338,31 @@ def test_the_command_writes_json_table_and_figure(tiny_model_dir, adapter, tmp_p
     assert table.count("\n| rng/1-10 |") == 7 and "| verbalized:2 | sampled |" in table
     assert "| rng/1-10 | base | exact |" in printed
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_markdown_table_keeps_a_pipe_in_a_name_inside_its_cell():
+    from diffuse_lm.compare import markdown_table
+
+    row = {
+        "task": "a|b",
+        "method": "tuned:runs/x|y/adapter",
+        "kind": "exact",
+        "mass": 0.5,
+        "kl": 0.1,
+        "entropy": 1.0,
+        "normalized_entropy": 0.9,
+        "expected_coverage_10": 3.0,
+        "tokens_per_valid": 2.0,
+        "wall_s": 0.1,
+    }
+    result = {
+        "model": "m",
+        "samples": 0,
+        "seed": 0,
+        "coverage_n": 10,
+        "tasks": [{"name": "a|b"}],
+        "rows": [row],
+    }
+    line = next(x for x in markdown_table(result).splitlines() if x.startswith("| a"))
+    cells = [c for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+    assert len(cells) == 11 and cells[0].strip() == "a\\|b" and cells[1].strip() == "tuned:runs/x\\|y/adapter"

@@ -20,6 +20,11 @@ def _num(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def _md(text: str) -> str:
+    """``text`` as one Markdown table cell: a ``|`` in a task's name or an adapter's path does not split it."""
+    return str(text).replace("|", "\\|")
+
+
 def _cell(row: dict, key: str, digits: int = 3) -> str:
     """A value, with its 95% interval in brackets where the row was sampled."""
     text = _num(row[key], digits)
@@ -33,7 +38,8 @@ def markdown_table(result: dict) -> str:
     """One row per (task, method): mass, KL, entropy, expected coverage, format rate, cost."""
     cov = f"expected_coverage_{result['coverage_n']}"
     lines = [
-        f"Model: {result['model']}{' with adapter ' + result['adapter'] if result.get('adapter') else ''}. Exact methods are computed by teacher forcing (no sampling); sampled ones "
+        f"Model: {result['model']}{' with adapter ' + result['adapter'] if result.get('adapter') else ''}. "
+        "Exact methods are computed by teacher forcing (no sampling); sampled ones "
         f"from {result['samples']} generations per task (seed {result['seed']}), with 95% bootstrap intervals "
         "over generations in brackets.",
         "",
@@ -49,7 +55,7 @@ def markdown_table(result: dict) -> str:
             fmt = f"{row['format_rate']:.0%} [{lo:.0%}, {hi:.0%}]"
         tokens = _num(row["tokens_per_valid"], 1)
         lines.append(
-            f"| {row['task']} | {row['method']} | {row['kind']} | {_cell(row, 'mass', 4)} | {_cell(row, 'kl')} "
+            f"| {_md(row['task'])} | {_md(row['method'])} | {row['kind']} | {_cell(row, 'mass', 4)} | {_cell(row, 'kl')} "
             f"| {_cell(row, 'entropy')} | {_cell(row, 'normalized_entropy')} | {_cell(row, cov, 1)} | {fmt} "
             f"| {tokens if sampled else '~' + tokens} | {row['wall_s']:.1f} s |"
         )
