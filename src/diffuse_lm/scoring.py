@@ -83,7 +83,8 @@ def _packs(
     order: list[int], targets: list[list[int]], max_tokens: int, max_targets: int | None, shared: bool = True
 ) -> Iterator[list[int]]:
     """Group targets so that each packed row fits ``max_tokens``: a row holds each distinct input prefix of
-    its targets once (:func:`_trie`), so targets taken in token order share their common beginnings."""
+    its targets once (:func:`_trie`), so targets taken in token order share their common beginnings
+    (``shared=False``: every target's prefixes counted as its own)."""
     batch: list[int] = []
     held: set[tuple[int, ...]] = set()
     for i in order:
