@@ -21,6 +21,7 @@ from tokenizers import decoders
 from diffuse_lm.cli import main
 from diffuse_lm.encoding import encode_task
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.models import shared_prefix
 from diffuse_lm.sampling import (
     SampleConfig,
     _prefill,
@@ -126,6 +127,7 @@ def test_greedy_texts_equal_one_prompt_greedy_generate_whatever_the_batching(tok
     model = tiny_llama(len(tok), seed=seed)
     ref = [generate(model, tok, m, 1, temperature=0.0, max_new_tokens=16)[0] for m in CONVERSATIONS]
     assert len(set(ref)) > 1
+    assert shared_prefix([prompt_ids(tok, m) for m in CONVERSATIONS]) > 0  # a beginning run once a batch
     assert greedy_texts(model, tok, CONVERSATIONS, max_new_tokens=16, batch_size=4) == ref
     assert greedy_texts(model, tok, CONVERSATIONS, max_new_tokens=16, batch_size=1) == ref
     assert greedy_texts(biased(tok, "<|im_end|>"), tok, CONVERSATIONS[:3], batch_size=2) == ["", "", ""]
