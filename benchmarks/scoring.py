@@ -235,7 +235,7 @@ def main() -> None:
     from diffuse_lm import load_tasks
 
     library = {t.name: t for t in load_tasks(["paper-six"])}
-    for name in ("occupations/letter-a/p0", "babynames/train/p0", "fruits/fruit/p0"):
+    for name in ("occupations/any/p0", "babynames/train/p0", "fruits/fruit/p0"):
         enc = encode_task(tokenizer, library[name])
         weights = torch.tensor(enc.weights, dtype=torch.float32)
         tree = len({tuple(t[:j]) for t in enc.target_ids for j in range(1, len(t))})
