@@ -14,6 +14,7 @@ from test_training import _lora, model_dir, tiny_config  # noqa: F401  (model_di
 from diffuse_lm import train
 from diffuse_lm.config import config_from_dict
 from diffuse_lm.errors import DiffuseError
+from diffuse_lm.models import shared_prefix
 from diffuse_lm.retention import RetainExample, encode_examples, load_retain_prompts, retention_kl
 
 PROMPTS = ["Say hi.", "What is two plus two? Explain.", "Name a colour"]
@@ -33,10 +34,17 @@ def plain_kl(model, examples: list[RetainExample]) -> torch.Tensor:
     return total
 
 
-def test_retention_kl_equals_the_plain_computation_values_and_gradients(tokenizer):
+@pytest.mark.parametrize("packed", [True, False], ids=["one-packed-row", "padded-rows"])
+def test_retention_kl_equals_the_plain_computation_values_and_gradients(tokenizer, packed, monkeypatch):
+    import diffuse_lm.scoring
+
     examples = encode_examples(tokenizer, PROMPTS, ANSWERS)
     assert len({len(e.prompt_ids + e.response_ids) for e in examples}) == 3  # padding is exercised
+    assert shared_prefix([e.prompt_ids for e in examples]) >= 3  # so is the shared beginning of a packed row
     ref, fast = _lora(tiny_llama(len(tokenizer), seed=5)), _lora(tiny_llama(len(tokenizer), seed=5))
+    assert diffuse_lm.scoring.can_pack(fast)
+    if not packed:  # the path of decoders that take no packed row
+        monkeypatch.setattr(diffuse_lm.scoring, "can_pack", lambda model, length=0: False)
     fast.load_state_dict(ref.state_dict())
     want = plain_kl(ref, examples)
     want.backward()

@@ -150,11 +150,23 @@ def encode_examples(tokenizer, prompts: list[str], responses: list[str]) -> list
 
 def _forward_logprobs(model, batch: list[RetainExample]) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-softmax of the next-token distributions predicting each answer token: (B, R, V), and the
-    (B, R) mask of real positions. Rows are left-padded so every answer ends at the last position, and
-    logits are computed only for the last R + 1 positions (R: the longest answer)."""
+    (B, R) mask of real positions, answers right-aligned (R: the longest answer). Where the decoder takes a packed
+    row (:func:`diffuse_lm.scoring.can_pack`), the examples run as one row: their common beginning (the chat
+    template's system turn) once, then each example's rest attending to it and to itself only, no padding;
+    elsewhere, left-padded rows. Logits are computed only where an answer token is predicted."""
+    from diffuse_lm.scoring import can_pack
+
     device = next(p for p in model.parameters()).device
+    r = max(len(e.response_ids) for e in batch)
+    lens = torch.tensor([len(e.response_ids) for e in batch], device=device)
+    mask = torch.arange(r, device=device)[None, :] >= (r - lens)[:, None]
+    if can_pack(model, max(len(e.prompt_ids) + len(e.response_ids) for e in batch)):
+        rows = _packed_answer_logprobs(model, batch)  # (N, V), the answer tokens in (example, token) order
+        logp = rows.new_zeros(len(batch), r, rows.shape[-1])
+        logp[mask] = rows
+        return logp, mask
     seqs = [e.prompt_ids + e.response_ids for e in batch]
-    length, r = max(map(len, seqs)), max(len(e.response_ids) for e in batch)
+    length = max(map(len, seqs))
     ids = torch.zeros(len(seqs), length, dtype=torch.long, device=device)
     attn = torch.zeros_like(ids)
     for i, s in enumerate(seqs):
@@ -163,9 +175,40 @@ def _forward_logprobs(model, batch: list[RetainExample]) -> tuple[torch.Tensor, 
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=r + 1).logits
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # position t predicts token t + 1
-    lens = torch.tensor([len(e.response_ids) for e in batch], device=device)
-    mask = torch.arange(r, device=device)[None, :] >= (r - lens)[:, None]
     return logp, mask
+
+
+def _packed_answer_logprobs(model, batch: list[RetainExample]) -> torch.Tensor:
+    """(N, V) log-probabilities predicting every answer token of ``batch``, example by example, from one packed
+    row: the examples' shared beginning, then each example's rest at the positions it has on its own."""
+    from diffuse_lm.models import shared_prefix
+    from diffuse_lm.scoring import _head_logprobs, _unwrap
+
+    lm = _unwrap(model)
+    device = next(p for p in model.parameters()).device
+    c = shared_prefix([e.prompt_ids for e in batch])
+    tokens, positions, owner = list(batch[0].prompt_ids[:c]), list(range(c)), [-1] * c
+    rows: list[int] = []  # the packed index predicting each answer token
+    for b, e in enumerate(batch):
+        start, rest = len(tokens), (e.prompt_ids + e.response_ids)[c:]
+        tokens += rest
+        positions += range(c, c + len(rest))
+        owner += [b] * len(rest)
+        first = start + len(e.prompt_ids) - c - 1  # the last prompt token predicts the first answer token
+        rows += range(first, first + len(e.response_ids))
+    own = torch.tensor(owner, device=device)
+    at = torch.arange(len(tokens), device=device)
+    # A position sees the shared beginning and the earlier positions of its own example.
+    seen = (at[None, :] <= at[:, None]) & ((own[None, :] == -1) | (own[None, :] == own[:, None]))
+    dtype = lm.get_input_embeddings().weight.dtype
+    attn = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill(~seen, torch.finfo(dtype).min)
+    hidden = lm.get_decoder()(
+        input_ids=torch.tensor([tokens], device=device),
+        position_ids=torch.tensor([positions], device=device),
+        attention_mask=attn[None, None],
+        use_cache=False,
+    ).last_hidden_state[0]
+    return _head_logprobs(lm, hidden[torch.tensor(rows, device=device)])
 
 
 def kl_rows(model, batch: list[RetainExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
