@@ -180,34 +180,21 @@ def _forward_logprobs(model, batch: list[RetainExample]) -> tuple[torch.Tensor, 
 
 def _packed_answer_logprobs(model, batch: list[RetainExample]) -> torch.Tensor:
     """(N, V) log-probabilities predicting every answer token of ``batch``, example by example, from one packed
-    row: the examples' shared beginning, then each example's rest at the positions it has on its own."""
-    from diffuse_lm.models import shared_prefix
-    from diffuse_lm.scoring import _head_logprobs, _unwrap
+    row: the examples as a prefix tree (:func:`diffuse_lm.scoring.tree_hidden`), so their common beginning runs
+    once and each token sits at the position it has in its own example."""
+    from diffuse_lm.scoring import _head_logprobs, _trie, _unwrap, tree_hidden
 
     lm = _unwrap(model)
     device = next(p for p in model.parameters()).device
-    c = shared_prefix([e.prompt_ids for e in batch])
-    tokens, positions, owner = list(batch[0].prompt_ids[:c]), list(range(c)), [-1] * c
-    rows: list[int] = []  # the packed index predicting each answer token
-    for b, e in enumerate(batch):
-        start, rest = len(tokens), (e.prompt_ids + e.response_ids)[c:]
-        tokens += rest
-        positions += range(c, c + len(rest))
-        owner += [b] * len(rest)
-        first = start + len(e.prompt_ids) - c - 1  # the last prompt token predicts the first answer token
-        rows += range(first, first + len(e.response_ids))
-    own = torch.tensor(owner, device=device)
-    at = torch.arange(len(tokens), device=device)
-    # A position sees the shared beginning and the earlier positions of its own example.
-    seen = (at[None, :] <= at[:, None]) & ((own[None, :] == -1) | (own[None, :] == own[:, None]))
-    dtype = lm.get_input_embeddings().weight.dtype
-    attn = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill(~seen, torch.finfo(dtype).min)
-    hidden = lm.get_decoder()(
-        input_ids=torch.tensor([tokens], device=device),
-        position_ids=torch.tensor([positions], device=device),
-        attention_mask=attn[None, None],
-        use_cache=False,
-    ).last_hidden_state[0]
+    seqs = [e.prompt_ids + e.response_ids for e in batch]
+    inputs, parents, depths, paths = _trie(seqs)
+    hidden = tree_hidden(lm, None, [], 0, inputs, parents, depths)
+    # token j of an example is predicted by the node of its prefix seq[:j], paths[j - 1]
+    rows = [
+        path[j - 1]
+        for e, path in zip(batch, paths, strict=True)
+        for j in range(len(e.prompt_ids), len(path) + 1)
+    ]
     return _head_logprobs(lm, hidden[torch.tensor(rows, device=device)])
 
 

@@ -153,6 +153,28 @@ def can_pack(model, length: int = 0) -> bool:
     return cfg.model_type in PACKABLE and cfg._attn_implementation in ("eager", "sdpa")
 
 
+def tree_hidden(lm, kv, lead: list[int], p: int, inputs: list[int], parents: list[int], depths: list[int]):
+    """The decoder's last hidden states along one packed row: ``lead`` (the ``p`` prompt tokens, when ``kv``
+    does not cache them; else empty), causal, then the nodes of a prefix tree (:func:`_trie`), each at position
+    ``p`` + its depth, seeing the prompt and its own ancestors only."""
+    device = lm.get_input_embeddings().weight.device
+    n, m = len(lead), len(inputs)
+    seen = torch.zeros(n + m, p + m, dtype=torch.bool, device=device)
+    seen[:n, :p] = torch.ones(n, p, dtype=torch.bool, device=device).tril()  # the leading prompt: causal
+    seen[n:, :p] = True  # every node sees the whole prompt
+    seen[n:, p:] = _ancestry(parents, depths, device)
+    dtype = lm.get_input_embeddings().weight.dtype
+    mask = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill(~seen, torch.finfo(dtype).min)
+    cache = None if kv is None else DynamicCache(ddp_cache_data=list(kv), config=lm.config)
+    return lm.get_decoder()(
+        input_ids=torch.tensor([lead + inputs], device=device),
+        position_ids=torch.tensor([list(range(n)) + [p + d for d in depths]], device=device),
+        attention_mask=mask[None, None],
+        use_cache=False,
+        **cache_kwargs(lm.get_decoder(), cache),
+    ).last_hidden_state[0]
+
+
 def _packed_logprobs(
     lm,
     kv,
@@ -166,29 +188,15 @@ def _packed_logprobs(
     """Sequence log-probabilities of one micro-batch of targets packed into one row as a prefix tree
     (:func:`_trie`): each node sits at its own position after the prompt and attends to the prompt and to its
     ancestors only, so it computes what it would at the end of its prefix alone; the LM head runs once
-    for each node that predicts a scored token. With ``kv`` the prompt is cached and the row holds only the targets; with
-    ``kv=None`` the prompt leads the row."""
+    for each node that predicts a scored token. With ``kv`` the prompt is cached and the row holds only the
+    targets; with ``kv=None`` the prompt leads the row."""
     device = lm.get_input_embeddings().weight.device
     p = len(prompt_ids)
     inputs, parents, depths, paths = _trie(targets, shared)
     lead = prompt_ids if kv is None else []
     hidden = None
     if lead or inputs:
-        n, m = len(lead), len(inputs)
-        seen = torch.zeros(n + m, p + m, dtype=torch.bool, device=device)
-        seen[:n, :p] = torch.ones(n, p, dtype=torch.bool, device=device).tril()  # the leading prompt: causal
-        seen[n:, :p] = True  # every node sees the whole prompt
-        seen[n:, p:] = _ancestry(parents, depths, device)
-        dtype = lm.get_input_embeddings().weight.dtype
-        mask = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill(~seen, torch.finfo(dtype).min)
-        cache = None if kv is None else DynamicCache(ddp_cache_data=list(kv), config=lm.config)
-        hidden = lm.get_decoder()(
-            input_ids=torch.tensor([lead + inputs], device=device),
-            position_ids=torch.tensor([list(range(n)) + [p + d for d in depths]], device=device),
-            attention_mask=mask[None, None],
-            use_cache=False,
-            **cache_kwargs(lm.get_decoder(), cache),
-        ).last_hidden_state[0]
+        hidden = tree_hidden(lm, kv, lead, p, inputs, parents, depths)
         if kv is None:
             first = _head_logprobs(lm, hidden[p - 1], transform)
             hidden = hidden[p:]
