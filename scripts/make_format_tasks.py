@@ -146,6 +146,63 @@ FORMATS = {
 }
 
 
+def _plain(request: str, template: str):
+    """A format whose request is ``request`` and whose answer is ``template`` around the answer, both with
+    ``{q}`` (the question), ``{x}`` (what is asked for), ``{k}`` (it as a key) and ``{i}`` (the answer)."""
+
+    def fmt(q, x, items, w, r):
+        return request.format(q=q, x=x, k=_key(x)), [template.format(i=i, k=_key(x)) for i in items], w
+
+    return fmt
+
+
+# More formats of the same kinds as FORMATS, for training and measuring: other wrappers, labels, sentences,
+# structured lines and upper case, so that tuning teaches "follow the format asked for, random inside it" rather
+# than the seven shapes above; `diffuse reproduce formats` holds out each of FORMATS while these stay in training.
+MORE = {
+    "brackets": _plain("{q} Reply with the {x} between square brackets, like [{x}], and nothing else.", "[{i}]"),
+    "quotes": _plain("{q} Reply with the {x} in double quotes and nothing else.", '"{i}"'),
+    "backticks": _plain("{q} Write the {x} as inline code between backticks and nothing else.", "`{i}`"),
+    "choice": _plain('{q} Reply in the form "Choice: <{x}>" and nothing else.', "Choice: {i}"),
+    "result": _plain('{q} Reply in the form "Result: <{x}>" and nothing else.', "Result: {i}"),
+    "sentence": _plain('{q} Reply with one sentence of the form "My pick is <{x}>."', "My pick is {i}."),
+    "tag": _plain("{q} Reply with the {x} inside <{k}></{k}> tags and nothing else.", "<{k}>{i}</{k}>"),
+    "key-value": _plain("{q} Reply with one line of the form {k}=<{x}> and nothing else.", "{k}={i}"),
+    "upper": lambda q, x, items, w, r: (
+        f"{q} Reply with the {x} only, in capital letters.",
+        [i.upper() for i in items],
+        w,
+    ),
+}
+# Formats that no built-in training task asks in (formats/unseen/): measuring a tuned model on them says whether
+# it follows a format it never saw while staying random, beside the base model.
+UNSEEN = {
+    "yaml": _plain('{q} Reply with a single line of YAML of the form "{k}: <{x}>".', "{k}: {i}"),
+    "bold": _plain("{q} Reply with the {x} only, in bold Markdown (**{x}**).", "**{i}**"),
+    "final-answer": _plain('{q} Reply in the form "Final answer: <{x}>" and nothing else.', "Final answer: {i}"),
+    "i-choose": _plain('{q} Reply with one sentence of the form "I choose <{x}>."', "I choose {i}."),
+    "parentheses": _plain("{q} Reply with the {x} in parentheses, like ({x}), and nothing else.", "({i})"),
+    "json-list": lambda q, x, items, w, r: (
+        f'{q} Reply only with a JSON list holding the {x}, like ["..."].',
+        [json.dumps([i], ensure_ascii=False) for i in items],
+        w,
+    ),
+}
+# The family (kind) of each format: balancing families gives each kind the same share of a pass however many
+# formats it has.
+KIND = {
+    **dict.fromkeys(("braces", "brackets", "quotes", "backticks"), "WRAPPED"),
+    **dict.fromkeys(("answer", "choice", "result", "sentence"), "LABELLED"),
+    **dict.fromkeys(("json", "tag", "key-value"), "STRUCTURED"),
+    **dict.fromkeys(("lower", "upper"), "CASE"),
+    "bare": "BARE",
+    "letter": "LETTER",
+    "number": "NUMBER",
+    **dict.fromkeys(UNSEEN, "UNSEEN"),
+}
+TRAINED = {**FORMATS, **MORE}
+
+
 def _lettered(q: str, x: str, items: list[str], w: list[float], labels: str, kind: str):
     labels = list(labels[: len(items)])
     request = f"{q} Choose among these options:\n{_listed(labels, items)}\nReply with the {kind} of your choice only."
@@ -153,12 +210,12 @@ def _lettered(q: str, x: str, items: list[str], w: list[float], labels: str, kin
 
 
 def _task(split: str, fmt: str, name: str, question, what, items, weights, r) -> tuple[str, str]:
-    request, targets, w = FORMATS[fmt](question, what, items, weights, r)
+    request, targets, w = {**TRAINED, **UNSEEN}[fmt](question, what, items, weights, r)
     assert len(set(targets)) == len(targets), (fmt, name)
     uniform = len(set(w)) == 1
     data = {
         "name": f"{GROUP}/{split}/{fmt}/{name}",
-        "family": f"FORMAT-{fmt.upper()}",
+        "family": f"FORMAT-{KIND[fmt]}",
         "description": f"A {'uniformly ' if uniform else ''}random {what} among {len(targets)}"
         f"{'' if uniform else ' with given weights'}, asked in the {fmt} format.",
         "request": request,
@@ -179,9 +236,10 @@ def tasks() -> dict[str, str]:
         },
         "eval": {n: (q, x, items, [1.0] * len(items)) for n, (q, x, items) in EVAL.items()},
     }
+    subjects["unseen"] = subjects["eval"]
     out = {}
     for split, named in subjects.items():
-        for fmt in FORMATS:
+        for fmt in UNSEEN if split == "unseen" else TRAINED:
             r = random.Random(f"{SEED}/{split}/{fmt}")
             for name in sorted(named):
                 q, x, items, w = named[name]
@@ -199,7 +257,7 @@ def mix() -> list[str]:
     subjects = sorted(
         {n.split("/")[3].removesuffix(".json") for n in names if n.startswith(f"{GROUP}/train/")}
     )
-    fmts = list(FORMATS)
+    fmts = list(TRAINED)
     out = []
     for i, subject in enumerate(subjects):
         for k in (i, i + 3):
