@@ -160,7 +160,9 @@ def _plain(request: str, template: str):
 # structured lines and upper case, so that tuning teaches "follow the format asked for, random inside it" rather
 # than the seven shapes above; `diffuse reproduce formats` holds out each of FORMATS while these stay in training.
 MORE = {
-    "brackets": _plain("{q} Reply with the {x} between square brackets, like [{x}], and nothing else.", "[{i}]"),
+    "brackets": _plain(
+        "{q} Reply with the {x} between square brackets, like [{x}], and nothing else.", "[{i}]"
+    ),
     "quotes": _plain("{q} Reply with the {x} in double quotes and nothing else.", '"{i}"'),
     "backticks": _plain("{q} Write the {x} as inline code between backticks and nothing else.", "`{i}`"),
     "choice": _plain('{q} Reply in the form "Choice: <{x}>" and nothing else.', "Choice: {i}"),
@@ -179,7 +181,9 @@ MORE = {
 UNSEEN = {
     "yaml": _plain('{q} Reply with a single line of YAML of the form "{k}: <{x}>".', "{k}: {i}"),
     "bold": _plain("{q} Reply with the {x} only, in bold Markdown (**{x}**).", "**{i}**"),
-    "final-answer": _plain('{q} Reply in the form "Final answer: <{x}>" and nothing else.', "Final answer: {i}"),
+    "final-answer": _plain(
+        '{q} Reply in the form "Final answer: <{x}>" and nothing else.', "Final answer: {i}"
+    ),
     "i-choose": _plain('{q} Reply with one sentence of the form "I choose <{x}>."', "I choose {i}."),
     "parentheses": _plain("{q} Reply with the {x} in parentheses, like ({x}), and nothing else.", "({i})"),
     "json-list": lambda q, x, items, w, r: (

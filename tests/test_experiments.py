@@ -29,7 +29,7 @@ from diffuse_lm.experiments import (
 )
 from diffuse_lm.experiments.common import Context
 from diffuse_lm.experiments.scales import PAPER, QUICK, SCALE_DOC, choices, scale_fields
-from diffuse_lm.tasks import task_from_dict
+from diffuse_lm.tasks import builtin_groups, task_from_dict
 
 STORED = Path(__file__).parents[1] / "docs" / "reproduce" / "quick-smollm2-135m"  # a real quick-scale run
 
@@ -693,14 +693,34 @@ def test_formats_holds_each_format_out_of_training(tiny):
     )
     res = formats.run(ctx)
     assert res.formats == ["bare", "json"]
+    mix = builtin_groups()["formats-mix"]
+    first = sorted({n.split("/")[3] for n in mix})[:2]
     for fmt in res.formats:
         specs = ctx.trained[f"formats-without-{fmt}"]["train_prompts"]
-        used = {s.split("/")[2] for s in specs}
-        assert fmt not in used and len(used) == len(formats.FORMATS) - 1
-        assert all(len([s for s in specs if s.split("/")[2] == f]) == 2 for f in used)
+        # the format mix's tasks of its first two subjects, less those asked in the held-out format
+        assert set(specs) == {n for n in mix if n.split("/")[3] in first and n.split("/")[2] != fmt}
+        assert specs and fmt not in {s.split("/")[2] for s in specs}
         cells = res.results[fmt]
         assert list(cells) == list(formats.MODELS)
         assert all(len(c.tasks) == 5 and 0 < c.mass <= 1 for c in cells.values())
     assert res.results["bare"]["held out"].mass != pytest.approx(res.results["bare"]["base"].mass)
+    # formats no training task uses: base and the six-task model on each
+    assert list(res.unseen) == formats.unseen_formats() and len(res.unseen) >= 6
+    assert all(list(c) == ["base", "six-task"] and len(c["base"].tasks) == 5 for c in res.unseen.values())
+    assert not {n.split("/")[2] for n in mix} & set(res.unseen)
     md = formats.section(res, tiny.tmp)
-    assert (tiny.tmp / "formats.png").exists() and "| bare |" in md
+    assert (tiny.tmp / "formats.png").exists() and "| bare |" in md and "| yaml |" in md
+    # an older result without the unseen formats still makes its section
+    old = formats.FormatsResult.from_json({k: v for k, v in res.to_json().items() if k != "unseen"})
+    assert "formats/unseen" not in formats.section(old, tiny.tmp)
+
+
+def test_formats_held_out_models_train_on_every_other_trained_format(tiny):
+    from diffuse_lm.experiments import formats
+
+    ctx = replace(tiny.ctx, scale=replace(tiny.ctx.scale, format_subjects=None))
+    trained = {n.split("/")[2] for n in builtin_groups()["formats-mix"]}
+    assert set(formats.FORMATS) < trained and len(trained) >= 16
+    for fmt in formats.FORMATS:
+        used = {n.split("/")[2] for n in formats.training_tasks(ctx, fmt) if n.startswith("formats/")}
+        assert used == trained - {fmt}

@@ -197,13 +197,25 @@ def test_constrained_tasks_are_generated_and_every_target_keeps_its_constraint()
 def test_format_tasks_are_generated_and_cover_every_format():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_format_tasks.py"), "--check"])
     assert done.returncode == 0, "shipped format tasks differ from scripts/make_format_tasks.py's"
-    tasks = load_tasks(["formats"])
+    tasks = load_tasks(["formats/train", "formats/eval"])
     fmts = {t.name.split("/")[2] for t in tasks}
-    assert fmts == {"braces", "bare", "answer", "json", "lower", "letter", "number"}
+    assert {"braces", "bare", "answer", "json", "lower", "letter", "number"} < fmts and len(fmts) >= 16
     for split in ("train", "eval"):
         for fmt in fmts:
             assert load_tasks([f"formats/{split}/{fmt}"]), (split, fmt)
+    # formats no training task asks in, measured on the eval subjects only
+    unseen = load_tasks(["formats/unseen"])
+    assert {t.name.split("/")[2] for t in unseen} & fmts == set() and len(unseen) >= 30
+    assert {t.name.split("/")[3] for t in unseen} == {
+        t.name.split("/")[3] for t in tasks if "/eval/" in t.name
+    }
+    # the format mix asks every trained format; families are the seven kinds, whatever the number of formats
+    mix = load_tasks(["formats-mix"])
+    assert {t.name.split("/")[2] for t in mix} == fmts
+    assert len({t.family for t in tasks}) == 7 and all(t.family.startswith("FORMAT-") for t in tasks)
     assert any(not t.uniform for t in tasks)  # weighted coins and dice, natural frequencies
     by_name = {t.name: t for t in tasks}
     assert by_name["formats/eval/json/day"].targets[0] == '{"day": "Monday"}'
     assert by_name["formats/eval/answer/month"].targets[-1] == "Answer: December"
+    assert by_name["formats/eval/tag/day"].targets[0] == "<day>Monday</day>"
+    assert by_name["formats/eval/upper/season"].targets[0] == "SPRING"

@@ -1,9 +1,11 @@
 """Leave one answer format out (beyond the paper): is a tuned model random only where it was asked in braces?
 For each held-out format (the bare answer, "Answer: X", a JSON object, a letter or number among options, lower
-case, braces), a model tuned on the random-choice format tasks in every *other* format is measured on closed
-sets that no training task asks for (days, months, seasons, continents, compass points) asked in the held-out
-format, beside the base model and the six-task model (which trains on every format). Exact: mass on the valid
-answers, normalised entropy and yield over them."""
+case, braces), a model tuned on the format mix without that format (random choices in the fifteen other trained
+formats) is measured on closed sets that no training task asks for (days, months, seasons, continents, compass
+points) asked in the held-out format, beside the base model and the six-task model (which trains on every
+format). Then base and the six-task model in formats that no training task uses (formats/unseen: YAML, bold,
+"Final answer: X", a sentence, parentheses, a JSON list). Exact: mass on the valid answers, normalised entropy
+and yield over them."""
 
 from __future__ import annotations
 
@@ -38,8 +40,10 @@ class Cell(Record):
 
 class FormatsResult(Record):
     formats: list[str]
-    subjects: int  # training subjects kept per format
+    subjects: int | None  # training subjects of the format mix kept (None: all)
     results: dict[str, dict[str, Cell]]  # format -> model ("base", "held out", "six-task") -> cell
+    # format no training task uses -> model ("base", "six-task") -> cell (absent from results of older code)
+    unseen: dict[str, dict[str, Cell]] = {}
 
 
 def held_out(ctx: Context) -> list[str]:
@@ -47,16 +51,20 @@ def held_out(ctx: Context) -> list[str]:
     return [f for f in FORMATS if ctx.scale.formats_held_out is None or f in ctx.scale.formats_held_out]
 
 
+def unseen_formats() -> list[str]:
+    """The formats that no built-in training task asks in (formats/unseen/<format>/...)."""
+    return sorted({n.split("/")[2] for n in builtin_tasks() if n.startswith("formats/unseen/")})
+
+
 def training_tasks(ctx: Context, without: str) -> list[str]:
-    """The format tasks of every format but ``without``: the first ``format_subjects`` subjects of each, and
-    where the scale's recipe mixes in the constrained tasks, those asked in a kept format."""
-    names = sorted(n for n in builtin_tasks() if n.startswith("formats/train/"))
-    out = []
-    for fmt in FORMATS:
-        if fmt == without:
-            continue
-        mine = [n for n in names if n.split("/")[2] == fmt]
-        out += mine if ctx.scale.format_subjects is None else mine[: ctx.scale.format_subjects]
+    """The format mix (each training subject in two of the sixteen trained formats) without the tasks asked in
+    ``without``: those of its first ``format_subjects`` subjects; and where the scale's recipe mixes in the
+    constrained tasks, those asked in a kept format."""
+    mix = [n for n in builtin_groups()["formats-mix"] if n.split("/")[2] != without]
+    subjects = sorted({n.split("/")[3] for n in builtin_groups()["formats-mix"]})
+    if ctx.scale.format_subjects is not None:
+        subjects = subjects[: ctx.scale.format_subjects]
+    out = [n for n in mix if n.split("/")[3] in subjects]
     if ctx.scale.six_recipe.constrained_mix:
         out += [n for n in builtin_groups()["constrained-mix"] if n.split("/")[1] != without]
     return out
@@ -89,7 +97,15 @@ def run(ctx: Context) -> FormatsResult:
         for label, path in (("base", None), ("held out", tuned[fmt]), ("six-task", six)):
             with using(ctx, path) as (model, tokenizer):
                 results[fmt][label] = cell(exact(model, tokenizer, tasks, ctx.scale.coverage_n))
-    return FormatsResult(formats=held_out(ctx), subjects=ctx.scale.format_subjects, results=results)
+    unseen: dict[str, dict[str, Cell]] = {}
+    for label, path in (("base", None), ("six-task", six)):
+        with using(ctx, path) as (model, tokenizer):
+            for fmt in unseen_formats():
+                rows = exact(model, tokenizer, load_tasks([f"formats/unseen/{fmt}"]), ctx.scale.coverage_n)
+                unseen.setdefault(fmt, {})[label] = cell(rows)
+    return FormatsResult(
+        formats=held_out(ctx), subjects=ctx.scale.format_subjects, results=results, unseen=unseen
+    )
 
 
 def section(res: FormatsResult, figures: Path) -> str:
@@ -118,10 +134,23 @@ def section(res: FormatsResult, figures: Path) -> str:
     ]
     md += (
         "\nMeasured on days, months, seasons, continents and compass points asked in each format (means over "
-        f"the five); 'held out': tuned on the format tasks of every other format ({res.subjects} subjects "
-        "each) with the six-task model's recipe; 'six-task': the six-task model, tuned on every format:\n\n"
+        "the five); 'held out': tuned on the format mix without the held-out format "
+        f"({'all' if res.subjects is None else res.subjects} subjects, each in two of the other formats) with "
+        "the six-task model's recipe; 'six-task': the six-task model, tuned on every format:\n\n"
         + table(head, rows)
     )
+    if res.unseen:
+        pair = ("base", "six-task")
+        head = ["format"] + [f"{m} {k}" for k in ("mass", "norm. H", "yield@20") for m in pair]
+        rows = [
+            [f]
+            + [getattr(res.unseen[f][m], k) for k in ("mass", "normalized_entropy", "yield_20") for m in pair]
+            for f in res.unseen
+        ]
+        md += (
+            "\n\nThe same subjects asked in formats that no training task uses (formats/unseen):\n\n"
+            + table(head, rows)
+        )
     return md
 
 

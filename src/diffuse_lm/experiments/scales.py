@@ -29,7 +29,7 @@ class Recipe:
     mass_weight_end: float | None = (
         None  # α at the last step, reached linearly (None: mass_weight throughout)
     )
-    formats_mix: bool = False  # the formats-mix tasks (random choices in seven answer formats) mixed in
+    formats_mix: bool = False  # the formats-mix tasks (random choices in sixteen answer formats) mixed in
     balance_families: bool = False  # each task family visited equally often in a pass (alg_config.balance)
     micro_batch: int | None = None  # targets per micro-batch (alg_config.batch_size; None: TrainConfig's)
     family_weights: tuple[tuple[str, float], ...] = ()  # (family or pattern, share of a pass): alg_config's
@@ -175,7 +175,7 @@ KEPT_RECIPE = replace(
 KEPT_FAST_RECIPE = replace(
     KEPT_RECIPE, name="kept-fast: kept at the model's full learning rate", lr_factor=1.0
 )
-# kept as the shipped six-task config trains: each format family at half a share of a pass (with balance:
+# kept as the shipped six-task config trains: each format family (kind) at half a share of a pass (with balance:
 # families the seven format families otherwise took 7 of 13 shares), lr 8e-4 decayed to 0 on a cosine (a constant
 # rate left OCCUPATIONS' prompts swinging from pass to pass); with the standard scale's 5 passes every family of
 # the six reaches valid mass 0.65 and normalised entropy 0.92 or more (docs/validity.md).
@@ -257,7 +257,7 @@ class Scale:
     open_ended_samples: int = 100  # samples a prompt in `open-ended`
     open_ended_prompts: int | None = None  # open-ended prompts asked (None: all)
     formats_held_out: tuple[str, ...] | None = None  # formats `formats` holds out (None: every one)
-    format_subjects: int | None = None  # training subjects of each format in `formats` (None: all)
+    format_subjects: int | None = None  # training subjects of the format mix in `formats` (None: all)
 
 
 SCALE_DOC = {
@@ -286,7 +286,7 @@ SCALE_DOC = {
     "open_ended_samples": "samples a prompt of the open-ended requests",
     "open_ended_prompts": "open-ended prompts asked",
     "formats_held_out": "answer formats held out",
-    "format_subjects": "training subjects of each answer format",
+    "format_subjects": "training subjects of the format mix (each in two formats)",
 }
 
 PAPER = Scale(
@@ -334,7 +334,6 @@ QUICK = Scale(
     six_recipe=KEPT_RECIPE,
     tradeoff=TRADEOFF,
     open_ended_samples=20,
-    format_subjects=8,
 )
 SCALES = {s.name: s for s in (QUICK, PAPER)}
 # Each experiment in a few minutes on the default model on a 2-core CPU, to try `reproduce` out: Eq. 5
