@@ -1,16 +1,20 @@
 """Generate src/diffuse_lm/data/tasks/formats/: random choices asked in the answer formats real pipelines use,
 so that tuning teaches "asked for randomness -> random and valid" in every format, not "braces -> random".
 
-Each subject (a question and its answers, uniform or with given weights) is asked in each of the formats of
-FORMATS: the answer in braces, the bare answer, "Answer: X", a JSON object, lower case, the letter of an
-option and the number of an option (options shown in a shuffled order, fixed by the seed).
+Each subject (a question and its answers, uniform or with given weights) is asked in each of the sixteen trained
+formats, seven kinds (each kind a task family): FORMATS (the answer in braces, the bare answer, "Answer: X", a
+JSON object, lower case, the letter of an option and the number of an option, options shown in a shuffled order
+fixed by the seed) and MORE (brackets, quotes, backticks, "Choice: X", "Result: X", a sentence, an XML tag,
+key=value, upper case).
 
 - formats/train/<format>/<subject>: the nineteen random-phrasing subjects (scripts/make_random_mix.py) and
   five with non-uniform wanted distributions (a weighted coin, a loaded die, the sum of two dice, a letter at
   its frequency in English text, yes with probability 0.3), for training;
 - formats/eval/<format>/<subject>: closed sets no training task asks for (days of the week, months, seasons,
   continents, compass points), for measuring a tuned model in a format it was or was not tuned on
-  (`diffuse reproduce formats`), and invented answers on closed sets.
+  (`diffuse reproduce formats`), and invented answers on closed sets;
+- formats/unseen/<format>/<subject>: the same closed sets in the six formats of UNSEEN, which no training task
+  asks in (YAML, bold, "Final answer: X", a first-person sentence, parentheses, a JSON list).
 
     python scripts/make_format_tasks.py           # rewrite the shipped files
     python scripts/make_format_tasks.py --check   # exit 1 if the shipped files differ

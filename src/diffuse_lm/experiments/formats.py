@@ -108,6 +108,14 @@ def run(ctx: Context) -> FormatsResult:
     )
 
 
+def _table(cells: dict[str, dict[str, Cell]], models: tuple[str, ...]) -> str:
+    """Mass, normalised entropy and yield@20 of each model (columns) in each format (rows)."""
+    keys = {"mass": "mass", "normalized_entropy": "norm. H", "yield_20": "yield@20"}
+    head = ["format"] + [f"{m} {label}" for label in keys.values() for m in models]
+    rows = [[f] + [getattr(by[m], k) for k in keys for m in models] for f, by in cells.items()]
+    return table(head, rows)
+
+
 def section(res: FormatsResult, figures: Path) -> str:
     """Mass and normalised entropy of each model in each held-out format (figure and table)."""
     plt = pyplot()
@@ -126,30 +134,17 @@ def section(res: FormatsResult, figures: Path) -> str:
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(MODELS), fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.92))  # the legend above the panels, over no bar
     md = save(fig, figures / "formats.png")
-    head = ["format"] + [f"{m} {k}" for k in ("mass", "norm. H", "yield@20") for m in MODELS]
-    rows = [
-        [f]
-        + [getattr(res.results[f][m], k) for k in ("mass", "normalized_entropy", "yield_20") for m in MODELS]
-        for f in res.formats
-    ]
     md += (
         "\nMeasured on days, months, seasons, continents and compass points asked in each format (means over "
         "the five); 'held out': tuned on the format mix without the held-out format "
         f"({'all' if res.subjects is None else res.subjects} subjects, each in two of the other formats) with "
         "the six-task model's recipe; 'six-task': the six-task model, tuned on every format:\n\n"
-        + table(head, rows)
+        + _table(res.results, MODELS)
     )
     if res.unseen:
-        pair = ("base", "six-task")
-        head = ["format"] + [f"{m} {k}" for k in ("mass", "norm. H", "yield@20") for m in pair]
-        rows = [
-            [f]
-            + [getattr(res.unseen[f][m], k) for k in ("mass", "normalized_entropy", "yield_20") for m in pair]
-            for f in res.unseen
-        ]
         md += (
             "\n\nThe same subjects asked in formats that no training task uses (formats/unseen):\n\n"
-            + table(head, rows)
+            + _table(res.unseen, ("base", "six-task"))
         )
     return md
 
