@@ -60,13 +60,11 @@ def training_tasks(ctx: Context, without: str) -> list[str]:
     """The format mix (each training subject in two of the sixteen trained formats) without the tasks asked in
     ``without``: those of its first ``format_subjects`` subjects; and where the scale's recipe mixes in the
     constrained tasks, those asked in a kept format."""
-    mix = [n for n in builtin_groups()["formats-mix"] if n.split("/")[2] != without]
-    subjects = sorted({n.split("/")[3] for n in builtin_groups()["formats-mix"]})
-    if ctx.scale.format_subjects is not None:
-        subjects = subjects[: ctx.scale.format_subjects]
-    out = [n for n in mix if n.split("/")[3] in subjects]
+    groups = builtin_groups()
+    subjects = sorted({n.split("/")[3] for n in groups["formats-mix"]})[: ctx.scale.format_subjects]
+    out = [n for n in groups["formats-mix"] if n.split("/")[2] != without and n.split("/")[3] in subjects]
     if ctx.scale.six_recipe.constrained_mix:
-        out += [n for n in builtin_groups()["constrained-mix"] if n.split("/")[1] != without]
+        out += [n for n in groups["constrained-mix"] if n.split("/")[1] != without]
     return out
 
 
@@ -98,11 +96,11 @@ def run(ctx: Context) -> FormatsResult:
             with using(ctx, path) as (model, tokenizer):
                 results[fmt][label] = cell(exact(model, tokenizer, tasks, ctx.scale.coverage_n))
     unseen: dict[str, dict[str, Cell]] = {}
+    asked = {fmt: load_tasks([f"formats/unseen/{fmt}"]) for fmt in unseen_formats()}
     for label, path in (("base", None), ("six-task", six)):
         with using(ctx, path) as (model, tokenizer):
-            for fmt in unseen_formats():
-                rows = exact(model, tokenizer, load_tasks([f"formats/unseen/{fmt}"]), ctx.scale.coverage_n)
-                unseen.setdefault(fmt, {})[label] = cell(rows)
+            for fmt, tasks in asked.items():
+                unseen.setdefault(fmt, {})[label] = cell(exact(model, tokenizer, tasks, ctx.scale.coverage_n))
     return FormatsResult(
         formats=held_out(ctx), subjects=ctx.scale.format_subjects, results=results, unseen=unseen
     )
