@@ -11,6 +11,7 @@ import json
 import sys
 
 from diffuse_lm.api import load
+from diffuse_lm.errors import DiffuseError
 from diffuse_lm.sampling import greedy_texts
 from diffuse_lm.tasks import builtin_tasks, load_tasks
 
@@ -29,7 +30,11 @@ questions = []
 for task in load_tasks(names):
     right = json.loads(task.targets[0])["answer"]
     questions.append((task.request.split(" Reply only")[0], right))
-model, tokenizer = load(adapter=adapter)
+try:
+    model, tokenizer = load(adapter=adapter)
+except DiffuseError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 for fmt, instruction in FORMATS.items():
     convs = [[{"role": "user", "content": f"{q} {instruction}"}] for q, _ in questions]
     outs = greedy_texts(model, tokenizer, convs, max_new_tokens=24)

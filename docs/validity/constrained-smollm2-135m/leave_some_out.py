@@ -14,15 +14,21 @@ from diffuse_lm.experiments import runner
 from diffuse_lm.experiments.common import Context, using
 from diffuse_lm.experiments.scales import STANDARD
 
+if len(sys.argv) < 3:
+    print("usage: leave_some_out.py OUT FAMILY [FAMILY ...]", file=sys.stderr)
+    sys.exit(2)
 out = Path(sys.argv[1])
 keep = tuple(sys.argv[2:])
 ctx = Context(model="default", scale=STANDARD, seed=0, out=out)
+groups = loo.families(loo.six_tasks(ctx))
+if unknown := [f for f in keep if f not in groups]:
+    print(f"error: unknown families {unknown}; the six are {list(groups)}", file=sys.stderr)
+    sys.exit(2)
 plan = runner.planned_adapters
 runner.planned_adapters = lambda names, c: [
     j for j in plan(names, c) if any(j[0].endswith(k.lower().replace(" ", "-")) for k in keep)
 ]
 runner.train_side_by_side(["leave-one-out"], ctx, 2, out / "logs")
-groups = loo.families(loo.six_tasks(ctx))
 res = {}
 for f in keep:
     others = [t for g, ts in groups.items() if g != f for t in ts]
