@@ -290,6 +290,9 @@ def write_or_check(group: str, want: dict[str, str], doc: str, script: str) -> i
             print(f"{DATA / group}: out of date (run {script})", file=sys.stderr)
             return 1
         return 0
+    for stale in (DATA / group).rglob("*.json"):  # tasks the generator no longer makes
+        if str(stale.relative_to(DATA)) not in want:
+            stale.unlink()
     for name, text in want.items():
         (DATA / name).parent.mkdir(parents=True, exist_ok=True)
         (DATA / name).write_text(text)

@@ -244,7 +244,8 @@ Upholsterer, Urban Planner, Urologist, Veterinarian, Video Editor, Voice Actor, 
 Wildlife Biologist, Window Cleaner, Writer, Yoga Instructor, Zookeeper, Zoologist"""
 
 OCCUPATION_LETTERS = ("A", "M", "S")
-# Common occupations neither the curated list nor Faker's has, valid beyond the targets.
+# Common occupations neither the curated list nor Faker's has, valid beyond the targets: jobs a person holds
+# (`Salesman`, `Supervisor`, `Mayor`, `Priest`), not fields of work (`Finance`) nor ranks.
 MORE_OCCUPATIONS = """Software Engineer, Web Developer, Nurse Practitioner, Registered Nurse, Veterinary Technician,
 Flight Engineer, Game Developer, Social Media Manager, Sales Manager, Store Manager, Warehouse Worker,
 Delivery Driver, Chef de Cuisine, Cook, Waitress, Server, Housekeeper, Cleaner, Painter and Decorator, Actress,
@@ -255,7 +256,28 @@ Assistant, Librarian Assistant, Mail Clerk, Clerk, Postman, Postal Worker, Mailm
 Stewardess, Steward, Waiter, Chauffeur, Courier, Guard, Bodyguard, Sailor, Captain, Ship Captain, Fisherman,
 Rancher, Cowboy, Shepherd, Miner, Welder, Mechanic, Tailor, Seamstress, Shoemaker, Cobbler, Watchmaker,
 Clockmaker, Printer, Publisher, Reporter, Announcer, Broadcaster, DJ, Disc Jockey, Comedian, Magician, Clown,
-Acrobat, Stuntman, Stunt Performer, YouTuber, Influencer, Streamer, Voice Actor, Animator, Cartoonist"""
+Acrobat, Stuntman, Stunt Performer, YouTuber, Influencer, Streamer, Voice Actor, Animator, Cartoonist,
+Administrative Assistant, Air Hostess, Aircraft Engineer, Aircraft Mechanic, Airman, Ambassador, Anaesthetist,
+Appraiser, Arborist, Assembler, Attorney, Au Pair, Babysitter, Bailiff, Beautician, Bellhop, Blogger, Bookbinder,
+Border Guard, Bouncer, Brewer, Broker, Builder, Businessman, Businesswoman, Butler, Cameraman, Cardiologist,
+Caregiver, Caretaker, Carver, Caterer, Chaplain, Cheesemaker, Civil Servant, Clergyman, Co-Pilot, Coastguard,
+Coder, Columnist, Computer Scientist, Concierge, Conductor, Constable, Coroner, Costume Designer, Cowherd, Critic,
+Custodian, Data Analyst, Dean, Deckhand, Decorator, Deputy Sheriff, Director, Dishwasher, Dispatcher, Doorman,
+Draper, Dressmaker, Driller, Driver, Drummer, Embalmer, Executive, Executive Assistant, Factory Worker, Farmhand,
+Film Producer, Fishmonger, Fitness Instructor, Footballer, Foreman, Forklift Operator, Furrier, Gamekeeper, General
+Practitioner, Glazier, Goatherd, Goldsmith, Governess, Governor, Gravedigger, Greengrocer, Grocer, Groundskeeper,
+Guitarist, Haberdasher, Hair Stylist, Handyman, Hatter, Headmaster, Headteacher, Hunter, IT Technician, Imam,
+Innkeeper, Inspector, Investigator, Jailer, Jeweller, Jockey, Joiner, Juggler, Lab Assistant, Laborer, Labourer,
+Landscaper, Lecturer, Loan Officer, Logger, Machine Operator, Magistrate, Maid, Manicurist, Mariner, Marketing
+Specialist, Marshal, Masseuse, Mayor, Merchant, Miller, Milliner, Minister, Missionary, Monk, Mortician, Navigator,
+Navy Officer, Newsreader, Notary, Nun, Operations Manager, Orderly, Packer, Paediatrician, Pastor, Phlebotomist,
+Pianist, Planner, Plasterer, Playwright, Porter, Priest, Private Investigator, Producer, Property Manager,
+Puppeteer, Quarryman, Rabbi, Radiographer, Ranger, Rapper, Recruiter, Referee, Saddler, Sales Associate, Sales
+Engineer, Sales Representative, Salesman, Saleswoman, Saxophonist, Scaffolder, Screenwriter, Senator, Shop
+Assistant, Shop Manager, Shopkeeper, Silversmith, Sonographer, Stationer, Stenographer, Stock Clerk, Stonemason,
+Store Clerk, Street Vendor, Stylist, Supervisor, Systems Administrator, Tanner, Tax Collector, Technician,
+Therapist, Tiler, Toymaker, Trader, Train Driver, Trapper, Trawlerman, Treasurer, Typesetter, Typist, Umpire,
+Undertaker, Vendor, Ventriloquist, Veterinary Nurse, Violinist, Warden, Weaver, Winemaker"""
 
 
 def broad_occupations(jobs: list[str]) -> list[str]:
