@@ -16,6 +16,9 @@ key=value, upper case).
 - formats/unseen/<format>/<subject>: the same closed sets in the six formats of UNSEEN, which no training task
   asks in (YAML, bold, "Final answer: X", a first-person sentence, parentheses, a JSON list).
 
+A sentence format's answer without its final period ("I choose July") is valid too, beside the targets: a user
+asking for that sentence gets the answer asked for.
+
     python scripts/make_format_tasks.py           # rewrite the shipped files
     python scripts/make_format_tasks.py --check   # exit 1 if the shipped files differ
 """
@@ -231,6 +234,8 @@ def _task(split: str, fmt: str, name: str, question, what, items, weights, r) ->
     }
     if not uniform:
         data["weights"] = [round(float(v), 6) for v in w]
+    if sentences := [t.removesuffix(".") for t in targets if t.endswith(".")]:
+        data["valid"] = sentences  # a sentence without its final period is still the answer asked for
     return f"{GROUP}/{split}/{fmt}/{name}.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 

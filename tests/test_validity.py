@@ -219,3 +219,7 @@ def test_format_tasks_are_generated_and_cover_every_format():
     assert by_name["formats/eval/answer/month"].targets[-1] == "Answer: December"
     assert by_name["formats/eval/tag/day"].targets[0] == "<day>Monday</day>"
     assert by_name["formats/eval/upper/season"].targets[0] == "SPRING"
+    # a sentence answer without its final period is valid (not wanted by p*), and nothing else is added
+    for t in [*tasks, *unseen]:
+        assert list(t.valid or []) == [x[:-1] for x in t.targets if x.endswith(".")], t.name
+    assert "I choose July" in {u.name: u for u in unseen}["formats/unseen/i-choose/month"].valid
