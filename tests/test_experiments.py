@@ -708,6 +708,10 @@ def test_formats_holds_each_format_out_of_training(tiny):
     assert list(res.unseen) == formats.unseen_formats() and len(res.unseen) >= 6
     assert all(list(c) == ["base", "six-task"] and len(c["base"].tasks) == 5 for c in res.unseen.values())
     assert not {n.split("/")[2] for n in mix} & set(res.unseen)
+    # a cell's mass is on every valid answer: the sentence without its period counts, a bare word has no extra
+    sentence, bare = res.unseen["i-choose"]["base"], res.results["bare"]["base"]
+    assert sentence.mass > sum(t["mass"] for t in sentence.tasks) / 5
+    assert bare.mass == pytest.approx(sum(t["mass"] for t in bare.tasks) / 5)
     md = formats.section(res, tiny.tmp)
     assert (tiny.tmp / "formats.png").exists() and "| bare |" in md and "| yaml |" in md
     # an older result without the unseen formats still makes its section

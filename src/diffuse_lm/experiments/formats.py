@@ -31,7 +31,7 @@ MODELS = ("base", "held out", "six-task")
 class Cell(Record):
     """One model on one format's measuring tasks: means over the tasks."""
 
-    mass: float
+    mass: float  # on every valid answer: the targets and the task's `valid` ones (a sentence without its period)
     normalized_entropy: float
     yield_20: float
     kl: float
@@ -79,9 +79,10 @@ def models(ctx: Context) -> dict[str, Path]:
 
 
 def cell(rows: list[dict]) -> Cell:
-    keys = ("mass", "normalized_entropy", "yield_20", "kl")
-    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-    kept = ("name", "mass", "normalized_entropy", "yield_20", "kl", "entropy")
+    """Means over one format's tasks; the mass is that of every valid answer, as the yield counts them."""
+    keys = ("valid_mass", "normalized_entropy", "yield_20", "kl")
+    means = {k.removeprefix("valid_"): float(np.mean([r[k] for r in rows])) for k in keys}
+    kept = ("name", "mass", "valid_mass", "normalized_entropy", "yield_20", "kl", "entropy")
     return Cell(**means, tasks=[{k: r[k] for k in kept} for r in rows])
 
 
