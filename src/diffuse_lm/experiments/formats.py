@@ -80,10 +80,12 @@ def models(ctx: Context) -> dict[str, Path]:
 
 def cell(rows: list[dict]) -> Cell:
     """Means over one format's tasks; the mass is that of every valid answer, as the yield counts them."""
-    keys = ("valid_mass", "normalized_entropy", "yield_20", "kl")
-    means = {k.removeprefix("valid_"): float(np.mean([r[k] for r in rows])) for k in keys}
+    means = {
+        k: float(np.mean([r[k] for r in rows]))
+        for k in ("valid_mass", "normalized_entropy", "yield_20", "kl")
+    }
     kept = ("name", "mass", "valid_mass", "normalized_entropy", "yield_20", "kl", "entropy")
-    return Cell(**means, tasks=[{k: r[k] for k in kept} for r in rows])
+    return Cell(mass=means.pop("valid_mass"), **means, tasks=[{k: r[k] for k in kept} for r in rows])
 
 
 def run(ctx: Context) -> FormatsResult:
