@@ -3,7 +3,8 @@ targets are) against the original study's plain loop (every target fed with the 
 logits at every position), on the default model, LoRA as in the paper, one process, runs alternated.
 
 Also: the same loop with packing off (padded rows on the shared prompt cache), with the retention term on
-(2 general prompts a step, the base model's 48-token answers), with Eq. 5's mass part weighed 0.1 (the task in
+(2 general prompts a step, the base model's 48-token answers; its base side from the decoder states the
+greedy answers kept, as training does, and recomputed by a pass of the decoder, as it was before), with Eq. 5's mass part weighed 0.1 (the task in
 one micro-batch, and in micro-batches of 4 targets, which scores it once more for the mass), and what bf16
 autocast does to the loss and to the step time. The last line is ``training: speedup_vs_plain=<x> peak_rss_mb=<y>``
 for RNG 1-10 (y: peak RSS of a process while it runs our loop, model included, its loading not counted).
@@ -13,6 +14,7 @@ Run: python benchmarks/training.py [--rounds N] [--tasks rng-1-10]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -90,11 +92,17 @@ def our_step(model, opt, params, enc, cfg, retain=()) -> float:
 
 
 def retain_batch(model, tokenizer, n: int = 2) -> list:
-    """The retention examples of one step: ``n`` shipped general prompts and the base model's answers."""
-    from diffuse_lm.retention import base_responses, encode_examples, load_retain_prompts
+    """The retention examples of one step: ``n`` shipped general prompts and the base model's answers, with
+    the decoder states that chose them (what training uses)."""
+    from diffuse_lm.retention import base_answers_with_states, encode_examples, load_retain_prompts
 
     prompts = load_retain_prompts("general")[:n]
-    return encode_examples(tokenizer, prompts, base_responses(model, tokenizer, prompts, 48, cache=None))
+    texts, states = base_answers_with_states(model, tokenizer, prompts, 48, cache=None)
+    examples = encode_examples(tokenizer, prompts, texts, states)
+    assert all(e.base_states is not None for e in examples), (
+        "the benchmark's answers should keep their states"
+    )
+    return examples
 
 
 def unpacked(fn):
@@ -126,6 +134,7 @@ def time_task(task_name: str, rounds: int) -> dict:
     bf16 = cfg.model_copy(update={"mixed_precision": "bf16"})
     retain_cfg = cfg.model_copy(update={"retain": RetainSettings(weight=1.0)})
     retain = retain_batch(model, tokenizer)
+    recomputed = [dataclasses.replace(e, base_states=None) for e in retain]
     mass = cfg.model_copy(update={"alg_config": cfg.alg_config.model_copy(update={"mass_weight": 0.1})})
     mass4 = mass.model_copy(update={"alg_config": mass.alg_config.model_copy(update={"batch_size": 4})})
     loops = {
@@ -133,6 +142,7 @@ def time_task(task_name: str, rounds: int) -> dict:
         "ours_mass": lambda: our_step(model, opt, params, enc, mass),
         "ours_mass_batched": lambda: our_step(model, opt, params, enc, mass4),
         "ours_retain": lambda: our_step(model, opt, params, enc, retain_cfg, retain),
+        "ours_retain_recomputed": lambda: our_step(model, opt, params, enc, retain_cfg, recomputed),
         "ours_bf16": lambda: our_step(model, opt, params, enc, bf16),
         "ours_unpacked": unpacked(lambda: our_step(model, opt, params, enc, cfg)),
         "plain": lambda: plain_step(model, opt, params, enc),
@@ -213,7 +223,8 @@ def main() -> None:
         print(
             f"{task_name} ({t['targets']} targets): s/step ours {t['ours']:.3f}, plain {t['plain']:.3f} "
             f"(x{t['plain'] / t['ours']:.1f}); ours unpacked {t['ours_unpacked']:.3f}; "
-            f"ours + retention term {t['ours_retain']:.3f}; ours with mass weight 0.1 {t['ours_mass']:.3f} "
+            f"ours + retention term {t['ours_retain']:.3f} (its base side recomputed: "
+            f"{t['ours_retain_recomputed']:.3f}, x{t['ours_retain_recomputed'] / t['ours_retain']:.2f}); ours with mass weight 0.1 {t['ours_mass']:.3f} "
             f"(in micro-batches of 4: {t['ours_mass_batched']:.3f}); "
             f"ours+bf16 autocast {t['ours_bf16']:.3f}; peak RSS MB ours "
             f"{mem['ours']:.0f}, plain {mem['plain']:.0f}; loss fp32 {err['fp32']:.5f} bf16 {err['bf16']:.5f} "

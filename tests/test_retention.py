@@ -8,14 +8,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_llama
+from conftest import char_tokenizer, tiny_llama
 from test_training import _lora, model_dir, tiny_config  # noqa: F401  (model_dir is a fixture)
 
 from diffuse_lm import train
 from diffuse_lm.config import config_from_dict
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.models import shared_prefix
-from diffuse_lm.retention import RetainExample, encode_examples, load_retain_prompts, retention_kl
+from diffuse_lm.retention import (
+    RetainExample,
+    base_answers_with_states,
+    encode_examples,
+    load_retain_prompts,
+    load_states,
+    retention_kl,
+    save_states,
+)
 
 PROMPTS = ["Say hi.", "What is two plus two? Explain.", "Name a colour"]
 ANSWERS = ["Hello there!", "4", "Blue, like the sky on a clear day."]
@@ -59,6 +67,59 @@ def test_retention_kl_equals_the_plain_computation_values_and_gradients(tokenize
     assert all(a is not None and b is not None for a, b in grads)
     for a, b in grads:
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_kept_base_states_give_the_plain_kl_without_a_second_decoder_pass(tmp_path, monkeypatch):
+    """The states the greedy decoding kept stand for the base side: the KL and its gradients are the plain
+    computation's, and the decoder runs once (the tuned side), not twice."""
+    from tokenizers import decoders
+
+    import diffuse_lm.retention as retention
+
+    tokenizer = char_tokenizer()
+    tokenizer.backend_tokenizer.decoder = decoders.Fuse()  # text tokenizes back to the decoded tokens
+
+    prompts = [*PROMPTS, "Tell me about cats.", "Why is ice cold?", "Count to three."]
+    ref, fast = _lora(tiny_llama(len(tokenizer), seed=4)), _lora(tiny_llama(len(tokenizer), seed=4))
+    fast.load_state_dict(ref.state_dict())
+    texts, states = base_answers_with_states(fast, tokenizer, prompts, 8, cache=tmp_path)
+    examples = [e for e in encode_examples(tokenizer, prompts, texts, states) if e.base_states is not None]
+    assert len(examples) >= 4  # answers that tokenize back to their tokens keep their states
+    assert all(e.base_states.shape == (len(e.response_ids), 32) for e in examples)  # (tokens, hidden)
+    passes = []
+    forward = retention._forward_logprobs
+    monkeypatch.setattr(retention, "_forward_logprobs", lambda m, b: passes.append(len(b)) or forward(m, b))
+    want = plain_kl(ref, examples)
+    want.backward()
+    got, _ = retention_kl(fast, examples)
+    got.backward()
+    assert passes == [len(examples)]  # the tuned side only
+    assert float(want.detach()) > 1e-3
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for p, q in zip(ref.parameters(), fast.parameters(), strict=True):
+        if p.requires_grad:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
+    # the cache keeps them; read back, they are the same tensors
+    cached = list(tmp_path.glob("retain-*.safetensors"))
+    assert len(cached) == 1
+    texts2, states2 = base_answers_with_states(fast, tokenizer, prompts, 8, cache=tmp_path)
+    assert texts2 == texts
+    assert [s is None for s in states2] == [s is None for s in states]
+    assert all(torch.equal(a, b) for a, b in zip(states, states2, strict=True) if a is not None)
+
+
+def test_kept_states_of_other_answers_or_a_torn_file_are_not_used(tmp_path):
+    path = tmp_path / "retain.safetensors"
+    states = [torch.ones(2, 4), None, torch.zeros(1, 4)]
+    save_states(path, PROMPTS, ANSWERS, states)
+    back = load_states(path, PROMPTS, ANSWERS)
+    assert back[1] is None and torch.equal(back[0], states[0]) and torch.equal(back[2], states[2])
+    assert load_states(path, PROMPTS, ["Hi", "5", "Red"]) == [None] * 3  # other answers: not theirs
+    path.write_bytes(path.read_bytes()[:40])  # torn
+    assert load_states(path, PROMPTS, ANSWERS) == [None] * 3
+    assert load_states(tmp_path / "missing.safetensors", PROMPTS, ANSWERS) == [None] * 3
+    save_states(path, PROMPTS, ANSWERS, [None] * 3)  # nothing kept: a file that says so
+    assert path.is_file() and load_states(path, PROMPTS, ANSWERS) == [None] * 3
 
 
 def test_retention_kl_is_zero_with_the_adapter_at_its_start(tokenizer):
@@ -115,16 +176,32 @@ def test_retain_off_or_zero_weight_trains_bit_identically(tmp_path, model_dir): 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_training_with_retention_logs_it_keeps_closer_to_base_and_resumes(tmp_path, model_dir):  # noqa: F811
+@pytest.fixture(scope="module")
+def exact_model_dir(tmp_path_factory) -> Path:
+    """The tiny model folder, its tokenizer decoding tokens back to the text they came from (the test
+    tokenizer otherwise spaces them out), so that base answers keep their decoder states."""
+    from tokenizers import decoders
+
+    folder = tmp_path_factory.mktemp("tiny-model-exact")
+    tok = char_tokenizer()
+    tok.backend_tokenizer.decoder = decoders.Fuse()
+    tiny_llama(len(tok), seed=0).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_training_with_retention_logs_it_keeps_closer_to_base_and_resumes(tmp_path, exact_model_dir):
     prompts = tmp_path / "general.txt"
     prompts.write_text("\n".join(PROMPTS + ["Tell me about cats.", "Why is ice cold?"]))
     retain = {"weight": 5.0, "prompts": str(prompts), "max_new_tokens": 6, "per_step": 2}
-    plain = train(config_from_dict(tiny_config(tmp_path / "a", model_dir)), progress=False).summary
-    cfg = tiny_config(tmp_path / "b", model_dir, retain=retain)
+    plain = train(config_from_dict(tiny_config(tmp_path / "a", exact_model_dir)), progress=False).summary
+    cfg = tiny_config(tmp_path / "b", exact_model_dir, retain=retain)
     kept = train(config_from_dict(cfg), progress=False).summary
     out = Path(kept["output_dir"])
     saved = json.loads((out / "retain.json").read_text())
     assert saved["prompts"] == prompts.read_text().splitlines() and len(saved["responses"]) == 5
+    states = load_states(out / "retain.safetensors", saved["prompts"], saved["responses"])
+    assert any(s is not None for s in states)  # the base states travel with the answers, for a resumed run
     steps = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     kls = [e["retain_kl"] for e in steps if "loss" in e]
     assert len(kls) == kept["steps"] and kls[0] == pytest.approx(0.0, abs=1e-6) and max(kls) > 0
@@ -135,7 +212,7 @@ def test_training_with_retention_logs_it_keeps_closer_to_base_and_resumes(tmp_pa
 
     assert norm(kept) < norm(plain)
     # a run interrupted after its checkpoint resumes to the same adapter
-    cfg2 = tiny_config(tmp_path / "c", model_dir, retain=retain)
+    cfg2 = tiny_config(tmp_path / "c", exact_model_dir, retain=retain)
     short = {**cfg2, "alg_config": {**cfg2["alg_config"], "n_iters": 2}}
     train(config_from_dict(short), progress=False)
     resumed = train(config_from_dict(cfg2), progress=False).summary
@@ -184,7 +261,7 @@ def test_train_log_lines_are_strict_json():
     }
 
 
-def test_prepared_retention_answers_are_the_ones_a_run_reads(tmp_path, model_dir, monkeypatch):  # noqa: F811
+def test_prepared_retention_answers_are_the_ones_a_run_reads(tmp_path, exact_model_dir, monkeypatch):
     """`prepare_retention` (what `reproduce --jobs` calls before its side-by-side runs) caches the base
     model's answers under the key a run of the same config looks up: the run computes none again."""
     import diffuse_lm.sampling as sampling
@@ -194,10 +271,10 @@ def test_prepared_retention_answers_are_the_ones_a_run_reads(tmp_path, model_dir
     prompts = tmp_path / "general.txt"
     prompts.write_text("\n".join(PROMPTS))
     retain = {"weight": 5.0, "prompts": str(prompts), "max_new_tokens": 6, "per_step": 2}
-    cfg = config_from_dict(tiny_config(tmp_path / "run", model_dir, retain=retain))
+    cfg = config_from_dict(tiny_config(tmp_path / "run", exact_model_dir, retain=retain))
     training.prepare_retention(cfg)
     cached = list((tmp_path / "cache" / "retain").glob("retain-*.json"))
-    assert len(cached) == 1
+    assert len(cached) == 1 and cached[0].with_suffix(".safetensors").is_file()
     calls = []
     monkeypatch.setattr(sampling, "greedy_texts", lambda *a, **k: calls.append(a) or [])  # would be computing
     summary = train(cfg, progress=False).summary

@@ -31,6 +31,7 @@ from diffuse_lm.training_setup import TRACKER_DIR
 ADAPTER_DIR = "adapter"
 ADAPTER_FILE = "adapter_model.safetensors"  # what PEFT's save_pretrained writes (safetensors)
 RETAIN_FILE = "retain.json"  # the general prompts and the base model's answers of the retention term
+RETAIN_STATES = "retain.safetensors"  # the base decoder's states along those answers (retention.save_states)
 # The files a run writes (bar its checkpoints): all that ``overwrite`` ever deletes of an earlier run.
 RUN_FILES = (
     "config.yaml",
@@ -38,6 +39,7 @@ RUN_FILES = (
     "summary.json",
     POINTER,
     RETAIN_FILE,
+    RETAIN_STATES,
     "before.json",
     "before_train.json",
     "after.json",

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -237,6 +238,41 @@ def greedy_texts(
     text of each (up to its end-of-turn token), in input order: the same text as
     ``generate(model, tokenizer, messages, 1, temperature=0.0, max_new_tokens=max_new_tokens)[0]``.
     Prompts are sorted by length into batches (less padding); finished rows leave their batch."""
+    answers = greedy_answers(
+        model,
+        tokenizer,
+        conversations,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
+        desc=desc,
+    )
+    return [a.text for a in answers]
+
+
+class GreedyAnswer(NamedTuple):
+    """One greedy answer: its text, its token ids (the end-of-turn token not kept) and, when asked for, the
+    decoder's last hidden state at each position that predicted one of them, (len(ids), H)."""
+
+    text: str
+    ids: list[int]
+    hidden: torch.Tensor | None
+
+
+@torch.inference_mode()
+def greedy_answers(
+    model,
+    tokenizer,
+    conversations: Sequence[list[dict]],
+    *,
+    max_new_tokens: int = 32,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str | None = None,
+    hidden: bool = False,
+) -> list[GreedyAnswer]:
+    """:func:`greedy_texts` with each answer's token ids and, with ``hidden``, the hidden states the decoding
+    computed anyway: what a later pass along the answer would compute again (the retention term's base side)."""
     if batch_size < 1 or max_new_tokens < 1:
         raise DiffuseError(
             f"greedy_texts: batch_size {batch_size}, max_new_tokens {max_new_tokens}: must be >= 1"
@@ -244,25 +280,30 @@ def greedy_texts(
     stop = stop_ids(model, tokenizer)
     prompts = [prompt_ids(tokenizer, messages) for messages in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    texts: list[str] = [""] * len(prompts)
+    answers: list[GreedyAnswer | None] = [None] * len(prompts)
     desc = desc or f"greedy {model_label(model, short=True)}"  # the progress bar's: "greedy <model>: <task>"
     with _progress(len(prompts), 0, progress, desc, unit="prompt") as bar:
         for b in range(0, len(order), batch_size):
             rows = order[b : b + batch_size]  # input indices of the batch's rows
-            for row, ids, _ in _greedy_rows(
-                model, tokenizer, [prompts[i] for i in rows], stop, max_new_tokens
+            for row, ids, _, states in _greedy_rows(
+                model, tokenizer, [prompts[i] for i in rows], stop, max_new_tokens, hidden
             ):
-                texts[rows[row]] = _decode(tokenizer, ids)
+                kept = torch.stack(states[: len(ids)]) if hidden and ids else None
+                answers[rows[row]] = GreedyAnswer(_decode(tokenizer, ids), list(ids), kept)
             bar.update(len(rows))
-    return texts
+    return answers  # type: ignore[return-value]
 
 
 def _greedy_rows(
-    model, tokenizer, prompts: list[list[int]], stop: set[int], max_new_tokens: int
-) -> Iterator[tuple[int, list[int], bool]]:
-    """Greedy decoding of one batch of prompts; ``(row, token ids, stopped)`` as each row ends. The prompts'
-    common beginning (a chat template's system turn) runs once; the rest of each is left-padded after it."""
+    model, tokenizer, prompts: list[list[int]], stop: set[int], max_new_tokens: int, hidden: bool = False
+) -> Iterator[tuple[int, list[int], bool, list[torch.Tensor]]]:
+    """Greedy decoding of one batch of prompts; ``(row, token ids, stopped, hidden states)`` as each row ends
+    (with ``hidden``, the decoder's last hidden state at each step of the row, the step that chose each token;
+    else no states). The prompts' common beginning (a chat template's system turn) runs once; the rest of each
+    is left-padded after it."""
     from transformers import DynamicCache
+
+    from diffuse_lm.scoring import _unwrap
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -275,6 +316,11 @@ def _greedy_rows(
         cache = prefix_cache(model, prompts[0][:c], len(prompts))
     else:
         cache = DynamicCache(config=getattr(model, "config", None))
+    last: list[torch.Tensor] = []  # the decoder's output at the last position, of the latest forward
+    states: list[list[torch.Tensor]] = [[] for _ in prompts]
+
+    def keep_last(module, args, output) -> None:
+        last[:] = [output.last_hidden_state[:, -1]]
 
     def forward(ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         kw = cache_kwargs(model, cache)
@@ -291,10 +337,20 @@ def _greedy_rows(
         mask = torch.cat([mask, mask.new_ones(len(chosen), 1)], dim=1)
         return forward(chosen[:, None], mask, mask.sum(-1, keepdim=True) - 1)
 
-    first = forward(ids, mask, (mask.cumsum(-1) - 1).clamp_min(0)[:, c:])
-    yield from decode_rows(
-        len(prompts), first, lambda logits, active, t: logits.argmax(-1), step, stop, max_new_tokens
-    )
+    def choose(logits: torch.Tensor, active: list[int], t: int) -> torch.Tensor:
+        if hidden:
+            for j, row in enumerate(active):
+                states[row].append(last[0][j])
+        return logits.argmax(-1)
+
+    hook = _unwrap(model).get_decoder().register_forward_hook(keep_last) if hidden else None
+    try:
+        first = forward(ids, mask, (mask.cumsum(-1) - 1).clamp_min(0)[:, c:])
+        for row, tokens, stopped in decode_rows(len(prompts), first, choose, step, stop, max_new_tokens):
+            yield row, tokens, stopped, states[row]
+    finally:
+        if hook is not None:
+            hook.remove()
 
 
 def adapter_fingerprint(model) -> str | None:

@@ -19,10 +19,12 @@ from diffuse_lm.config import TrainConfig
 from diffuse_lm.errors import DiffuseError
 from diffuse_lm.files import sha256_file, write_json_atomic
 from diffuse_lm.model_info import set_model_info
+from diffuse_lm.retention import load_states, save_states
 from diffuse_lm.run_dir import (
     ADAPTER_DIR,
     ADAPTER_FILE,
     RETAIN_FILE,
+    RETAIN_STATES,
     check_inputs_kept,
     claim,
     clear_run_files,
@@ -227,13 +229,18 @@ class DiskRun:
             except ValueError:
                 saved = None
         if saved is not None and saved.get("prompts") == prompts:
-            return saved
+            states = load_states(self.out / RETAIN_STATES, prompts, saved.get("responses") or [])
+            return {**saved, "states": states}
         if not self.main:
             raise DiffuseError(f"{path}: missing (the main process writes it)")
         return None
 
     def keep_answers(self, saved: dict) -> None:
-        write_json_atomic(self.out / RETAIN_FILE, saved)
+        path = self.out / RETAIN_FILE
+        states = saved.get("states")
+        if states is not None:  # first: a kill between the two leaves answers whose states are recomputed
+            save_states(self.out / RETAIN_STATES, saved["prompts"], saved["responses"], states)
+        write_json_atomic(path, {k: v for k, v in saved.items() if k != "states"})
 
     def resume(self, model, opt) -> dict | None:
         return load_checkpoint(self.out, model, opt, warn=self.main)
