@@ -279,20 +279,30 @@ def _packed_answer_logprobs(model, batch: list[RetainExample]) -> torch.Tensor:
 
 def _base_logprobs(model, batch: list[RetainExample]) -> tuple[torch.Tensor, torch.Tensor]:
     """The base side of :func:`kl_rows`, laid out as :func:`_forward_logprobs` lays it out: the LM head on the
-    kept decoder states where every example of ``batch`` has them, else a pass of the decoder."""
-    if not all(e.base_states is not None for e in batch):
+    kept decoder states, and a pass of the decoder along the examples that have none."""
+    missing = [i for i, e in enumerate(batch) if e.base_states is None]
+    if len(missing) == len(batch):
         return _forward_logprobs(model, batch)
     from diffuse_lm.scoring import _head_logprobs, _unwrap
 
     lm = _unwrap(model)
     head = lm.get_output_embeddings().weight
+    kept = [e.base_states for e in batch if e.base_states is not None]
+    heads = iter(
+        _head_logprobs(lm, torch.cat(kept).to(head.device, head.dtype)).split([len(k) for k in kept])
+    )
+    computed = {}
+    if missing:
+        logp, mask = _forward_logprobs(model, [batch[i] for i in missing])
+        computed = {i: row[m] for i, row, m in zip(missing, logp, mask, strict=True)}
+    blocks = [computed[i] if i in computed else next(heads) for i in range(len(batch))]
     r = max(len(e.response_ids) for e in batch)
     lens = torch.tensor([len(e.response_ids) for e in batch], device=head.device)
     mask = torch.arange(r, device=head.device)[None, :] >= (r - lens)[:, None]
-    rows = _head_logprobs(lm, torch.cat([e.base_states for e in batch]).to(head.device, head.dtype))
-    logp = rows.new_zeros(len(batch), r, rows.shape[-1])
-    logp[mask] = rows
-    return logp, mask
+    rows = torch.cat(blocks)
+    out = rows.new_zeros(len(batch), r, rows.shape[-1])
+    out[mask] = rows
+    return out, mask
 
 
 def kl_rows(model, batch: list[RetainExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -223,31 +223,13 @@ def generate(model, tokenizer, messages: list[dict], n: int, **kw) -> list[str]:
     return [rec["text"] for rec in generate_records(model, tokenizer, messages, n, **kw)]
 
 
-@torch.inference_mode()
-def greedy_texts(
-    model,
-    tokenizer,
-    conversations: Sequence[list[dict]],
-    *,
-    max_new_tokens: int = 32,
-    batch_size: int = 64,
-    progress: bool = False,
-    desc: str | None = None,
-) -> list[str]:
+def greedy_texts(model, tokenizer, conversations: Sequence[list[dict]], **settings) -> list[str]:
     """Greedy (temperature 0) answers to many different prompts, batched with left padding; the decoded
     text of each (up to its end-of-turn token), in input order: the same text as
     ``generate(model, tokenizer, messages, 1, temperature=0.0, max_new_tokens=max_new_tokens)[0]``.
-    Prompts are sorted by length into batches (less padding); finished rows leave their batch."""
-    answers = greedy_answers(
-        model,
-        tokenizer,
-        conversations,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        progress=progress,
-        desc=desc,
-    )
-    return [a.text for a in answers]
+    Prompts are sorted by length into batches (less padding); finished rows leave their batch. ``settings``:
+    those of :func:`greedy_answers` (``max_new_tokens``, ``batch_size``, ``progress``, ``desc``)."""
+    return [a.text for a in greedy_answers(model, tokenizer, conversations, **settings)]
 
 
 class GreedyAnswer(NamedTuple):
