@@ -67,6 +67,46 @@ def test_a_second_run_into_a_folder_being_written_is_refused_naming_the_holder(t
     assert FileLock(out / LOCK_FILE, timeout=0).acquire()  # and released at its end
 
 
+def test_a_finished_run_held_by_another_reader_is_waited_for_not_refused(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    """`reproduce --jobs 2` runs experiments side by side that open the same finished adapter run: one holding
+    its lock for the seconds that takes must not fail the other."""
+    import diffuse_lm.run_guards as run_guards
+
+    cfg = _cfg(tmp_path, tiny_model_dir)
+    first = train(config_from_dict(cfg), progress=False).summary
+    out = Path(cfg["output_dir"])
+    holder = (
+        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1], timeout=0); l.acquire(); "
+        "print('held', flush=True); time.sleep(1.5); l.release()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder, str(out / LOCK_FILE)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        again = train(config_from_dict(cfg), progress=False).summary  # the lock held: waits, then reads
+        assert again["steps"] == first["steps"] and again["final_loss"] == first["final_loss"]
+    finally:
+        proc.kill()
+        proc.wait()
+    # a holder that keeps it longer than the wait is named, as for a run being written
+    monkeypatch.setattr(run_guards, "FINISHED_WAIT_S", 0.2)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder.replace("1.5", "60"), str(out / LOCK_FILE)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(DiffuseError, match="another `diffuse train` is writing it right now"):
+            train(config_from_dict(cfg), progress=False)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_run_that_cannot_start_leaves_no_folder_with_only_its_lock(tmp_path, tiny_model_dir):
     cfg = _cfg(tmp_path, tiny_model_dir, model=str(tmp_path / "no-such-model"))
     with pytest.raises(DiffuseError):

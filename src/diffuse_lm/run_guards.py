@@ -15,6 +15,7 @@ from pathlib import Path
 from diffuse_lm.errors import DiffuseError
 
 LOCK_FILE = ".train.lock"  # held by the run writing the folder; says which process that is
+FINISHED_WAIT_S = 300.0  # how long opening a finished run waits for another process holding its lock
 
 
 @contextmanager
@@ -34,7 +35,14 @@ def locked(out: Path | None) -> Iterator[None]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = FileLock(path, timeout=0)
-        lock.acquire()
+        try:
+            lock.acquire()
+        except Timeout:
+            if not (out / "summary.json").is_file():
+                raise
+            # a finished run: its holder is most likely another process reading it (experiments run side by
+            # side share adapters, and opening a finished run takes seconds), so wait for it rather than fail
+            lock.acquire(timeout=FINISHED_WAIT_S)
     except Timeout:
         try:
             holder = path.read_text().strip()[:80]
