@@ -97,8 +97,8 @@ def retain_batch(model, tokenizer, n: int = 2) -> list:
     from diffuse_lm.retention import base_answers_with_states, encode_examples, load_retain_prompts
 
     prompts = load_retain_prompts("general")[:n]
-    texts, states = base_answers_with_states(model, tokenizer, prompts, 48, cache=None)
-    examples = encode_examples(tokenizer, prompts, texts, states)
+    answers = base_answers_with_states(model, tokenizer, prompts, 48, cache=None)
+    examples = encode_examples(tokenizer, prompts, answers.texts, answers.states)
     assert all(e.base_states is not None for e in examples), (
         "the benchmark's answers should keep their states"
     )

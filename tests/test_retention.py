@@ -83,7 +83,7 @@ def test_kept_base_states_give_the_plain_kl_without_a_second_decoder_pass(tmp_pa
     prompts = [*PROMPTS, "Tell me about cats.", "Why is ice cold?", "Count to three."]
     ref, fast = _lora(tiny_llama(len(tokenizer), seed=4)), _lora(tiny_llama(len(tokenizer), seed=4))
     fast.load_state_dict(ref.state_dict())
-    texts, states = base_answers_with_states(fast, tokenizer, prompts, 8, cache=tmp_path)
+    texts, states, _ = base_answers_with_states(fast, tokenizer, prompts, 8, cache=tmp_path)
     examples = [e for e in encode_examples(tokenizer, prompts, texts, states) if e.base_states is not None]
     assert len(examples) >= 4  # answers that tokenize back to their tokens keep their states
     assert all(e.base_states.shape == (len(e.response_ids), 32) for e in examples)  # (tokens, hidden)
@@ -104,8 +104,8 @@ def test_kept_base_states_give_the_plain_kl_without_a_second_decoder_pass(tmp_pa
     # the cache keeps them; read back, they are the same tensors
     cached = list(tmp_path.glob("retain-*.safetensors"))
     assert len(cached) == 1
-    texts2, states2 = base_answers_with_states(fast, tokenizer, prompts, 8, cache=tmp_path)
-    assert texts2 == texts
+    texts2, states2, file = base_answers_with_states(fast, tokenizer, prompts, 8, cache=tmp_path)
+    assert texts2 == texts and file == cached[0]
     assert [s is None for s in states2] == [s is None for s in states]
     assert all(torch.equal(a, b) for a, b in zip(states, states2, strict=True) if a is not None)
 
@@ -117,6 +117,16 @@ def test_kept_states_of_other_answers_or_a_torn_file_are_not_used(tmp_path):
     back = load_states(path, PROMPTS, ANSWERS)
     assert back[1] is None and torch.equal(back[0], states[0]) and torch.equal(back[2], states[2])
     assert load_states(path, PROMPTS, ["Hi", "5", "Red"]) == [None] * 3  # other answers: not theirs
+    linked, other = tmp_path / "linked.safetensors", tmp_path / "other.safetensors"
+    save_states(linked, PROMPTS, ANSWERS, states, same_as=path)  # the same states: one file, two names
+    assert linked.stat().st_ino == path.stat().st_ino
+    save_states(
+        other, PROMPTS, ["Hi", "5", "Red"], [torch.ones(1, 4)] * 3, same_as=path
+    )  # not the same: written
+    assert (
+        other.stat().st_ino != path.stat().st_ino
+        and load_states(other, PROMPTS, ["Hi", "5", "Red"])[0] is not None
+    )
     path.write_bytes(path.read_bytes()[:40])  # torn
     assert load_states(path, PROMPTS, ANSWERS) == [None] * 3
     assert load_states(tmp_path / "missing.safetensors", PROMPTS, ANSWERS) == [None] * 3
@@ -282,3 +292,6 @@ def test_prepared_retention_answers_are_the_ones_a_run_reads(tmp_path, exact_mod
     summary = train(cfg, progress=False).summary
     saved = json.loads((Path(summary["output_dir"]) / "retain.json").read_text())
     assert calls == [] and saved["responses"] == json.loads(cached[0].read_text())["responses"]
+    # the run's states file is the cache's, hard-linked (runs that share a cache do not copy its bytes)
+    states = Path(summary["output_dir"]) / "retain.safetensors"
+    assert states.stat().st_ino == cached[0].with_suffix(".safetensors").stat().st_ino

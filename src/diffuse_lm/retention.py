@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import yaml
@@ -110,9 +112,18 @@ def base_responses(
     )[0]
 
 
+class BaseAnswers(NamedTuple):
+    """The base model's answers, the decoder states that chose them (None where not kept) and the file that
+    holds those states, when a cache keeps them."""
+
+    texts: list[str]
+    states: list[torch.Tensor | None]
+    states_file: Path | None = None
+
+
 def base_answers_with_states(
     model, tokenizer, prompts: list[str], max_new_tokens: int, *, cache: Path | None, progress: bool = False
-) -> tuple[list[str], list[torch.Tensor | None]]:
+) -> BaseAnswers:
     """The base model's greedy answers to ``prompts`` (the adapter, if any, disabled) and the decoder states
     that chose their tokens (None where the text does not tokenize back to them), computed once per
     (weights, prompts, length) and kept in ``cache`` (a folder) when given."""
@@ -130,7 +141,7 @@ def base_answers_with_states(
             kept = path.with_suffix(STATES_SUFFIX)
             if data.get("key") == key and len(data["responses"]) == len(prompts) and kept.is_file():
                 texts = list(data["responses"])
-                return texts, load_states(kept, prompts, texts)  # (answers cached without states: again)
+                return BaseAnswers(texts, load_states(kept, prompts, texts), kept)  # (no states: again)
         except (OSError, ValueError, KeyError):
             pass  # a torn or foreign file: compute again
     off = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
@@ -158,9 +169,10 @@ def base_answers_with_states(
             path.parent.mkdir(parents=True, exist_ok=True)
             save_states(path.with_suffix(STATES_SUFFIX), prompts, texts, states)
             write_json_atomic(path, {"key": key, "max_new_tokens": max_new_tokens, "responses": texts})
+            return BaseAnswers(texts, states, path.with_suffix(STATES_SUFFIX))
         except (OSError, DiffuseError):
             pass  # a cache that cannot be written only costs time
-    return texts, states
+    return BaseAnswers(texts, states)
 
 
 STATES_SUFFIX = ".safetensors"  # the states of a file of answers: beside it, the same name
@@ -171,16 +183,46 @@ def _answers_key(prompts: list[str], responses: list[str]) -> str:
 
 
 def save_states(
-    path: Path, prompts: list[str], responses: list[str], states: list[torch.Tensor | None]
+    path: Path,
+    prompts: list[str],
+    responses: list[str],
+    states: list[torch.Tensor | None],
+    *,
+    same_as: Path | None = None,
 ) -> None:
     """Write the kept states of answers to ``path`` (safetensors, one tensor per answer that has them), tied
-    to these prompts and answers by a hash in its metadata."""
+    to these prompts and answers by a hash in its metadata. ``same_as``: a file that holds these very states
+    (the model cache's), hard-linked where the file system allows, so runs that share a cache share the bytes."""
     from safetensors.torch import save
 
     from diffuse_lm.files import write_atomic
 
-    tensors = {str(i): s.detach().cpu().contiguous() for i, s in enumerate(states) if s is not None}
+    if same_as is not None and _states_of(same_as) == _answers_key(prompts, responses):
+        tmp = path.with_name(f".{path.name}.link-tmp")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(same_as, tmp)
+            os.replace(tmp, path)
+            return
+        except OSError:
+            tmp.unlink(missing_ok=True)  # another file system, or no hard links there: write it
+
+    # each its own contiguous copy: safetensors refuses tensors that share memory
+    tensors = {
+        str(i): s.detach().to("cpu", copy=True).contiguous() for i, s in enumerate(states) if s is not None
+    }
     write_atomic(path, save(tensors, metadata={"answers": _answers_key(prompts, responses)}))
+
+
+def _states_of(path: Path) -> str | None:
+    """The answers' hash a states file names in its metadata (None: no such file, or not one of ours)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("answers")
+    except (OSError, ValueError, SafetensorError):
+        return None
 
 
 def load_states(path: Path, prompts: list[str], responses: list[str]) -> list[torch.Tensor | None]:

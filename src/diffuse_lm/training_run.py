@@ -239,8 +239,9 @@ class DiskRun:
         path = self.out / RETAIN_FILE
         states = saved.get("states")
         if states is not None:  # first: a kill between the two leaves answers whose states are recomputed
-            save_states(self.out / RETAIN_STATES, saved["prompts"], saved["responses"], states)
-        write_json_atomic(path, {k: v for k, v in saved.items() if k != "states"})
+            kw = {"same_as": saved.get("states_file")}
+            save_states(self.out / RETAIN_STATES, saved["prompts"], saved["responses"], states, **kw)
+        write_json_atomic(path, {k: v for k, v in saved.items() if k not in ("states", "states_file")})
 
     def resume(self, model, opt) -> dict | None:
         return load_checkpoint(self.out, model, opt, warn=self.main)

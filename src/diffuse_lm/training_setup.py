@@ -18,7 +18,13 @@ import torch
 from diffuse_lm.config import TrainConfig
 from diffuse_lm.encoding import EncodedTask, encode_tasks
 from diffuse_lm.errors import DiffuseError
-from diffuse_lm.retention import RetainExample, base_answers_with_states, encode_examples, load_retain_prompts
+from diffuse_lm.retention import (
+    BaseAnswers,
+    RetainExample,
+    base_answers_with_states,
+    encode_examples,
+    load_retain_prompts,
+)
 from diffuse_lm.scoring import check_fits
 from diffuse_lm.tasks import Task, load_tasks, task_family
 from diffuse_lm.training_step import loss_floor, pass_length
@@ -144,7 +150,7 @@ def setup_retention(data: TrainData, run: Run, model, tokenizer, cfg: TrainConfi
         return
     saved = run.retain_answers(data.retain_prompts)
     if saved is None:
-        answers, states = base_answers(
+        answers, states, states_file = base_answers(
             model, tokenizer, cfg, data.retain_prompts, cached=run.caches, progress=progress
         )
         saved = {
@@ -152,6 +158,7 @@ def setup_retention(data: TrainData, run: Run, model, tokenizer, cfg: TrainConfi
             "prompts": data.retain_prompts,
             "responses": answers,
             "states": states,  # not JSON: the run keeps them in their own file
+            "states_file": states_file,  # the cache's file of them, when there is one: shared, not copied
         }
         run.keep_answers(saved)
     data.retain = encode_examples(tokenizer, saved["prompts"], saved["responses"], saved.get("states"))
@@ -178,7 +185,7 @@ def setup_optimizer(cfg: TrainConfig, model, total_steps: int):
 
 def base_answers(
     model, tokenizer, cfg: TrainConfig, prompts: list[str], *, cached: bool, progress: bool
-) -> tuple[list[str], list[torch.Tensor | None]]:
+) -> BaseAnswers:
     """The base model's answers to the retention prompts and the decoder states that chose them; with
     ``cached``, kept across runs in the model cache (keyed by the weights, the prompts and the answer length)."""
     from diffuse_lm.models import cache_dir
