@@ -91,6 +91,7 @@ def test_a_finished_run_held_by_another_reader_is_waited_for_not_refused(
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     # a holder that keeps it longer than the wait is named, as for a run being written
     monkeypatch.setattr(run_guards, "FINISHED_WAIT_S", 0.2)
     proc = subprocess.Popen(
@@ -105,6 +106,7 @@ def test_a_finished_run_held_by_another_reader_is_waited_for_not_refused(
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 def test_a_run_that_cannot_start_leaves_no_folder_with_only_its_lock(tmp_path, tiny_model_dir):
