@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,22 @@ def test_a_second_run_into_a_folder_being_written_is_refused_naming_the_holder(t
     assert FileLock(out / LOCK_FILE, timeout=0).acquire()  # and released at its end
 
 
+@contextmanager
+def _lock_held(lock: Path, seconds: float):
+    """Another process holding ``lock`` for ``seconds`` (then letting go), from the moment this enters."""
+    holder = (
+        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1], timeout=0); l.acquire(); "
+        "print('held', flush=True); time.sleep(float(sys.argv[2])); l.release()"
+    )
+    cmd = [sys.executable, "-c", holder, str(lock), str(seconds)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout.readline().strip() == "held"
+            yield
+        finally:
+            proc.kill()
+
+
 def test_a_finished_run_held_by_another_reader_is_waited_for_not_refused(
     tmp_path, tiny_model_dir, monkeypatch
 ):
@@ -76,37 +93,17 @@ def test_a_finished_run_held_by_another_reader_is_waited_for_not_refused(
 
     cfg = _cfg(tmp_path, tiny_model_dir)
     first = train(config_from_dict(cfg), progress=False).summary
-    out = Path(cfg["output_dir"])
-    holder = (
-        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1], timeout=0); l.acquire(); "
-        "print('held', flush=True); time.sleep(1.5); l.release()"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", holder, str(out / LOCK_FILE)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    lock = Path(cfg["output_dir"]) / LOCK_FILE
+    with _lock_held(lock, 1.5):
         again = train(config_from_dict(cfg), progress=False).summary  # the lock held: waits, then reads
-        assert again["steps"] == first["steps"] and again["final_loss"] == first["final_loss"]
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+    assert again["steps"] == first["steps"] and again["final_loss"] == first["final_loss"]
     # a holder that keeps it longer than the wait is named, as for a run being written
     monkeypatch.setattr(run_guards, "FINISHED_WAIT_S", 0.2)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", holder.replace("1.5", "60"), str(out / LOCK_FILE)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(DiffuseError, match="another `diffuse train` is writing it right now"):
-            train(config_from_dict(cfg), progress=False)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+    with (
+        _lock_held(lock, 60),
+        pytest.raises(DiffuseError, match="another `diffuse train` is writing it right now"),
+    ):
+        train(config_from_dict(cfg), progress=False)
 
 
 def test_a_run_that_cannot_start_leaves_no_folder_with_only_its_lock(tmp_path, tiny_model_dir):
