@@ -269,6 +269,13 @@ def encode_examples(
     return out
 
 
+def _answer_mask(batch: list[RetainExample], device) -> tuple[int, torch.Tensor]:
+    """The longest answer's length R and the (B, R) mask of real positions, answers right-aligned."""
+    r = max(len(e.response_ids) for e in batch)
+    lens = torch.tensor([len(e.response_ids) for e in batch], device=device)
+    return r, torch.arange(r, device=device)[None, :] >= (r - lens)[:, None]
+
+
 def _forward_logprobs(model, batch: list[RetainExample]) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-softmax of the next-token distributions predicting each answer token: (B, R, V), and the
     (B, R) mask of real positions, answers right-aligned (R: the longest answer). Where the decoder takes a packed
@@ -278,9 +285,7 @@ def _forward_logprobs(model, batch: list[RetainExample]) -> tuple[torch.Tensor, 
     from diffuse_lm.scoring import can_pack
 
     device = next(p for p in model.parameters()).device
-    r = max(len(e.response_ids) for e in batch)
-    lens = torch.tensor([len(e.response_ids) for e in batch], device=device)
-    mask = torch.arange(r, device=device)[None, :] >= (r - lens)[:, None]
+    r, mask = _answer_mask(batch, device)
     if can_pack(model, max(len(e.prompt_ids) + len(e.response_ids) for e in batch)):
         rows = _packed_answer_logprobs(model, batch)  # (N, V), the answer tokens in (example, token) order
         logp = rows.new_zeros(len(batch), r, rows.shape[-1])
@@ -338,9 +343,7 @@ def _base_logprobs(model, batch: list[RetainExample]) -> tuple[torch.Tensor, tor
         logp, mask = _forward_logprobs(model, [batch[i] for i in missing])
         computed = {i: row[m] for i, row, m in zip(missing, logp, mask, strict=True)}
     blocks = [computed[i] if i in computed else next(heads) for i in range(len(batch))]
-    r = max(len(e.response_ids) for e in batch)
-    lens = torch.tensor([len(e.response_ids) for e in batch], device=head.device)
-    mask = torch.arange(r, device=head.device)[None, :] >= (r - lens)[:, None]
+    r, mask = _answer_mask(batch, head.device)
     rows = torch.cat(blocks)
     out = rows.new_zeros(len(batch), r, rows.shape[-1])
     out[mask] = rows

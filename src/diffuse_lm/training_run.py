@@ -239,8 +239,10 @@ class DiskRun:
         path = self.out / RETAIN_FILE
         states = saved.get("states")
         if states is not None:  # first: a kill between the two leaves answers whose states are recomputed
-            kw = {"same_as": saved.get("states_file")}
-            save_states(self.out / RETAIN_STATES, saved["prompts"], saved["responses"], states, **kw)
+            prompts, responses = saved["prompts"], saved["responses"]
+            save_states(
+                self.out / RETAIN_STATES, prompts, responses, states, same_as=saved.get("states_file")
+            )
         write_json_atomic(path, {k: v for k, v in saved.items() if k not in ("states", "states_file")})
 
     def resume(self, model, opt) -> dict | None:
