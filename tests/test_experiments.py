@@ -494,12 +494,24 @@ def test_weighted_recipe_carries_family_weights_and_a_schedule_into_a_valid_trai
     assert (cfg.lr, cfg.lr_scheduler) == (pytest.approx(8e-4), "cosine")
     assert cfg.alg_config.family_weights == {"FORMAT-*": 0.5} and cfg.alg_config.balance == "families"
     for name, recipe in RECIPES.items():
-        if name not in ("weighted", "constrained"):
+        if recipe.lr_scheduler is None:
             s = recipe.settings(1e-3)
             assert "lr_scheduler" not in s and "family_weights" not in s.get("alg_config", {}), name
     bad = replace(STANDARD.six_recipe, balance_families=False).settings(1e-3)
     with pytest.raises(ValueError, match="family_weights needs balance: families"):
         TrainConfig(**bad, train_prompts=["formats-mix"], output_dir="x")
+
+
+def test_wide_recipe_sets_the_lora_rank_and_no_other_recipe_touches_it():
+    """Recipe `wide` is `constrained` with LoRA rank 16 and alpha 32 in its training config; every other recipe
+    leaves the `lora` block out, so the cache keys of their adapters stay as they were."""
+    from diffuse_lm.experiments.scales import RECIPES
+
+    wide = RECIPES["wide"].settings(1e-3)
+    cfg = TrainConfig(**wide, train_prompts=["formats-mix"], output_dir="x")
+    assert (cfg.lora.r, cfg.lora.alpha) == (16, 32.0)
+    assert {k: v for k, v in wide.items() if k != "lora"} == RECIPES["constrained"].settings(1e-3)
+    assert [n for n, r in RECIPES.items() if "lora" in r.settings(1e-3)] == ["wide"]
 
 
 def test_constrained_recipe_mixes_in_the_constrained_tasks_and_formats_keeps_those_of_kept_formats(tiny):
