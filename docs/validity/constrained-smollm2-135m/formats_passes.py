@@ -1,7 +1,8 @@
 """Held-out-format models of `diffuse reproduce formats --scale standard` trained for another number of passes,
 for some formats only (two side by side, one thread each, cached under OUT/adapters), each measured on the
 evaluation subjects in its held-out format as that experiment measures it; OUT/cells.json. `--settings JSON`
-merges training-config keys into the recipe's (a dict merges into its block: '{"lora": {"r": 32, "alpha": 64}}').
+merges training-config keys into the recipe's (a dict merges into its block: '{"lora": {"r": 32, "alpha": 64}}');
+`--seed N` trains another run of the same recipe.
 
     python docs/validity/constrained-smollm2-135m/formats_passes.py OUT 8 braces answer
     python docs/validity/constrained-smollm2-135m/formats_passes.py OUT 4 braces answer --settings '{"lr": 1.6e-3}'
@@ -23,11 +24,12 @@ parser.add_argument("out", type=Path)
 parser.add_argument("passes", type=int)
 parser.add_argument("formats", nargs="+", choices=formats.FORMATS)
 parser.add_argument("--settings", type=json.loads, default={}, help="training-config keys (JSON object)")
+parser.add_argument("--seed", type=int, default=0, help="training seed (another run of the same recipe)")
 args = parser.parse_args()
 if args.passes < 1 or not isinstance(args.settings, dict):
     parser.error("PASSES must be a positive integer and --settings a JSON object")
 scale = dataclasses.replace(STANDARD, passes={**STANDARD.passes, "formats": args.passes})
-ctx = Context(model="default", scale=scale, seed=0, out=args.out)
+ctx = Context(model="default", scale=scale, seed=args.seed, out=args.out)
 
 
 def settings_with_overrides(c: Context, recipe) -> dict:

@@ -1,8 +1,10 @@
 """Leave-one-out at standard scale for some held-out families only, with the current task library: train their
 held-out models two at a time (cached under OUT/adapters as `diffuse reproduce leave-one-out` names them), then
 measure base and each held-out model on its held-out family as that experiment does; OUT/loo-some.json.
+`--seed N` (first) trains another run of the same recipe.
 
     python docs/validity/constrained-smollm2-135m/leave_some_out.py OUT OCCUPATIONS COUNTRIES
+    python docs/validity/constrained-smollm2-135m/leave_some_out.py --seed 1 OUT OCCUPATIONS
 """
 
 import json
@@ -14,12 +16,15 @@ from diffuse_lm.experiments import runner
 from diffuse_lm.experiments.common import Context, using
 from diffuse_lm.experiments.scales import STANDARD
 
-if len(sys.argv) < 3:
-    print("usage: leave_some_out.py OUT FAMILY [FAMILY ...]", file=sys.stderr)
+args, seed = sys.argv[1:], 0
+if args[:1] == ["--seed"] and len(args) > 1 and args[1].isdigit():
+    args, seed = args[2:], int(args[1])
+if len(args) < 2:
+    print("usage: leave_some_out.py [--seed N] OUT FAMILY [FAMILY ...]", file=sys.stderr)
     sys.exit(2)
-out = Path(sys.argv[1])
-keep = tuple(sys.argv[2:])
-ctx = Context(model="default", scale=STANDARD, seed=0, out=out)
+out = Path(args[0])
+keep = tuple(args[1:])
+ctx = Context(model="default", scale=STANDARD, seed=seed, out=out)
 groups = loo.families(loo.six_tasks(ctx))
 if unknown := [f for f in keep if f not in groups]:
     print(f"error: unknown families {unknown}; the six are {list(groups)}", file=sys.stderr)
