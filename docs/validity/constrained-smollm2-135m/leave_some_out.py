@@ -1,12 +1,15 @@
 """Leave-one-out at standard scale for some held-out families only, with the current task library: train their
 held-out models two at a time (cached under OUT/adapters as `diffuse reproduce leave-one-out` names them), then
 measure base and each held-out model on its held-out family as that experiment does; OUT/loo-some.json.
-`--seed N` (first) trains another run of the same recipe.
+`--seed N` trains another run of the same recipe, `--recipe NAME` another recipe.
 
     python docs/validity/constrained-smollm2-135m/leave_some_out.py OUT OCCUPATIONS COUNTRIES
     python docs/validity/constrained-smollm2-135m/leave_some_out.py --seed 1 OUT OCCUPATIONS
+    python docs/validity/constrained-smollm2-135m/leave_some_out.py --recipe wide OUT OCCUPATIONS
 """
 
+import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,17 +17,22 @@ from pathlib import Path
 from diffuse_lm.experiments import leave_one_out as loo
 from diffuse_lm.experiments import runner
 from diffuse_lm.experiments.common import Context, using
-from diffuse_lm.experiments.scales import STANDARD
+from diffuse_lm.experiments.scales import RECIPES, STANDARD
 
-args, seed = sys.argv[1:], 0
-if args[:1] == ["--seed"] and len(args) > 1 and args[1].isdigit():
-    args, seed = args[2:], int(args[1])
-if len(args) < 2:
-    print("usage: leave_some_out.py [--seed N] OUT FAMILY [FAMILY ...]", file=sys.stderr)
-    sys.exit(2)
-out = Path(args[0])
-keep = tuple(args[1:])
-ctx = Context(model="default", scale=STANDARD, seed=seed, out=out)
+parser = argparse.ArgumentParser()
+parser.add_argument("out", type=Path)
+parser.add_argument("families", nargs="+")
+parser.add_argument("--seed", type=int, default=0, help="training seed (another run of the same recipe)")
+parser.add_argument(
+    "--recipe",
+    choices=RECIPES,
+    default="constrained",
+    help="the six-task recipe (default: constrained, the standard scale's)",
+)
+args = parser.parse_args()
+out, keep = args.out, tuple(args.families)
+scale = dataclasses.replace(STANDARD, six_recipe=RECIPES[args.recipe])
+ctx = Context(model="default", scale=scale, seed=args.seed, out=out)
 groups = loo.families(loo.six_tasks(ctx))
 if unknown := [f for f in keep if f not in groups]:
     print(f"error: unknown families {unknown}; the six are {list(groups)}", file=sys.stderr)
