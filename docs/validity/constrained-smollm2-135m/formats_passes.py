@@ -13,6 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from diffuse_lm.config import config_from_dict
+from diffuse_lm.errors import DiffuseError
 from diffuse_lm.experiments import formats, runner
 from diffuse_lm.experiments.common import Context, adapter, exact, using
 from diffuse_lm.experiments.leave_one_out import recipe_settings
@@ -40,6 +42,17 @@ def settings_with_overrides(c: Context, recipe) -> dict:
     return out
 
 
+try:  # a bad key or value: one line before anything trains
+    config_from_dict(
+        {
+            **settings_with_overrides(ctx, scale.six_recipe),
+            "train_prompts": ["formats-mix"],
+            "output_dir": "x",
+        },
+        source="--settings",
+    )
+except DiffuseError as e:
+    parser.error(str(e))
 formats.recipe_settings = settings_with_overrides  # the held-out models train with the overrides
 names = {f"formats-without-{f}" for f in args.formats}
 plan = runner.planned_adapters
