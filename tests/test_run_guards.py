@@ -63,6 +63,7 @@ def test_a_second_run_into_a_folder_being_written_is_refused_naming_the_holder(t
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     summary = train(config_from_dict(cfg), progress=False).summary  # free again: the run goes ahead
     assert summary["steps"] == 2
     assert FileLock(out / LOCK_FILE, timeout=0).acquire()  # and released at its end
