@@ -7,6 +7,8 @@ subjects (days, months, seasons, continents, compass points).
     diffuse train OUT/config.yaml
 """
 
+import argparse
+import json
 import random
 import sys
 from pathlib import Path
@@ -47,22 +49,26 @@ def tasks() -> dict[str, str]:
         chosen = every[every.index(a) : every.index(b) + 1]
         for k in (i, i + 3):
             fmt = FORMATS[k % len(FORMATS)]
-            path, text = _task(
+            _, text = _task(
                 fmt, name, what, every, chosen, q.format(a=a, b=b), random.Random(f"0/{name}/{fmt}")
             )
-            out[path.replace("constrained/", "word-range-").replace("/", "-")] = text.replace(
-                '"name": "constrained/', '"name": "word-range/'
-            )
+            data = {**json.loads(text), "name": f"word-range/{fmt}/{name}"}
+            out[f"word-range-{fmt}-{name}.json"] = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
     return out
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder for tasks/ and config.yaml")
+    out = parser.parse_args().out
+    if out.exists() and not out.is_dir():
+        parser.error(f"{out}: not a folder")
+    written = tasks()
     (out / "tasks").mkdir(parents=True, exist_ok=True)
-    for name, text in tasks().items():
+    for name, text in written.items():
         (out / "tasks" / name).write_text(text)
     cfg = yaml.safe_load((ROOT / "configs/smollm2-135m/six-tasks-keep.yaml").read_text())
     cfg["train_prompts"] = [*cfg["train_prompts"], str((out / "tasks").resolve())]
     cfg["output_dir"] = str((out / "run").resolve())
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    print(f"{len(tasks())} tasks in {out / 'tasks'}; train with: diffuse train {out / 'config.yaml'}")
+    print(f"{len(written)} tasks in {out / 'tasks'}; train with: diffuse train {out / 'config.yaml'}")
