@@ -3,7 +3,8 @@ for some formats only (two side by side, one thread each, cached under OUT/adapt
 evaluation subjects in its held-out format as that experiment measures it; OUT/cells.json. `--settings JSON`
 merges training-config keys into the recipe's (a dict merges into its block: '{"lora": {"r": 32, "alpha": 64}}');
 `--seed N` trains another run of the same recipe; `--per-subject K` replaces the format mix (each training subject
-in two formats) with each subject in K formats spread evenly over the sixteen.
+in two formats) with each subject in K formats spread evenly over the sixteen; `--extra DIR` adds the task files
+DIR/<format>/*.json (more_subjects.py writes them) to the training tasks, those in the held-out format left out.
 
     python docs/validity/constrained-smollm2-135m/formats_passes.py OUT 8 braces answer
     python docs/validity/constrained-smollm2-135m/formats_passes.py OUT 4 braces answer --settings '{"lr": 1.6e-3}'
@@ -31,9 +32,12 @@ parser.add_argument("--seed", type=int, default=0, help="training seed (another 
 parser.add_argument(
     "--per-subject", type=int, default=0, help="formats per training subject (0: the shipped mix)"
 )
+parser.add_argument("--extra", type=Path, help="folder of more training tasks, DIR/<format>/*.json")
 args = parser.parse_args()
 if args.passes < 1 or not isinstance(args.settings, dict) or not 0 <= args.per_subject <= 16:
     parser.error("PASSES must be a positive integer, --settings a JSON object and --per-subject 0 to 16")
+if args.extra is not None and not sorted(args.extra.glob("*/*.json")):
+    parser.error(f"--extra {args.extra}: no task files DIR/<format>/*.json")
 scale = dataclasses.replace(STANDARD, passes={**STANDARD.passes, "formats": args.passes})
 ctx = Context(model="default", scale=scale, seed=args.seed, out=args.out)
 
@@ -81,6 +85,15 @@ def wider_mix(c: Context, without: str) -> list[str]:
 
 if args.per_subject:
     shipped_tasks, formats.training_tasks = formats.training_tasks, wider_mix
+if args.extra is not None:
+    mix_tasks = formats.training_tasks
+
+    def with_extra(c: Context, without: str) -> list[str]:
+        """The mix without ``without``, and the --extra tasks not asked in it."""
+        extra = [str(p.resolve()) for p in sorted(args.extra.glob("*/*.json")) if p.parent.name != without]
+        return mix_tasks(c, without) + extra
+
+    formats.training_tasks = with_extra
 names = {f"formats-without-{f}" for f in args.formats}
 plan = runner.planned_adapters
 runner.planned_adapters = lambda experiments, c: [j for j in plan(experiments, c) if j[0] in names]

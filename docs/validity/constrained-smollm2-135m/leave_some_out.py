@@ -1,11 +1,13 @@
 """Leave-one-out at standard scale for some held-out families only, with the current task library: train their
 held-out models two at a time (cached under OUT/adapters as `diffuse reproduce leave-one-out` names them), then
 measure base and each held-out model on its held-out family as that experiment does; OUT/loo-some.json.
-`--seed N` trains another run of the same recipe, `--recipe NAME` another recipe.
+`--seed N` trains another run of the same recipe, `--recipe NAME` another recipe; `--extra DIR` adds the task files
+DIR/<format>/*.json (more_subjects.py writes them) to every held-out model's training tasks.
 
     python docs/validity/constrained-smollm2-135m/leave_some_out.py OUT OCCUPATIONS COUNTRIES
     python docs/validity/constrained-smollm2-135m/leave_some_out.py --seed 1 OUT OCCUPATIONS
     python docs/validity/constrained-smollm2-135m/leave_some_out.py --recipe wide OUT OCCUPATIONS
+    python docs/validity/constrained-smollm2-135m/leave_some_out.py --extra MORE/tasks OUT OCCUPATIONS
 """
 
 import argparse
@@ -29,9 +31,22 @@ parser.add_argument(
     default="constrained",
     help="the six-task recipe (default: constrained, the standard scale's)",
 )
+parser.add_argument("--extra", type=Path, help="folder of more training tasks, DIR/<format>/*.json")
 args = parser.parse_args()
 out, keep = args.out, tuple(args.families)
-scale = dataclasses.replace(STANDARD, six_recipe=RECIPES[args.recipe])
+recipe = RECIPES[args.recipe]
+if args.extra is not None:
+    extra = [str(p.resolve()) for p in sorted(args.extra.glob("*/*.json"))]
+    if not extra:
+        parser.error(f"--extra {args.extra}: no task files DIR/<format>/*.json")
+
+    class WithExtra(type(recipe)):
+        def extra_tasks(self) -> list[str]:
+            """The recipe's mixed-in tasks and the --extra ones."""
+            return super().extra_tasks() + extra
+
+    recipe = WithExtra(**{f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)})
+scale = dataclasses.replace(STANDARD, six_recipe=recipe)
 ctx = Context(model="default", scale=scale, seed=args.seed, out=out)
 groups = loo.families(loo.six_tasks(ctx))
 if unknown := [f for f in keep if f not in groups]:
