@@ -2,7 +2,8 @@
 held-out models two at a time (cached under OUT/adapters as `diffuse reproduce leave-one-out` names them), then
 measure base and each held-out model on its held-out family as that experiment does; OUT/loo-some.json.
 `--seed N` trains another run of the same recipe, `--recipe NAME` another recipe; `--extra DIR` adds the task files
-DIR/<format>/*.json (more_subjects.py writes them) to every held-out model's training tasks.
+DIR/<format>/*.json (more_subjects.py writes them) to every held-out model's training tasks; `--passes N` trains
+N passes instead of the standard scale's 5.
 
     python docs/validity/constrained-smollm2-135m/leave_some_out.py OUT OCCUPATIONS COUNTRIES
     python docs/validity/constrained-smollm2-135m/leave_some_out.py --seed 1 OUT OCCUPATIONS
@@ -32,7 +33,10 @@ parser.add_argument(
     help="the six-task recipe (default: constrained, the standard scale's)",
 )
 parser.add_argument("--extra", type=Path, help="folder of more training tasks, DIR/<format>/*.json")
+parser.add_argument("--passes", type=int, default=STANDARD.passes["six"], help="training passes (default: 5)")
 args = parser.parse_args()
+if args.passes < 1:
+    parser.error("--passes must be a positive integer")
 out, keep = args.out, tuple(args.families)
 recipe = RECIPES[args.recipe]
 if args.extra is not None:
@@ -46,7 +50,7 @@ if args.extra is not None:
             return super().extra_tasks() + extra
 
     recipe = WithExtra(**{f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)})
-scale = dataclasses.replace(STANDARD, six_recipe=recipe)
+scale = dataclasses.replace(STANDARD, six_recipe=recipe, passes={**STANDARD.passes, "six": args.passes})
 ctx = Context(model="default", scale=scale, seed=args.seed, out=out)
 groups = loo.families(loo.six_tasks(ctx))
 if unknown := [f for f in keep if f not in groups]:
