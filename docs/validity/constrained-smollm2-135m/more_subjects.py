@@ -3,16 +3,20 @@ moon", "one of the first eight Greek letters"), written as format-mix training t
 sixteen trained formats, rotating as `formats-mix` does, to OUT/tasks/<format>/<subject>.json (family
 FORMAT-<kind>). Base models favour the first member of such a set (North, Monday, January); the format mix has few
 of them. No subject is one of `formats`' evaluation subjects (days, months, seasons, continents, compass points)
-or of the user requests in user-tasks/ (metals, oceans, vegetables, weekdays).
+or of the user requests in user-tasks/ (metals, oceans, vegetables, weekdays). OUT/config.yaml is the shipped
+six-task config with the tasks added.
 
     python docs/validity/constrained-smollm2-135m/more_subjects.py OUT [--all] [--per-subject 1]
     python docs/validity/constrained-smollm2-135m/formats_passes.py OUT 4 braces answer --extra OUT/tasks
+    diffuse train OUT/config.yaml alg_config.n_iters=4
 """
 
 import argparse
 import random
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -80,4 +84,8 @@ if __name__ == "__main__":
     for name, text in written.items():
         (out / "tasks" / name).parent.mkdir(parents=True, exist_ok=True)
         (out / "tasks" / name).write_text(text)
-    print(f"{len(written)} tasks in {out / 'tasks'}")
+    cfg = yaml.safe_load((ROOT / "configs/smollm2-135m/six-tasks-keep.yaml").read_text())
+    cfg["train_prompts"] = [*cfg["train_prompts"], str((out / "tasks").resolve())]
+    cfg["output_dir"] = str((out / "run").resolve())
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    print(f"{len(written)} tasks in {out / 'tasks'}; the six-task config with them: {out / 'config.yaml'}")
