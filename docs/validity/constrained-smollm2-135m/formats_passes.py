@@ -36,7 +36,8 @@ parser.add_argument("--extra", type=Path, help="folder of more training tasks, D
 args = parser.parse_args()
 if args.passes < 1 or not isinstance(args.settings, dict) or not 0 <= args.per_subject <= 16:
     parser.error("PASSES must be a positive integer, --settings a JSON object and --per-subject 0 to 16")
-if args.extra is not None and not sorted(args.extra.glob("*/*.json")):
+extra_files = sorted(args.extra.glob("*/*.json")) if args.extra is not None else []
+if args.extra is not None and not extra_files:
     parser.error(f"--extra {args.extra}: no task files DIR/<format>/*.json")
 scale = dataclasses.replace(STANDARD, passes={**STANDARD.passes, "formats": args.passes})
 ctx = Context(model="default", scale=scale, seed=args.seed, out=args.out)
@@ -90,7 +91,7 @@ if args.extra is not None:
 
     def with_extra(c: Context, without: str) -> list[str]:
         """The mix without ``without``, and the --extra tasks not asked in it."""
-        extra = [str(p.resolve()) for p in sorted(args.extra.glob("*/*.json")) if p.parent.name != without]
+        extra = [str(p.resolve()) for p in extra_files if p.parent.name != without]
         return mix_tasks(c, without) + extra
 
     formats.training_tasks = with_extra

@@ -16,11 +16,10 @@ import random
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "scripts"))
 from make_format_tasks import TRAINED, _task  # noqa: E402
+from word_ranges import write_config  # noqa: E402  (this script's folder is on sys.path)
 
 # name -> (question, what is asked for, the set in its conventional order)
 SUBJECTS = {
@@ -84,8 +83,4 @@ if __name__ == "__main__":
     for name, text in written.items():
         (out / "tasks" / name).parent.mkdir(parents=True, exist_ok=True)
         (out / "tasks" / name).write_text(text)
-    cfg = yaml.safe_load((ROOT / "configs/smollm2-135m/six-tasks-keep.yaml").read_text())
-    cfg["train_prompts"] = [*cfg["train_prompts"], str((out / "tasks").resolve())]
-    cfg["output_dir"] = str((out / "run").resolve())
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    print(f"{len(written)} tasks in {out / 'tasks'}; the six-task config with them: {out / 'config.yaml'}")
+    print(f"{len(written)} tasks in {out / 'tasks'}; the six-task config with them: {write_config(out)}")

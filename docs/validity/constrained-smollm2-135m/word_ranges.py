@@ -57,6 +57,15 @@ def tasks() -> dict[str, str]:
     return out
 
 
+def write_config(out: Path) -> Path:
+    """OUT/config.yaml: the shipped six-task config with the task folder OUT/tasks added, run folder OUT/run."""
+    cfg = yaml.safe_load((ROOT / "configs/smollm2-135m/six-tasks-keep.yaml").read_text())
+    cfg["train_prompts"] = [*cfg["train_prompts"], str((out / "tasks").resolve())]
+    cfg["output_dir"] = str((out / "run").resolve())
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out / "config.yaml"
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for tasks/ and config.yaml")
@@ -67,8 +76,4 @@ if __name__ == "__main__":
     (out / "tasks").mkdir(parents=True, exist_ok=True)
     for name, text in written.items():
         (out / "tasks" / name).write_text(text)
-    cfg = yaml.safe_load((ROOT / "configs/smollm2-135m/six-tasks-keep.yaml").read_text())
-    cfg["train_prompts"] = [*cfg["train_prompts"], str((out / "tasks").resolve())]
-    cfg["output_dir"] = str((out / "run").resolve())
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    print(f"{len(written)} tasks in {out / 'tasks'}; train with: diffuse train {out / 'config.yaml'}")
+    print(f"{len(written)} tasks in {out / 'tasks'}; train with: diffuse train {write_config(out)}")
