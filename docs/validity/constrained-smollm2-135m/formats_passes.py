@@ -39,6 +39,9 @@ if args.passes < 1 or not isinstance(args.settings, dict) or not 0 <= args.per_s
 extra_files = sorted(args.extra.glob("*/*.json")) if args.extra is not None else []
 if args.extra is not None and not extra_files:
     parser.error(f"--extra {args.extra}: no task files DIR/<format>/*.json")
+trained = {n.split("/")[2] for n in builtin_tasks() if n.startswith("formats/train/")}
+if odd := sorted({p.parent.name for p in extra_files} - trained):
+    parser.error(f"--extra {args.extra}: {', '.join(odd)}: not a trained format's folder")
 scale = dataclasses.replace(STANDARD, passes={**STANDARD.passes, "formats": args.passes})
 ctx = Context(model="default", scale=scale, seed=args.seed, out=args.out)
 
