@@ -13,6 +13,8 @@ key=value, upper case).
 - formats/eval/<format>/<subject>: closed sets no training task asks for (days of the week, months, seasons,
   continents, compass points), for measuring a tuned model in a format it was or was not tuned on
   (`diffuse reproduce formats`), and invented answers on closed sets;
+- formats/ordered/<format>/<subject>: 28 random choices among sets with a conventional order (a colour of
+  the rainbow, a phase of the moon), each in two trained formats, for recipe `ordered` (group `ordered-mix`);
 - formats/unseen/<format>/<subject>: the same closed sets in the six formats of UNSEEN, which no training task
   asks in (YAML, bold, "Final answer: X", a first-person sentence, parentheses, a JSON list).
 
@@ -105,6 +107,45 @@ EVAL = {  # closed sets asked by no training task
         "North Northeast East Southeast South Southwest West Northwest".split(),
     ),
 }
+
+
+# Random choices among closed sets with a conventional order (formats/ordered/<format>/<subject>, group
+# `ordered-mix`): base models favour the first member of such a set (North, Monday, January) and the training
+# subjects above have few of them. Each subject is asked in two of the trained formats, rotating through them; none
+# is an EVAL subject. Recipe `ordered` mixes them in (docs/validity.md, "More subjects in the format mix").
+# name -> (question, what is asked for, the set in its conventional order)
+ORDERED = {
+    "rainbow": ("Name a colour of the rainbow at random.", "colour", "Red Orange Yellow Green Blue Indigo Violet".split()),
+    "note": ("Pick a note of the C major scale at random.", "note", "C D E F G A B".split()),
+    "greek": ("Pick one of the first eight letters of the Greek alphabet at random.", "letter", "Alpha Beta Gamma Delta Epsilon Zeta Eta Theta".split()),
+    "moon-phase": ("Choose a phase of the moon at random.", "phase", ["New Moon", "Waxing Crescent", "First Quarter", "Waxing Gibbous", "Full Moon", "Waning Gibbous", "Last Quarter", "Waning Crescent"]),
+    "chess-piece": ("Pick a chess piece at random.", "piece", "King Queen Rook Bishop Knight Pawn".split()),
+    "state-of-matter": ("Name a state of matter, chosen at random.", "state", "Solid Liquid Gas Plasma".split()),
+    "vowel": ("Pick a vowel of the English alphabet at random.", "vowel", "A E I O U".split()),
+    "noble-gas": ("Choose a noble gas at random.", "gas", "Helium Neon Argon Krypton Xenon Radon".split()),
+    "taste": ("Name one of the five basic tastes, chosen at random.", "taste", "Sweet Sour Salty Bitter Umami".split()),
+    "roman-numeral": ("Pick a Roman numeral from I to X at random.", "numeral", "I II III IV V VI VII VIII IX X".split()),
+    "time-of-day": ("Choose a time of day at random.", "time of day", "Morning Afternoon Evening Night".split()),
+    "blood-type": ("Pick a blood type at random.", "blood type", "A+ A- B+ B- AB+ AB- O+ O-".split()),
+    "medal": ("Pick an Olympic medal at random.", "medal", "Gold Silver Bronze".split()),
+    "us-coin": ("Pick a US coin at random.", "coin", "Penny Nickel Dime Quarter".split()),
+}  # fmt: skip
+ORDERED_MORE = {  # a second fourteen, more of them with answers of several words (as "North America" is)
+    "hogwarts-house": ("Pick a Hogwarts house at random.", "house", "Gryffindor Hufflepuff Ravenclaw Slytherin".split()),
+    "atmosphere-layer": ("Name a layer of the Earth's atmosphere, chosen at random.", "layer", "Troposphere Stratosphere Mesosphere Thermosphere Exosphere".split()),
+    "great-lake": ("Pick one of the Great Lakes at random.", "lake", "Superior Michigan Huron Erie Ontario".split()),
+    "earth-layer": ("Name a layer of the Earth's interior at random.", "layer", ["Crust", "Mantle", "Outer Core", "Inner Core"]),
+    "kingdom": ("Pick a kingdom of living things at random.", "kingdom", "Animals Plants Fungi Protists Bacteria Archaea".split()),
+    "cloud": ("Name a main type of cloud at random.", "cloud type", "Cumulus Stratus Cirrus Nimbus".split()),
+    "force": ("Pick one of the four fundamental forces of nature at random.", "force", ["Gravity", "Electromagnetism", "Strong Nuclear Force", "Weak Nuclear Force"]),
+    "platonic-solid": ("Name a Platonic solid, chosen at random.", "solid", "Tetrahedron Cube Octahedron Dodecahedron Icosahedron".split()),
+    "si-unit": ("Pick an SI base unit at random.", "unit", "Metre Kilogram Second Ampere Kelvin Mole Candela".split()),
+    "sense": ("Name one of the five senses at random.", "sense", "Sight Hearing Smell Taste Touch".split()),
+    "metric-prefix": ("Pick a metric prefix larger than one at random.", "prefix", "Kilo Mega Giga Tera Peta Exa".split()),
+    "meal": ("Choose a meal of the day at random.", "meal", "Breakfast Lunch Dinner".split()),
+    "mitosis-phase": ("Name a phase of mitosis at random.", "phase", "Prophase Metaphase Anaphase Telophase".split()),
+    "age": ("Pick one of the three ages of prehistory at random.", "age", ["Stone Age", "Bronze Age", "Iron Age"]),
+}  # fmt: skip
 
 
 def _options(r: random.Random, items: list[str], weights: list[float]) -> tuple[list[str], list[float]]:
@@ -260,7 +301,27 @@ def tasks() -> dict[str, str]:
                     continue  # a subset of a weighted set's options would change what is asked
                 path, text = _task(split, fmt, name, *named[name], r)
                 out[path] = text
+    out.update(ordered())
     return out
+
+
+def ordered(subjects: dict | None = None, per_subject: int = 2, split: str = "ordered") -> dict[str, str]:
+    """Path -> file text of the ordered-set subjects (default: all 28), each in ``per_subject`` of the sixteen
+    trained formats, the i-th subject (sorted by name) in formats i and i + 3."""
+    subjects = {**ORDERED, **ORDERED_MORE} if subjects is None else subjects
+    fmts, out = list(TRAINED), {}
+    for i, (name, (q, what, items)) in enumerate(sorted(subjects.items())):
+        for k in (i, i + 3)[:per_subject]:
+            fmt = fmts[k % len(fmts)]
+            r = random.Random(f"{SEED}/{name}/{fmt}")
+            path, text = _task(split, fmt, name, q, what, items, [1.0] * len(items), r)
+            out[path] = text
+    return out
+
+
+def ordered_mix() -> list[str]:
+    """The tasks of the built-in group ``ordered-mix``: every ordered-set subject in its two formats."""
+    return sorted(p.removesuffix(".json") for p in ordered())
 
 
 def mix() -> list[str]:

@@ -554,6 +554,8 @@ def groups() -> dict[str, list[str]]:
         # random choices under a constraint (a first letter, a range, a multiple) in every answer format
         # (scripts/make_constrained_tasks.py)
         "constrained-mix": constrained_mix(),
+        # random choices among sets with a conventional order, each in two answer formats (make_format_tasks.py)
+        "ordered-mix": ordered_mix(),
     }
 
 
@@ -562,6 +564,13 @@ def format_mix() -> list[str]:
     from make_format_tasks import mix
 
     return mix()
+
+
+def ordered_mix() -> list[str]:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_format_tasks import ordered_mix
+
+    return ordered_mix()
 
 
 def constrained_mix() -> list[str]:

@@ -535,6 +535,32 @@ def test_constrained_recipe_mixes_in_the_constrained_tasks_and_formats_keeps_tho
             assert len(names) == (len([n for n in mix if n.split("/")[1] != fmt]) if kept else 0)
 
 
+def test_ordered_recipe_adds_the_ordered_sets_and_formats_holds_their_format_out(tiny):
+    """Recipe `ordered` is `constrained` with the ordered-mix tasks (28 subjects with a conventional order, each in
+    two trained formats, none an evaluation subject of `formats`); its format-only models keep those asked in every
+    format but the held-out one. No other recipe trains on them."""
+    from diffuse_lm.experiments import formats
+    from diffuse_lm.experiments.scales import RECIPES, STANDARD
+    from diffuse_lm.tasks import builtin_groups, builtin_tasks
+
+    mix = builtin_groups()["ordered-mix"]
+    subjects = {n.split("/")[3] for n in mix}
+    trained = {n.split("/")[2] for n in builtin_tasks() if n.startswith("formats/train/")}
+    evaluated = {n.split("/")[3] for n in builtin_tasks() if n.startswith("formats/eval/")}
+    assert len(subjects) == 28 and len(mix) == 56 and not subjects & evaluated
+    assert {n.split("/")[2] for n in mix} <= trained
+    assert all(sum(n.split("/")[3] == s for n in mix) == 2 for s in subjects)
+    ordered = RECIPES["ordered"]
+    assert set(mix) <= set(ordered.extra_tasks())
+    assert [n for n, r in RECIPES.items() if set(mix) & set(r.extra_tasks())] == ["ordered"]
+    assert ordered.settings(1e-3) == RECIPES["constrained"].settings(1e-3)  # the same training keys
+    ctx = replace(tiny.ctx, scale=replace(STANDARD, six_recipe=ordered, format_subjects=2))
+    for fmt in ("braces", "answer"):
+        names = [n for n in formats.training_tasks(ctx, fmt) if n.startswith("formats/ordered/")]
+        assert sorted(names) == sorted(n for n in mix if n.split("/")[2] != fmt)
+        assert len(names) < len(mix)
+
+
 def test_tradeoff_points_and_recipes(tiny, monkeypatch):
     from diffuse_lm.experiments import tradeoff
     from diffuse_lm.experiments.scales import PAPER_RECIPE, Recipe

@@ -59,12 +59,14 @@ def unseen_formats() -> list[str]:
 def training_tasks(ctx: Context, without: str) -> list[str]:
     """The format mix (each training subject in two of the sixteen trained formats) without the tasks asked in
     ``without``: those of its first ``format_subjects`` subjects; and where the scale's recipe mixes in the
-    constrained tasks, those asked in a kept format."""
+    constrained or ordered-set tasks, those asked in a kept format."""
     groups = builtin_groups()
     subjects = sorted({n.split("/")[3] for n in groups["formats-mix"]})[: ctx.scale.format_subjects]
     out = [n for n in groups["formats-mix"] if n.split("/")[2] != without and n.split("/")[3] in subjects]
     if ctx.scale.six_recipe.constrained_mix:
         out += [n for n in groups["constrained-mix"] if n.split("/")[1] != without]
+    if ctx.scale.six_recipe.ordered_mix:
+        out += [n for n in groups["ordered-mix"] if n.split("/")[2] != without]
     return out
 
 

@@ -36,6 +36,7 @@ class Recipe:
     lr_scheduler: str | None = None  # constant, linear or cosine (None: TrainConfig's)
     constrained_mix: bool = False  # the constrained-mix tasks (random choices under a constraint) mixed in
     lora_rank: int | None = None  # LoRA rank, alpha twice it as the paper's 4 and 8 (None: TrainConfig's)
+    ordered_mix: bool = False  # the ordered-mix tasks (random choices among sets with a conventional order)
 
     def settings(self, model_lr: float) -> dict:
         """Training-config keys of the recipe for a model otherwise trained at ``model_lr``: its learning rate
@@ -77,7 +78,11 @@ class Recipe:
             + ("random-phrasing/",) * self.random_phrasing
         )
         mix = sorted(n for n in builtin_tasks() if n.startswith(groups)) if groups else []
-        named = ("formats-mix",) * self.formats_mix + ("constrained-mix",) * self.constrained_mix
+        named = (
+            ("formats-mix",) * self.formats_mix
+            + ("constrained-mix",) * self.constrained_mix
+            + ("ordered-mix",) * self.ordered_mix
+        )
         mix += [n for g in named for n in builtin_groups()[g]]
         return mix + [n for n in names if n.rsplit("/", 1)[1] in ids]
 
@@ -204,6 +209,16 @@ CONSTRAINED_RECIPE = replace(
 WIDE_RECIPE = replace(
     CONSTRAINED_RECIPE, name="wide: constrained with LoRA rank 16 instead of 4", lora_rank=16
 )
+# constrained with 28 random choices among sets with a conventional order (a colour of the rainbow, a phase of the
+# moon, a noble gas), each in two answer formats: base models favour the first member of such a set and the format
+# mix had few of them. Held out of training, braces and OCCUPATIONS then pass base's normalised entropy at the
+# standard scale's passes ("Answer: X" does not); the six-task config trains a third longer a pass
+# (docs/validity.md, "More subjects in the format mix").
+ORDERED_RECIPE = replace(
+    CONSTRAINED_RECIPE,
+    name="ordered: constrained + random choices among sets with a conventional order",
+    ordered_mix=True,
+)
 RECIPES = {
     "paper": PAPER_RECIPE,
     "determinate": DETERMINATE_RECIPE,
@@ -221,6 +236,7 @@ RECIPES = {
     "weighted": WEIGHTED_RECIPE,
     "constrained": CONSTRAINED_RECIPE,
     "wide": WIDE_RECIPE,
+    "ordered": ORDERED_RECIPE,
 }
 TRADEOFF = (
     PAPER_RECIPE,
