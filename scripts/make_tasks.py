@@ -550,34 +550,19 @@ def groups() -> dict[str, list[str]]:
         # the same questions in the other answer formats of formats-mix, for the retention term
         "determinate-formats": [f"determinate-formats/{f}" for f in ("answer", "json", "lower", "letter")],
         # random choices in every answer format, each subject in two (scripts/make_format_tasks.py)
-        "formats-mix": format_mix(),
+        "formats-mix": _generated("make_format_tasks", "mix"),
         # random choices under a constraint (a first letter, a range, a multiple) in every answer format
         # (scripts/make_constrained_tasks.py)
-        "constrained-mix": constrained_mix(),
+        "constrained-mix": _generated("make_constrained_tasks", "mix"),
         # random choices among sets with a conventional order, each in two answer formats (make_format_tasks.py)
-        "ordered-mix": ordered_mix(),
+        "ordered-mix": _generated("make_format_tasks", "ordered_mix"),
     }
 
 
-def format_mix() -> list[str]:
+def _generated(module: str, function: str) -> list[str]:
+    """The task names a group gets from another generator in scripts/ (``module.function()``)."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    from make_format_tasks import mix
-
-    return mix()
-
-
-def ordered_mix() -> list[str]:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from make_format_tasks import ordered_mix
-
-    return ordered_mix()
-
-
-def constrained_mix() -> list[str]:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from make_constrained_tasks import mix
-
-    return mix()
+    return getattr(importlib.import_module(module), function)()
 
 
 def all_tasks() -> list[dict]:
